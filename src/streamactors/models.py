@@ -1,0 +1,190 @@
+"""Domain types: the request users submit, the events they read, the reply they get.
+
+Everything here is a frozen attrs class with slots: cheap to build, safe to share
+between actors, and printable without leaking anything (requests hold no secrets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+import attrs
+
+__all__ = [
+    "ChatRequest",
+    "ErrorEvent",
+    "FinishEvent",
+    "FinishReason",
+    "Message",
+    "Reasoning",
+    "ReasoningEvent",
+    "Reply",
+    "StreamEvent",
+    "TextEvent",
+    "Tool",
+    "ToolCall",
+    "ToolCallEvent",
+    "Usage",
+    "UsageEvent",
+]
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
+FINISH_REASONS: frozenset[str] = frozenset({"stop", "length", "tool_calls", "content_filter", "error"})
+
+
+def _tuple(value: Sequence[Any] | None) -> tuple[Any, ...]:
+    return tuple(value) if value else ()
+
+
+@attrs.frozen(slots=True)
+class ToolCall:
+    """A complete tool call: `arguments` is the JSON text exactly as the model streamed it."""
+
+    id: str
+    name: str
+    arguments: str = ""
+
+
+@attrs.frozen(slots=True)
+class Tool:
+    """A function the model may call; `parameters` is a JSON Schema object."""
+
+    name: str
+    description: str | None = None
+    parameters: Mapping[str, Any] = attrs.field(factory=lambda: {"type": "object", "properties": {}})
+
+
+@attrs.frozen(slots=True)
+class Message:
+    """One chat message in OpenAI's shape.
+
+    `role` is "system", "developer", "user", "assistant" or "tool". Assistant
+    messages may carry `tool_calls`; tool messages carry the `tool_call_id` they answer.
+    """
+
+    role: str
+    content: str | None = None
+    tool_calls: tuple[ToolCall, ...] = attrs.field(default=(), converter=_tuple)
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen(slots=True)
+class Reasoning:
+    """Requested reasoning: an `effort` level or a token `budget_tokens` (one of the two)."""
+
+    effort: Literal["low", "medium", "high"] | None = None
+    budget_tokens: int | None = None
+
+
+@attrs.frozen(slots=True)
+class ChatRequest:
+    """A chat completion request. `model` is "<provider-name>/<model-id>" or a route alias."""
+
+    model: str
+    messages: tuple[Message, ...] = attrs.field(converter=_tuple)
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    tools: tuple[Tool, ...] = attrs.field(default=(), converter=_tuple)
+    tool_choice: str | Mapping[str, Any] | None = None
+    reasoning: Reasoning | None = None
+    request_id: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ChatRequest:
+        """Build a request from an OpenAI chat-completions style dict."""
+        from .request_dict import request_from_dict
+
+        return request_from_dict(data)
+
+    def split_model(self) -> tuple[str, str]:
+        """Return (provider name, model id): the model id is everything after the first "/"."""
+        provider, sep, model_id = self.model.partition("/")
+        return (provider, model_id) if sep else (self.model, "")
+
+
+# --- stream events -------------------------------------------------------------------
+# `type` is a class attribute so that `ev.type` costs nothing per event.
+
+
+@attrs.frozen(slots=True)
+class TextEvent:
+    """A fragment of the reply's visible text."""
+
+    type: ClassVar[str] = "text"
+    text: str
+
+
+@attrs.frozen(slots=True)
+class ReasoningEvent:
+    """A fragment of the model's reasoning (thinking) text."""
+
+    type: ClassVar[str] = "reasoning"
+    text: str
+
+
+@attrs.frozen(slots=True)
+class ToolCallEvent:
+    """A fragment of a tool call. `index` is the call's position in the reply (0, 1, ...).
+
+    The first fragment of a call carries its `id` and `name`; later ones may carry only
+    `arguments`, which are pieces of the JSON text to be concatenated.
+    """
+
+    type: ClassVar[str] = "tool_call"
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@attrs.frozen(slots=True)
+class UsageEvent:
+    """Token counts; output tokens include reasoning tokens."""
+
+    type: ClassVar[str] = "usage"
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+@attrs.frozen(slots=True)
+class FinishEvent:
+    """The reply ended normally for `reason`."""
+
+    type: ClassVar[str] = "finish"
+    reason: str
+
+
+@attrs.frozen(slots=True)
+class ErrorEvent:
+    """The reply failed; `error` is a `ProviderError` (with `.partial`)."""
+
+    type: ClassVar[str] = "error"
+    error: Exception
+
+
+StreamEvent = TextEvent | ReasoningEvent | ToolCallEvent | UsageEvent | FinishEvent | ErrorEvent
+
+
+@attrs.frozen(slots=True)
+class Usage:
+    """Token usage of a reply; None where the provider did not say."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+@attrs.frozen(slots=True)
+class Reply:
+    """An aggregated reply, as returned by `Service.complete()` or carried by `ProviderError.partial`."""
+
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str | None = None
+    usage: Usage = Usage()
+    provider: str = ""
+    model: str = ""

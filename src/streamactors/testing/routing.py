@@ -1,0 +1,44 @@
+"""Which provider format a request path asks for, and which model it names."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from types import ModuleType
+from typing import Any
+from urllib.parse import unquote
+
+from .formats import anthropic, openai
+
+__all__ = ["Route", "route_request"]
+
+Route = tuple[ModuleType, str, Callable[..., Iterator[Any]]]
+
+
+def _render_with(module: ModuleType, **kwargs: Any) -> Callable[..., Iterator[Any]]:
+    def render(steps: Iterable[Any], model: str, body: dict[str, Any]) -> Iterator[Any]:
+        return module.render(steps, model, body, **kwargs)  # type: ignore[no-any-return]
+
+    return render
+
+
+_AZURE = re.compile(r"/openai/deployments/([^/]+)/chat/completions$")
+_VERTEX_CLAUDE = re.compile(r"/publishers/anthropic/models/([^/:]+):streamRawPredict$")
+
+
+def route_request(path: str, body: dict[str, Any]) -> Route | None:
+    """(format module, model, render) for a request, or None for an unknown path.
+
+    `path` excludes the query string. The model comes from the path where the
+    provider puts it there (Azure, Vertex, Gemini, Bedrock), else from the body.
+    """
+    path = unquote(path)
+    if m := _AZURE.search(path):
+        return openai, m.group(1), _render_with(openai)
+    if path.endswith("/chat/completions"):
+        return openai, str(body.get("model", "")), _render_with(openai)
+    if m := _VERTEX_CLAUDE.search(path):
+        return anthropic, m.group(1), _render_with(anthropic)
+    if path.endswith("/v1/messages"):
+        return anthropic, str(body.get("model", "")), _render_with(anthropic)
+    return None

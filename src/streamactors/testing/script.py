@@ -1,0 +1,220 @@
+"""What the fake upstream says, independent of any wire format.
+
+A `Scenario` (parsed from the requested model id) becomes a list of abstract `Step`s:
+text and reasoning tokens, tool calls, usage, a finish, and the faults to inject.
+Each provider format then renders those steps into its exact bytes
+(`streamactors.testing.formats`). Tokens are deterministic, so a consumer can check
+each one as it arrives without storing the stream: token i is `token_text(i)`.
+
+Scenario syntax: options follow the model name, each after a `~`:
+`gpt-4o~tokens=100~ttft_ms=5~delay_ms=1~fail=midstream@50`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "Delay",
+    "Drop",
+    "Finish",
+    "MidStreamError",
+    "Raw",
+    "Reasoning",
+    "Scenario",
+    "Step",
+    "Text",
+    "ToolCallStep",
+    "Usage",
+    "UNICODE_WORDS",
+    "build_steps",
+    "parse_scenario",
+    "token_text",
+]
+
+UNICODE_WORDS = ("héllo", "wörld", "日本語", "🎉", "naïve", "Ωmega", "✓")
+
+
+def token_text(i: int, unicode: bool = False) -> str:
+    """The text of generated token `i`: "t0 ", "t1 ", ... (or words with multi-byte characters)."""
+    if unicode:
+        return f"{UNICODE_WORDS[i % len(UNICODE_WORDS)]}{i} "
+    return f"t{i} "
+
+
+@attrs.frozen
+class Scenario:
+    """How one fake response behaves. Every field can be set from the model id."""
+
+    model: str = "fake-model"
+    tokens: int = 20
+    tokens_per_chunk: int = 1
+    ttft_ms: float = 0.0
+    delay_ms: float = 0.0
+    reasoning: int = 0
+    tool_calls: int = 0
+    unicode: bool = False
+    finish: str = "stop"  # "stop" | "length" | "content_filter"
+    input_tokens: int = 10
+    # Faults: "status:<code>" before the body; "midstream" (an in-band error event);
+    # "drop" (connection closed mid-body); "truncate" (body ends without its terminator);
+    # "garbage" (invalid JSON in an event); "hang" (stop sending, keep the socket open).
+    fail: str | None = None
+    fail_at: int = 0
+    retry_after: float | None = None
+
+    @property
+    def fail_status(self) -> int | None:
+        if self.fail and self.fail.startswith("status:"):
+            return int(self.fail.split(":", 1)[1])
+        return None
+
+
+_FIELDS = {f.name: f for f in attrs.fields(Scenario)}
+
+
+def parse_scenario(model: str, defaults: Scenario | None = None) -> Scenario:
+    """Parse `name~key=value~...`. Unknown keys are ignored; `fail=midstream@50` sets fail_at."""
+    base = defaults or Scenario()
+    name, *opts = model.split("~")
+    changes: dict[str, Any] = {"model": name}
+    for opt in opts:
+        key, _, value = opt.partition("=")
+        if key == "fail" and "@" in value:
+            value, _, at = value.partition("@")
+            changes["fail_at"] = int(at)
+        field = _FIELDS.get(key)
+        if field is None:
+            continue
+        if field.type in ("int", int):
+            changes[key] = int(value)
+        elif field.type in ("float", float):
+            changes[key] = float(value)
+        elif field.type in ("bool", bool):
+            changes[key] = value.lower() in ("1", "true", "yes")
+        elif key == "retry_after":
+            changes[key] = float(value)
+        else:
+            changes[key] = value
+    return attrs.evolve(base, **changes)
+
+
+# --- steps ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Text:
+    text: str
+
+
+@attrs.frozen
+class Reasoning:
+    text: str
+
+
+@attrs.frozen
+class ToolCallStep:
+    """A whole tool call; formats that stream arguments split `arguments` into `pieces`."""
+
+    index: int
+    id: str
+    name: str
+    arguments: str
+    pieces: tuple[str, ...]
+
+
+@attrs.frozen
+class Usage:
+    input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int = 0
+
+
+@attrs.frozen
+class Finish:
+    reason: str  # "stop" | "length" | "tool_calls" | "content_filter"
+
+
+@attrs.frozen
+class MidStreamError:
+    message: str
+    error_type: str = "overloaded_error"
+    status: int = 529
+
+
+@attrs.frozen
+class Delay:
+    seconds: float
+
+
+@attrs.frozen
+class Drop:
+    """Close the connection abruptly, mid-body."""
+
+
+@attrs.frozen
+class Raw:
+    """Bytes to send as they are (malformed-input injection)."""
+
+    data: bytes
+
+
+Step = Text | Reasoning | ToolCallStep | Usage | Finish | MidStreamError | Delay | Drop | Raw
+
+
+def _tool_args(i: int) -> str:
+    return f'{{"city": "Paris {i}", "units": "celsius", "days": {i + 1}}}'
+
+
+def _pieces(s: str, n: int = 4) -> tuple[str, ...]:
+    step = max(1, len(s) // n)
+    return tuple(s[k : k + step] for k in range(0, len(s), step))
+
+
+def build_steps(sc: Scenario) -> Iterator[Step]:
+    """The abstract reply for `sc`, faults included (HTTP-status faults are the server's)."""
+    if sc.ttft_ms:
+        yield Delay(sc.ttft_ms / 1000)
+    delay = Delay(sc.delay_ms / 1000) if sc.delay_ms else None
+    for i in range(sc.reasoning):
+        yield Reasoning(token_text(i, sc.unicode))
+        if delay:
+            yield delay
+    per = max(1, sc.tokens_per_chunk)
+    i = 0
+    while i < sc.tokens:
+        if sc.fail is not None and i >= sc.fail_at and sc.fail_status is None:
+            yield from _fault(sc)
+            return
+        n = min(per, sc.tokens - i)
+        if sc.fail is not None and sc.fail_status is None and i + n > sc.fail_at:
+            n = max(1, sc.fail_at - i)
+        yield Text("".join(token_text(k, sc.unicode) for k in range(i, i + n)))
+        i += n
+        if delay and i < sc.tokens:
+            yield delay
+    if sc.fail is not None and sc.fail_status is None:
+        yield from _fault(sc)
+        return
+    for t in range(sc.tool_calls):
+        args = _tool_args(t)
+        yield ToolCallStep(t, f"call_{t:04d}", "get_weather", args, _pieces(args))
+    finish = "tool_calls" if sc.tool_calls and sc.finish == "stop" else sc.finish
+    yield Usage(sc.input_tokens, sc.tokens + sc.reasoning, sc.reasoning)
+    yield Finish(finish)
+
+
+def _fault(sc: Scenario) -> Iterator[Step]:
+    if sc.fail == "midstream":
+        yield MidStreamError("Overloaded (injected mid-stream fault)")
+    elif sc.fail == "drop":
+        yield Drop()
+    elif sc.fail == "truncate":
+        return
+    elif sc.fail == "garbage":
+        yield Raw(b"data: {not json\n\n")
+    elif sc.fail == "hang":
+        yield Delay(3600.0)

@@ -1,0 +1,214 @@
+"""The built-in fake upstream: a real HTTP/1.1 server on loopback that streams in each
+provider's exact format.
+
+Behaviour is chosen per request by the model id (see `script.parse_scenario`), so one
+server serves every test: `gpt-4o~tokens=5~fail=status:429~retry_after=1`. Requests are
+recorded (bounded) so tests can assert on the exact bytes the library sent.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+from typing import Any
+
+import attrs
+import h11
+import orjson
+import trio
+
+from .routing import route_request
+from .script import Delay, Drop, Scenario, build_steps, parse_scenario
+
+__all__ = ["FakeUpstream", "RecordedRequest", "serve_fake_upstream"]
+
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+
+@attrs.frozen
+class RecordedRequest:
+    """A request as the fake upstream received it."""
+
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def path(self) -> str:
+        return self.target.split("?", 1)[0]
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+@attrs.define
+class FakeUpstream:
+    """A fake provider server. Start it with `await nursery.start(fake.serve)`.
+
+    Attributes:
+        defaults: the scenario a model id without options gets.
+        events_per_chunk: how many SSE events travel in one HTTP chunk (1, as real providers).
+        fail_rate / midstream_rate: random fault injection for stress runs (seeded by `seed`).
+    """
+
+    defaults: Scenario = Scenario()
+    events_per_chunk: int = 1
+    fail_rate: float = 0.0
+    midstream_rate: float = 0.0
+    seed: int = 0
+    record: int = 1000
+    host: str = "127.0.0.1"
+    port: int = 0
+    requests: collections.deque[RecordedRequest] = attrs.field(init=False)
+    open_connections: int = attrs.field(init=False, default=0)
+    closed_connections: int = attrs.field(init=False, default=0)
+    responses_started: int = attrs.field(init=False, default=0)
+    responses_completed: int = attrs.field(init=False, default=0)
+    responses_aborted: int = attrs.field(init=False, default=0)
+    _rng: random.Random = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.requests = collections.deque(maxlen=self.record)
+        self._rng = random.Random(self.seed)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def serve(self, *, task_status: trio.TaskStatus[FakeUpstream] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen and serve until cancelled; `task_status.started(self)` once listening."""
+        listeners = await trio.open_tcp_listeners(self.port, host=self.host, backlog=4096)
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, self._handle, listeners)
+            task_status.started(self)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        self.open_connections += 1
+        try:
+            await self._connection(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError):
+            pass
+        finally:
+            self.open_connections -= 1
+            self.closed_connections += 1
+            await trio.aclose_forcefully(stream)
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        leftover = b""
+        while True:
+            conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
+            if leftover:
+                conn.receive_data(leftover)
+            request: h11.Request | None = None
+            body = bytearray()
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await stream.receive_some(65536)
+                    conn.receive_data(data)
+                    if not data and request is None:
+                        return
+                    continue
+                if isinstance(event, h11.Request):
+                    request = event
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                    if len(body) > MAX_REQUEST_BYTES:
+                        return
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                elif isinstance(event, h11.ConnectionClosed):
+                    return
+            assert request is not None
+            leftover = bytes(conn.trailing_data[0])
+            keep_alive = await self._respond(stream, request, bytes(body))
+            if not keep_alive:
+                return
+
+    async def _respond(self, stream: trio.SocketStream, request: h11.Request, body: bytes) -> bool:
+        target = request.target.decode("latin-1")
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
+        self.requests.append(RecordedRequest(request.method.decode(), target, headers, body))
+        try:
+            payload = orjson.loads(body) if body else {}
+        except orjson.JSONDecodeError:
+            payload = {}
+        path = target.split("?", 1)[0]
+        route = route_request(path, payload if isinstance(payload, dict) else {})
+        if route is None:
+            await self._send_error(stream, 404, b'{"error": {"message": "no such route", "type": "not_found"}}')
+            return True
+        fmt, model, render = route
+        scenario = parse_scenario(model, self.defaults)
+        if self.fail_rate and self._rng.random() < self.fail_rate:
+            scenario = attrs.evolve(scenario, fail="status:503")
+        elif self.midstream_rate and self._rng.random() < self.midstream_rate:
+            scenario = attrs.evolve(scenario, fail="midstream", fail_at=scenario.tokens // 2)
+        status = scenario.fail_status
+        if status is not None:
+            extra = []
+            if scenario.retry_after is not None:
+                extra.append((b"retry-after", str(scenario.retry_after).encode()))
+            await self._send_error(stream, status, fmt.error_body(status, f"injected HTTP {status}"), extra)
+            return True
+        self.responses_started += 1
+        head = (
+            b"HTTP/1.1 200 OK\r\ncontent-type: " + fmt.CONTENT_TYPE.encode() + b"\r\n"
+            b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n\r\n"
+        )
+        await stream.send_all(head)
+        pending: list[bytes] = []
+        try:
+            for item in render(build_steps(scenario), scenario.model, payload):
+                if isinstance(item, bytes):
+                    pending.append(item)
+                    if len(pending) >= self.events_per_chunk:
+                        await self._send_chunk(stream, pending)
+                    continue
+                if pending:
+                    await self._send_chunk(stream, pending)
+                if isinstance(item, Delay):
+                    await trio.sleep(item.seconds)
+                elif isinstance(item, Drop):
+                    self.responses_aborted += 1
+                    return False
+            if pending:
+                await self._send_chunk(stream, pending)
+            await stream.send_all(b"0\r\n\r\n")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.responses_aborted += 1
+            return False
+        self.responses_completed += 1
+        return True
+
+    @staticmethod
+    async def _send_chunk(stream: trio.SocketStream, pending: list[bytes]) -> None:
+        data = b"".join(pending) if len(pending) > 1 else pending[0]
+        pending.clear()
+        await stream.send_all(b"%x\r\n%b\r\n" % (len(data), data))
+
+    @staticmethod
+    async def _send_error(
+        stream: trio.SocketStream, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        reason = {400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found", 429: b"Too Many Requests",
+                  500: b"Internal Server Error", 503: b"Service Unavailable"}.get(status, b"Error")
+        lines = [b"HTTP/1.1 %d %b" % (status, reason), b"content-type: application/json",
+                 b"content-length: %d" % len(body)]
+        lines += [k + b": " + v for k, v in extra or ()]
+        await stream.send_all(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+
+
+async def serve_fake_upstream(
+    port: int, *, host: str = "127.0.0.1", events_per_chunk: int = 1, defaults: Scenario | None = None,
+    fail_rate: float = 0.0, midstream_rate: float = 0.0,
+    task_status: trio.TaskStatus[FakeUpstream] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a `FakeUpstream` until cancelled (used by `streamactors mock-upstream`)."""
+    fake = FakeUpstream(defaults=defaults or Scenario(), events_per_chunk=events_per_chunk,
+                        fail_rate=fail_rate, midstream_rate=midstream_rate, host=host, port=port)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(fake.serve)
+        task_status.started(fake)

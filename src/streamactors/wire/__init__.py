@@ -1,0 +1,1 @@
+"""Sans-IO wire formats: classes fed bytes that return events. No sockets, no trio, no httpx."""

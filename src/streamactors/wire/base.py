@@ -1,0 +1,166 @@
+"""What every provider codec offers, and the shared pieces of the SSE + JSON codecs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import attrs
+import orjson
+
+from ..errors import WireError
+from ..models import ChatRequest, FinishEvent, StreamEvent, UsageEvent
+from .sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
+
+__all__ = [
+    "HttpRequestSpec",
+    "ProviderCodec",
+    "SSEJsonDecoder",
+    "StreamDecoder",
+    "error_message_from_body",
+]
+
+
+@attrs.frozen(slots=True)
+class HttpRequestSpec:
+    """An HTTP request described as data; the transport layer sends it."""
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    def with_headers(self, extra: Mapping[str, str]) -> HttpRequestSpec:
+        """Return a copy with `extra` headers set (replacing same-named ones)."""
+        lower = {k.lower() for k in extra}
+        kept = tuple((k, v) for k, v in self.headers if k.lower() not in lower)
+        return attrs.evolve(self, headers=kept + tuple(extra.items()))
+
+
+class StreamDecoder(Protocol):
+    """Turns one response body's bytes into normalized events (sans-IO)."""
+
+    model: str | None
+    unknown_events: set[str]
+    invalid_utf8: bool
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        """Take body bytes; return the events they complete. Raises `WireError`."""
+        ...
+
+    def close(self) -> list[StreamEvent]:
+        """End of body. Returns the last events (usage, finish) or raises `WireError`
+        if the stream ended before its terminator or finish reason."""
+        ...
+
+
+class ProviderCodec(Protocol):
+    """Everything provider-specific that needs no I/O: request building, stream decoding,
+    error-body parsing. One instance per configured provider."""
+
+    def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
+        """Translate a request into the provider's exact HTTP request."""
+        ...
+
+    def new_decoder(self) -> StreamDecoder:
+        """A fresh decoder for one streaming response."""
+        ...
+
+    def parse_error(self, status: int, body: bytes) -> tuple[str, str | None]:
+        """(message, error type) from an HTTP error response body."""
+        ...
+
+
+def error_message_from_body(body: bytes) -> tuple[str, str | None]:
+    """Extract (message, type) from the usual JSON error shapes, else the body text.
+
+    Handles `{"error": {"message", "type"|"code"|"status"}}`, `{"error": "text"}`,
+    `{"message": ...}` and a JSON list of such objects (Gemini sometimes sends one).
+    """
+    text = body[:4096].decode("utf-8", errors="replace").strip()
+    try:
+        obj: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return (text or "(empty body)", None)
+    if isinstance(obj, list) and obj:
+        obj = obj[0]
+    if isinstance(obj, dict):
+        err = obj.get("error", obj)
+        if isinstance(err, str):
+            return (err, obj.get("type") if isinstance(obj.get("type"), str) else None)
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("Message") or text
+            etype = err.get("type") or err.get("status") or err.get("code")
+            return (str(msg), str(etype) if etype is not None else None)
+    return (text or "(empty body)", None)
+
+
+class SSEJsonDecoder:
+    """Base for providers whose stream is SSE with a JSON object per event.
+
+    Subclasses implement `_on_event(sse, out)`; they set `self._finish` when the
+    provider states a finish reason, and `self._done` when its terminator arrives.
+    """
+
+    terminator = "[DONE]"
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._sse = SSEDecoder(max_event_bytes)
+        self.model: str | None = None
+        self.unknown_events: set[str] = set()
+        self._finish: str | None = None
+        self._usage: UsageEvent | None = None
+        self._done = False
+        self._closed = False
+        self._tool_calls_seen = False
+
+    @property
+    def invalid_utf8(self) -> bool:
+        return self._sse.invalid_utf8
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        if self._closed:
+            return out
+        for sse in self._sse.feed(data):
+            if self._done:
+                break
+            self._on_event(sse, out)
+        if self._done:
+            self._close_into(out)
+        return out
+
+    def close(self) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        if self._closed:
+            return out
+        for sse in self._sse.close():
+            if self._done:
+                break
+            self._on_event(sse, out)
+        if not self._done and self._finish is None:
+            raise WireError(
+                "stream ended before its terminator: the reply is incomplete", kind="protocol"
+            )
+        self._close_into(out)
+        return out
+
+    def _close_into(self, out: list[StreamEvent]) -> None:
+        self._closed = True
+        if self._usage is not None:
+            out.append(self._usage)
+        reason = self._finish or "stop"
+        if reason == "stop" and self._tool_calls_seen:
+            reason = "tool_calls"
+        out.append(FinishEvent(reason))
+
+    def _on_event(self, sse: SSEEvent, out: list[StreamEvent]) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _json(data: str) -> Any:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            snippet = data[:200]
+            raise WireError(f"invalid JSON in stream event: {exc}: {snippet!r}", kind="protocol") from exc
