@@ -1,1 +1,60 @@
-"""streamactors."""
+"""streamactors: stream chat completions from many LLM providers through supervised trio actors.
+
+    import streamactors
+    cfg = streamactors.Config.load("streamactors.toml")
+    async with streamactors.open_service(cfg) as service:
+        reply = await service.complete({"model": "openai/gpt-4o-mini", "messages": [...]})
+        async with service.stream(request) as events:
+            async for ev in events: ...
+"""
+
+__version__ = "0.1.0"
+
+from .config import Config as Config
+from .errors import ConfigError as ConfigError
+from .errors import ProviderError as ProviderError
+from .errors import StreamActorsError as StreamActorsError
+from .errors import UsageError as UsageError
+from .models import ChatRequest as ChatRequest
+from .models import ErrorEvent as ErrorEvent
+from .models import FinishEvent as FinishEvent
+from .models import Message as Message
+from .models import Reasoning as Reasoning
+from .models import ReasoningEvent as ReasoningEvent
+from .models import Reply as Reply
+from .models import StreamEvent as StreamEvent
+from .models import TextEvent as TextEvent
+from .models import Tool as Tool
+from .models import ToolCall as ToolCall
+from .models import ToolCallEvent as ToolCallEvent
+from .models import Usage as Usage
+from .models import UsageEvent as UsageEvent
+from .service import Service as Service
+from .service import open_service as open_service
+from .stream import EventStream as EventStream
+
+__all__ = [
+    "ChatRequest",
+    "Config",
+    "ConfigError",
+    "ErrorEvent",
+    "EventStream",
+    "FinishEvent",
+    "Message",
+    "ProviderError",
+    "Reasoning",
+    "ReasoningEvent",
+    "Reply",
+    "Service",
+    "StreamActorsError",
+    "StreamEvent",
+    "TextEvent",
+    "Tool",
+    "ToolCall",
+    "ToolCallEvent",
+    "Usage",
+    "UsageEvent",
+    "UsageError",
+    "__version__",
+    "open_service",
+]

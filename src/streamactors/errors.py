@@ -43,6 +43,14 @@ class ConfigError(StreamActorsError, ValueError):
         self.key = key
 
 
+class FieldValueError(ValueError):
+    """Raised by config validators; turned into a `ConfigError` naming the whole key path."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class UsageError(StreamActorsError, ValueError):
     """The caller passed something the API cannot accept (a malformed request, say)."""
 

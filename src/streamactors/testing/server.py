@@ -66,6 +66,7 @@ class FakeUpstream:
     responses_started: int = attrs.field(init=False, default=0)
     responses_completed: int = attrs.field(init=False, default=0)
     responses_aborted: int = attrs.field(init=False, default=0)
+    chunks_sent: int = attrs.field(init=False, default=0)
     _rng: random.Random = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -183,10 +184,10 @@ class FakeUpstream:
         self.responses_completed += 1
         return True
 
-    @staticmethod
-    async def _send_chunk(stream: trio.SocketStream, pending: list[bytes]) -> None:
+    async def _send_chunk(self, stream: trio.SocketStream, pending: list[bytes]) -> None:
         data = b"".join(pending) if len(pending) > 1 else pending[0]
         pending.clear()
+        self.chunks_sent += 1
         await stream.send_all(b"%x\r\n%b\r\n" % (len(data), data))
 
     @staticmethod

@@ -1,0 +1,1 @@
+"""Supervised trio actors."""

@@ -1,0 +1,321 @@
+"""`ProviderActor`: owns one provider's HTTP client, codec and concurrency limit.
+
+It takes `StreamJob`s from its bounded mailbox and streams each upstream response into
+the job's bounded reply channel, one `Batch` per network read. A slow consumer blocks
+the send, which stops the reads, which lets TCP push back on the upstream: backpressure
+end to end. Retries (the official SDKs' policy) happen only before the first event.
+First-token, idle and total deadlines are trio cancel scopes; time blocked on the
+consumer is not counted as upstream idleness.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import aclosing
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import httpx
+import trio
+
+from ..config import ProviderConfig
+from ..errors import ProviderError, WireError
+from ..models import FinishEvent, UsageEvent
+from ..policy.backoff import retry_delay, should_retry
+from ..providers import Authorizer
+from ..secret import scrub
+from ..transport import classify_transport_error, make_client
+from ..wire.base import HttpRequestSpec, ProviderCodec, StreamDecoder
+from .messages import Batch, ReplyMessage, StreamEnd, StreamJob
+
+__all__ = ["ProviderActor"]
+
+MAX_ERROR_BODY = 64 * 1024
+
+
+class _AttemptFailed(Exception):
+    """One HTTP attempt failed; carries the response headers the retry policy reads."""
+
+    def __init__(self, error: ProviderError, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.headers: Mapping[str, str] = headers or {}
+
+
+@attrs.define
+class _Progress:
+    """What one job has seen so far (owned by the task serving the job)."""
+
+    first_event_at: float | None = None
+    model: str | None = None
+    usage: UsageEvent | None = None
+    finish: str | None = None
+    http_status: int | None = None
+    retries: int = 0
+    events: int = 0
+
+
+class ProviderActor:
+    """One configured provider, run under a supervisor.
+
+    Construct it, then `await nursery.start(actor.run)`. Submit with
+    `await actor.mailbox.send(job)`. The mailbox outlives restarts: a crashed
+    incarnation's queued jobs are served by the next one.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: ProviderConfig,
+        codec: ProviderCodec,
+        *,
+        authorizer: Authorizer | None = None,
+        logger: Any,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.codec = codec
+        self._authorizer = authorizer
+        self._log = logger.bind(provider=name)
+        self._transport = transport
+        self._rng = rng or random.Random()
+        self._wall_clock = wall_clock
+        self._secrets = config.secrets()
+        self._content_type: str = getattr(codec, "content_type", "text/event-stream")
+        send, recv = trio.open_memory_channel[StreamJob](config.max_concurrency)
+        #: Where requests are submitted; bounded, so submitters feel backpressure.
+        self.mailbox: trio.MemorySendChannel[StreamJob] = send
+        self._inbox = recv
+        self.in_flight = 0
+        self.incarnation = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[ProviderActor] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve jobs until the mailbox is closed and every job has finished."""
+        self.incarnation += 1
+        slots = trio.Semaphore(self.config.max_concurrency)
+        async with make_client(self.config, self._transport) as client, trio.open_nursery() as nursery:
+            task_status.started(self)
+            async for job in self._inbox:
+                await slots.acquire()
+                nursery.start_soon(self._serve, client, job, slots)
+
+    # --- one job ----------------------------------------------------------------
+
+    async def _serve(self, client: httpx.AsyncClient, job: StreamJob, slots: trio.Semaphore) -> None:
+        self.in_flight += 1
+        progress = _Progress()
+        start = trio.current_time()
+        end: StreamEnd | None = None
+        log = self._log.bind(request_id=job.request_id, model=job.model_id)
+        log.info("request_start")
+        try:
+            with job.cancel:
+                end = await self._stream(client, job, progress)
+                await job.reply.send(end)
+        except trio.BrokenResourceError:
+            pass  # the consumer went away; its cancel scope stops the rest
+        except Exception as exc:
+            # A bug or an unexpected failure: this job fails, and the actor crashes so its
+            # supervisor restarts it with a fresh client.
+            error = ProviderError(
+                f"internal error in provider actor: {type(exc).__name__}: {scrub(str(exc), self._secrets)}",
+                provider=self.name, kind="protocol", retryable=True,
+            )
+            end = StreamEnd(progress.model, error, progress.retries)
+            try:
+                job.reply.send_nowait(end)
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            raise
+        finally:
+            job.reply.close()
+            slots.release()
+            self.in_flight -= 1
+            self._log_end(log, progress, end, start, cancelled=job.cancel.cancel_called)
+
+    def _log_end(self, log: Any, p: _Progress, end: StreamEnd | None, start: float, *, cancelled: bool) -> None:
+        now = trio.current_time()
+        fields: dict[str, Any] = {
+            "duration_ms": round((now - start) * 1000, 3),
+            "ttft_ms": None if p.first_event_at is None else round((p.first_event_at - start) * 1000, 3),
+            "http_status": p.http_status,
+            "retries": p.retries,
+            "input_tokens": p.usage.input_tokens if p.usage else None,
+            "output_tokens": p.usage.output_tokens if p.usage else None,
+            "finish_reason": p.finish,
+            "upstream_model": p.model,
+            "events": p.events,
+        }
+        if end is not None and end.error is not None:
+            err = end.error
+            log.warning("request_end", status="error", error_kind=err.kind, error=err.message,
+                        error_status=err.status, **fields)
+        elif cancelled and p.finish is None:
+            log.info("request_end", status="cancelled", **fields)
+        elif end is None:
+            log.warning("request_end", status="error", error_kind="connection", error="actor stopped", **fields)
+        else:
+            log.info("request_end", status="ok", **fields)
+
+    async def _stream(self, client: httpx.AsyncClient, job: StreamJob, progress: _Progress) -> StreamEnd:
+        timeouts = self.config.timeouts
+        max_retries = self.config.max_retries if job.max_retries is None else job.max_retries
+        spec = self.codec.build_request(job.request, job.model_id)
+        error: ProviderError | None = None
+        with trio.move_on_after(timeouts.total) as total_scope:
+            attempt = 0
+            while True:
+                try:
+                    await self._attempt(client, job, spec, progress)
+                    return StreamEnd(progress.model, None, progress.retries)
+                except _AttemptFailed as failed:
+                    error = failed.error
+                    if progress.first_event_at is not None or not error.retryable or attempt >= max_retries:
+                        break
+                    delay = retry_delay(attempt, failed.headers, self._rng, self._wall_clock())
+                    if delay is None:  # the upstream asked for a wait longer than we honour
+                        break
+                    attempt += 1
+                    progress.retries = attempt
+                    self._log.info("retry", request_id=job.request_id, attempt=attempt, delay_s=round(delay, 3),
+                                   error_kind=error.kind, error_status=error.status)
+                    await trio.sleep(delay)
+        if total_scope.cancelled_caught:
+            error = ProviderError(
+                f"request exceeded the total timeout of {timeouts.total} s",
+                provider=self.name, kind="timeout", retryable=True,
+            )
+        return StreamEnd(progress.model, error, progress.retries)
+
+    def _fail(self, message: str, kind: str, **kw: Any) -> ProviderError:
+        return ProviderError(scrub(message, self._secrets), provider=self.name, kind=kind, **kw)
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, job: StreamJob, spec: HttpRequestSpec, progress: _Progress
+    ) -> None:
+        timeouts = self.config.timeouts
+        if self._authorizer is not None:
+            spec = await self._authorizer(spec)
+        decoder = self.codec.new_decoder(job.model_id)
+        reply = job.reply
+        now = trio.current_time
+        with trio.CancelScope() as scope:
+            scope.deadline = now() + timeouts.first_token
+            try:
+                request = client.build_request(spec.method, spec.url, headers=spec.headers, content=spec.body)
+                response = await client.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                kind, message = classify_transport_error(exc)
+                raise _AttemptFailed(self._fail(message, kind, retryable=True)) from exc
+            try:
+                progress.http_status = response.status_code
+                if response.status_code >= 400 or self._content_type not in response.headers.get(
+                    "content-type", self._content_type
+                ):
+                    raise await self._response_error(response)
+                await self._pump(response, decoder, reply, scope, progress)
+                events = decoder.close()
+                if decoder.model:
+                    progress.model = decoder.model
+                if events:
+                    if progress.first_event_at is None:
+                        progress.first_event_at = now()
+                    self._note(events, progress)
+                    await reply.send(events)
+            except WireError as exc:
+                progress.model = decoder.model or progress.model
+                raise _AttemptFailed(
+                    self._fail(exc.message, exc.kind, status=exc.status, retryable=exc.retryable,
+                               error_type=exc.error_type)
+                ) from exc
+            except httpx.HTTPError as exc:
+                kind, message = classify_transport_error(exc)
+                raise _AttemptFailed(self._fail(message, kind, retryable=True)) from exc
+            finally:
+                with trio.CancelScope(shield=True):
+                    await response.aclose()
+                if decoder.unknown_events:
+                    self._log.info("unknown_events", types=sorted(decoder.unknown_events), request_id=job.request_id)
+                if decoder.invalid_utf8:
+                    self._log.warning("invalid_utf8", request_id=job.request_id)
+        if scope.cancelled_caught:
+            phase = "first_token" if progress.first_event_at is None else "idle"
+            limit = timeouts.first_token if phase == "first_token" else timeouts.idle
+            what = "no first event" if phase == "first_token" else "no data"
+            raise _AttemptFailed(
+                self._fail(f"{phase} timeout: {what} within {limit} s", "timeout", retryable=True)
+            )
+
+    async def _pump(
+        self,
+        response: httpx.Response,
+        decoder: StreamDecoder,
+        reply: trio.MemorySendChannel[ReplyMessage],
+        scope: trio.CancelScope,
+        progress: _Progress,
+    ) -> None:
+        """Feed every body chunk to the decoder; send each non-empty batch on."""
+        idle = self.config.timeouts.idle
+        now = trio.current_time
+        async with aclosing(response.aiter_bytes()) as chunks:
+            async for chunk in chunks:
+                events = decoder.feed(chunk)
+                if events:
+                    if progress.first_event_at is None:
+                        progress.first_event_at = now()
+                    self._note(events, progress)
+                    try:
+                        reply.send_nowait(events)
+                    except trio.WouldBlock:
+                        scope.deadline = math.inf  # waiting on the consumer is not upstream idleness
+                        await reply.send(events)
+                    scope.deadline = now() + idle
+                elif progress.first_event_at is not None:
+                    scope.deadline = now() + idle
+
+    @staticmethod
+    def _note(events: Batch, progress: _Progress) -> None:
+        progress.events += len(events)
+        last = events[-1]
+        if type(last) is FinishEvent:
+            progress.finish = last.reason
+            for ev in reversed(events):
+                if type(ev) is UsageEvent:
+                    progress.usage = ev
+                    break
+
+    async def _response_error(self, response: httpx.Response) -> _AttemptFailed:
+        """Read a bounded error body and build the error for a non-2xx or wrong-type response."""
+        body = bytearray()
+        async with aclosing(response.aiter_bytes()) as chunks:
+            async for chunk in chunks:
+                body += chunk
+                if len(body) >= MAX_ERROR_BODY:
+                    break
+        status = response.status_code
+        headers = response.headers
+        ctype = headers.get("content-type", "")
+        if status >= 400:
+            message, error_type = self.codec.parse_error(status, bytes(body))
+            retryable = should_retry(status, headers)
+            from ..policy.backoff import retry_after_seconds
+
+            return _AttemptFailed(
+                self._fail(message, "http_status", status=status, retryable=retryable, error_type=error_type,
+                           retry_after=retry_after_seconds(headers, self._wall_clock())),
+                headers,
+            )
+        if "json" in ctype:
+            message, error_type = self.codec.parse_error(status, bytes(body))
+            return _AttemptFailed(self._fail(message, "upstream", status=status, error_type=error_type))
+        snippet = bytes(body[:300]).decode("utf-8", errors="replace")
+        return _AttemptFailed(
+            self._fail(f"unexpected content-type {ctype!r} (expected {self._content_type}): {snippet!r}", "protocol",
+                       status=status)
+        )

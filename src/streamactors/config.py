@@ -1,0 +1,254 @@
+"""Configuration: frozen attrs classes, loaded from TOML or a dict through a strict cattrs converter.
+
+Every mistake becomes a `ConfigError` that names the key and the fix, before any request
+is sent: unknown keys (with the near match), wrong types, missing keys, unknown provider
+kinds, missing environment variables. Any string may be written `"env:NAME"`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .errors import ConfigError, FieldValueError
+from .secret import Secret
+from .wire.sse import DEFAULT_MAX_EVENT_BYTES
+
+__all__ = [
+    "AnthropicConfig",
+    "AzureConfig",
+    "BedrockConfig",
+    "CircuitBreakerConfig",
+    "Config",
+    "GeminiConfig",
+    "LoggingConfig",
+    "OpenAICompatibleConfig",
+    "OpenAIConfig",
+    "OpenRouterConfig",
+    "ProviderConfig",
+    "RateLimitConfig",
+    "RouteConfig",
+    "ServiceSettings",
+    "Timeouts",
+    "VertexConfig",
+    "XAIConfig",
+]
+
+
+def _positive(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and value <= 0:
+        raise FieldValueError(attribute.name, f"must be greater than 0, got {value!r}")
+
+
+def _non_negative(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and value < 0:
+        raise FieldValueError(attribute.name, f"must be 0 or more, got {value!r}")
+
+
+@attrs.frozen
+class Timeouts:
+    """Per-provider timeouts in seconds; each surfaces as a retryable `kind="timeout"` error."""
+
+    connect: float = attrs.field(default=5.0, validator=_positive)
+    first_token: float = attrs.field(default=60.0, validator=_positive)
+    idle: float = attrs.field(default=30.0, validator=_positive)
+    total: float = attrs.field(default=600.0, validator=_positive)
+
+
+@attrs.frozen
+class RateLimitConfig:
+    """Request/token budgets per minute, adaptive pacing by quota headers, and the wait queue's bound."""
+
+    requests_per_minute: float | None = attrs.field(default=None, validator=_positive)
+    tokens_per_minute: float | None = attrs.field(default=None, validator=_positive)
+    adaptive: bool = True
+    max_queue: int = attrs.field(default=1000, validator=_non_negative)
+
+
+@attrs.frozen
+class CircuitBreakerConfig:
+    """When a provider's circuit opens and how it recovers."""
+
+    failure_threshold: int = attrs.field(default=5, validator=_positive)
+    failure_rate: float | None = attrs.field(default=None, validator=_positive)
+    window: float = attrs.field(default=60.0, validator=_positive)
+    min_requests: int = attrs.field(default=20, validator=_positive)
+    reset_timeout: float = attrs.field(default=30.0, validator=_positive)
+    half_open_probes: int = attrs.field(default=1, validator=_positive)
+
+
+@attrs.frozen
+class ProviderConfig:
+    """Settings every provider kind shares. `kind` selects the subclass."""
+
+    kind: str
+    api_key: Secret | None = attrs.field(default=None, repr=False)
+    base_url: str | None = None
+    max_concurrency: int = attrs.field(default=100, validator=_positive)
+    max_retries: int = attrs.field(default=2, validator=_non_negative)
+    max_event_bytes: int = attrs.field(default=DEFAULT_MAX_EVENT_BYTES, validator=_positive)
+    headers: dict[str, str] = attrs.field(factory=dict)
+    timeouts: Timeouts = Timeouts()
+    rate_limit: RateLimitConfig = RateLimitConfig()
+    circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
+
+    def secrets(self) -> list[str]:
+        """Every credential value in this config (for scrubbing logs and errors)."""
+        return [v.reveal() for v in attrs.astuple(self, recurse=False) if isinstance(v, Secret) and v]
+
+
+@attrs.frozen
+class OpenAIConfig(ProviderConfig):
+    """`kind = "openai"`: api.openai.com chat completions."""
+
+    organization: str | None = None
+    project: str | None = None
+
+
+@attrs.frozen
+class AnthropicConfig(ProviderConfig):
+    """`kind = "anthropic"`: the Messages API."""
+
+    anthropic_version: str = "2023-06-01"
+
+
+@attrs.frozen
+class GeminiConfig(ProviderConfig):
+    """`kind = "gemini"`: the Gemini API (generativelanguage.googleapis.com)."""
+
+    api_version: str = "v1beta"
+
+
+@attrs.frozen
+class VertexConfig(ProviderConfig):
+    """`kind = "vertex"`: Vertex AI, Gemini and Claude models, google-auth credentials."""
+
+    project: str = ""
+    location: str = "us-central1"
+    credentials_file: str | None = None
+    access_token: Secret | None = attrs.field(default=None, repr=False)
+    api_version: str = "v1"
+
+
+@attrs.frozen
+class BedrockConfig(ProviderConfig):
+    """`kind = "bedrock"`: ConverseStream, SigV4-signed by botocore."""
+
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    aws_access_key_id: Secret | None = attrs.field(default=None, repr=False)
+    aws_secret_access_key: Secret | None = attrs.field(default=None, repr=False)
+    aws_session_token: Secret | None = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen
+class AzureConfig(ProviderConfig):
+    """`kind = "azure"`: Azure OpenAI deployments (the model id is the deployment name)."""
+
+    endpoint: str = ""
+    api_version: str = "2024-10-21"
+    azure_ad_token: Secret | None = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen
+class XAIConfig(ProviderConfig):
+    """`kind = "xai"`: api.x.ai, the OpenAI format plus `reasoning_content`."""
+
+
+@attrs.frozen
+class OpenRouterConfig(ProviderConfig):
+    """`kind = "openrouter"`: openrouter.ai, with its optional attribution headers."""
+
+    http_referer: str | None = None
+    x_title: str | None = None
+
+
+@attrs.frozen
+class OpenAICompatibleConfig(ProviderConfig):
+    """`kind = "openai_compatible"` (and the `groq`, `perplexity` presets): any OpenAI-format server."""
+
+
+PROVIDER_KINDS: dict[str, type[ProviderConfig]] = {
+    "openai": OpenAIConfig,
+    "anthropic": AnthropicConfig,
+    "gemini": GeminiConfig,
+    "vertex": VertexConfig,
+    "bedrock": BedrockConfig,
+    "azure": AzureConfig,
+    "xai": XAIConfig,
+    "openrouter": OpenRouterConfig,
+    "openai_compatible": OpenAICompatibleConfig,
+    "groq": OpenAICompatibleConfig,
+    "perplexity": OpenAICompatibleConfig,
+}
+
+
+@attrs.frozen
+class RouteConfig:
+    """A model alias served by several targets ("provider/model")."""
+
+    targets: list[str]
+    strategy: str = "fallback"
+    weights: list[float] | None = None
+    hedge_after_ms: float | None = attrs.field(default=None, validator=_positive)
+    continue_on_failure: bool = False
+
+
+@attrs.frozen
+class LoggingConfig:
+    """`format` is "json" or "console"; `file` (relative to the config file) or stderr."""
+
+    format: str = "json"
+    level: str = "info"
+    file: str | None = None
+
+
+@attrs.frozen
+class ServiceSettings:
+    """Service-wide knobs: channel sizes, shutdown grace, restart backoff."""
+
+    submission_buffer: int = attrs.field(default=64, validator=_positive)
+    event_buffer: int = attrs.field(default=16, validator=_positive)
+    shutdown_grace: float = attrs.field(default=5.0, validator=_non_negative)
+    max_restarts: int = attrs.field(default=10, validator=_positive)
+    restart_window: float = attrs.field(default=60.0, validator=_positive)
+
+
+@attrs.frozen
+class Config:
+    """The whole configuration. Build it with `Config.load(path)` or `Config.from_dict(data)`."""
+
+    providers: dict[str, ProviderConfig] = attrs.field(factory=dict)
+    routes: dict[str, RouteConfig] = attrs.field(factory=dict)
+    logging: LoggingConfig = LoggingConfig()
+    service: ServiceSettings = ServiceSettings()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+        """Read a TOML file. Relative paths inside resolve against its folder."""
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {str(p)!r} not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+        return cls.from_dict(data, env=env, base_dir=p.resolve().parent)
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], *, env: Mapping[str, str] | None = None, base_dir: Path | None = None
+    ) -> Config:
+        """Validate and build a config from plain data (as TOML would give)."""
+        from .config_load import build_config
+
+        return build_config(cls, data, env=os.environ if env is None else env, base_dir=base_dir)
+
+    def secrets(self) -> list[str]:
+        """Every credential value configured (for scrubbing)."""
+        return [s for p in self.providers.values() for s in p.secrets()]

@@ -1,0 +1,140 @@
+"""Turn an OpenAI chat-completions style dict into a `ChatRequest`, with clear errors."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from .errors import UsageError
+from .models import ChatRequest, Message, Reasoning, Tool, ToolCall
+
+__all__ = ["request_from_dict"]
+
+_KEYS = {
+    "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "tools",
+    "tool_choice", "reasoning", "reasoning_effort", "request_id", "stream", "stream_options",
+}
+_ROLES = {"system", "developer", "user", "assistant", "tool"}
+
+
+def _fail(message: str) -> UsageError:
+    return UsageError(f"invalid request: {message}")
+
+
+def _content(value: Any, where: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        texts = []
+        for part in value:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            else:
+                raise _fail(f"{where}: only text content parts are supported, got {part!r:.80}")
+        return "".join(texts)
+    raise _fail(f"{where} must be a string or a list of text parts, got {type(value).__name__}")
+
+
+def _tool_call(tc: Any, where: str) -> ToolCall:
+    if not isinstance(tc, Mapping):
+        raise _fail(f"{where} must be an object")
+    fn = tc.get("function")
+    if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
+        raise _fail(f"{where}.function.name is required")
+    args = fn.get("arguments", "")
+    if not isinstance(args, str):
+        args = orjson.dumps(args).decode()
+    return ToolCall(id=str(tc.get("id") or ""), name=fn["name"], arguments=args)
+
+
+def _message(m: Any, i: int) -> Message:
+    where = f"messages[{i}]"
+    if not isinstance(m, Mapping):
+        raise _fail(f"{where} must be an object")
+    role = m.get("role")
+    if role not in _ROLES:
+        raise _fail(f"{where}.role must be one of {sorted(_ROLES)}, got {role!r}")
+    tool_calls = m.get("tool_calls") or ()
+    if tool_calls and role != "assistant":
+        raise _fail(f"{where}: only assistant messages carry tool_calls")
+    tool_call_id = m.get("tool_call_id")
+    if role == "tool" and not isinstance(tool_call_id, str):
+        raise _fail(f"{where}: a tool message needs tool_call_id")
+    return Message(
+        role=role,
+        content=_content(m.get("content"), f"{where}.content"),
+        tool_calls=tuple(_tool_call(tc, f"{where}.tool_calls[{k}]") for k, tc in enumerate(tool_calls)),
+        tool_call_id=tool_call_id,
+        name=m.get("name"),
+    )
+
+
+def _tool(t: Any, i: int) -> Tool:
+    where = f"tools[{i}]"
+    fn = t.get("function") if isinstance(t, Mapping) else None
+    if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
+        raise _fail(f'{where} must be {{"type": "function", "function": {{"name": ..., "parameters": ...}}}}')
+    params = fn.get("parameters") or {"type": "object", "properties": {}}
+    return Tool(name=fn["name"], description=fn.get("description"), parameters=params)
+
+
+def _reasoning(data: Mapping[str, Any]) -> Reasoning | None:
+    value = data.get("reasoning")
+    if value is None and data.get("reasoning_effort") is not None:
+        value = {"effort": data["reasoning_effort"]}
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise _fail('reasoning must be {"effort": "low"|"medium"|"high"} or {"budget_tokens": N}')
+    effort, budget = value.get("effort"), value.get("budget_tokens")
+    if effort is not None and effort not in ("low", "medium", "high"):
+        raise _fail(f'reasoning.effort must be "low", "medium" or "high", got {effort!r}')
+    if budget is not None and (not isinstance(budget, int) or budget <= 0):
+        raise _fail(f"reasoning.budget_tokens must be a positive integer, got {budget!r}")
+    if effort is None and budget is None:
+        raise _fail("reasoning needs effort or budget_tokens")
+    return Reasoning(effort=effort, budget_tokens=budget)
+
+
+def request_from_dict(data: Mapping[str, Any]) -> ChatRequest:
+    """Validate and convert; raises `UsageError` naming the offending field."""
+    if not isinstance(data, Mapping):
+        raise _fail(f"expected a dict, got {type(data).__name__}")
+    for key in data:
+        if key not in _KEYS:
+            near = difflib.get_close_matches(str(key), sorted(_KEYS), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise _fail(f"unknown field {key!r}{hint}")
+    model = data.get("model")
+    if not isinstance(model, str) or not model:
+        raise _fail('"model" must be "<provider>/<model-id>" or a route alias')
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _fail('"messages" must be a non-empty list')
+    max_tokens = data.get("max_tokens", data.get("max_completion_tokens"))
+    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens <= 0):
+        raise _fail(f"max_tokens must be a positive integer, got {max_tokens!r}")
+    stop = data.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    for name in ("temperature", "top_p"):
+        value = data.get(name)
+        if value is not None and not isinstance(value, int | float):
+            raise _fail(f"{name} must be a number, got {value!r}")
+    return ChatRequest(
+        model=model,
+        messages=tuple(_message(m, i) for i, m in enumerate(messages)),
+        max_tokens=max_tokens,
+        temperature=data.get("temperature"),
+        top_p=data.get("top_p"),
+        stop=tuple(stop or ()),
+        tools=tuple(_tool(t, i) for i, t in enumerate(data.get("tools") or ())),
+        tool_choice=data.get("tool_choice"),
+        reasoning=_reasoning(data),
+        request_id=data.get("request_id"),
+    )

@@ -1,0 +1,1 @@
+"""Supervision: restarting crashed actors."""

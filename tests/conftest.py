@@ -1,0 +1,72 @@
+"""Shared fixtures: the fake upstream on loopback and configs pointing at it."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from streamactors import Config
+from streamactors.logs import make_logger
+from streamactors.config import LoggingConfig
+from streamactors.testing import FakeUpstream
+
+OPENAI_KEY = "sk-test-OPENAI-0123456789abcdef"
+ANTHROPIC_KEY = "sk-ant-test-ANTHROPIC-0123456789abcdef"
+
+
+@pytest.fixture
+async def fake(nursery: Any) -> FakeUpstream:
+    """A fake upstream serving every provider format on 127.0.0.1."""
+    server: FakeUpstream = await nursery.start(FakeUpstream().serve)
+    return server
+
+
+def provider_table(fake: FakeUpstream, **overrides: Any) -> dict[str, Any]:
+    """Config tables for openai and anthropic against the fake upstream."""
+    common = {"max_retries": 0, "timeouts": {"first_token": 5.0, "idle": 5.0, "total": 30.0}}
+    common.update(overrides)
+    return {
+        "openai": {"kind": "openai", "api_key": OPENAI_KEY, "base_url": f"{fake.base_url}/v1", **common},
+        "anthropic": {"kind": "anthropic", "api_key": ANTHROPIC_KEY, "base_url": fake.base_url, **common},
+    }
+
+
+@pytest.fixture
+def make_config(fake: FakeUpstream) -> Callable[..., Config]:
+    """Build a config for the fake upstream; keyword overrides apply to every provider."""
+
+    def make(service: dict[str, Any] | None = None, **overrides: Any) -> Config:
+        data: dict[str, Any] = {"providers": provider_table(fake, **overrides)}
+        if service:
+            data["service"] = service
+        return Config.from_dict(data)
+
+    return make
+
+
+class LogCapture:
+    """A real service logger writing JSON lines into memory."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self.buffer = io.StringIO()
+        self.logger = make_logger(LoggingConfig(format="json", level="debug"), secrets, stream=self.buffer)
+
+    @property
+    def text(self) -> str:
+        return self.buffer.getvalue()
+
+    def records(self) -> list[dict[str, Any]]:
+        return [orjson.loads(line) for line in self.text.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def logs() -> LogCapture:
+    return LogCapture([OPENAI_KEY, ANTHROPIC_KEY])
+
+
+def user(text: str = "hello") -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]

@@ -1,0 +1,135 @@
+"""What goes over the wire: exact request bodies and headers, as the official SDKs send them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conftest import ANTHROPIC_KEY, OPENAI_KEY
+from streamactors import open_service
+
+CONVERSATION: dict[str, Any] = {
+    "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Paris and Rome?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
+                {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}},
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "24C"},
+    ],
+    "max_tokens": 256,
+    "temperature": 0.5,
+    "tools": [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Current weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            },
+        }
+    ],
+    "tool_choice": "auto",
+}
+
+
+async def test_openai_request(fake: Any, make_config: Any, logs: Any) -> None:
+    async with open_service(make_config(), logger=logs.logger) as service:
+        await service.complete({"model": "openai/gpt-4.1", **CONVERSATION, "reasoning": {"effort": "low"}})
+    req = fake.requests[-1]
+    assert req.method == "POST"
+    assert req.path == "/v1/chat/completions"
+    assert req.headers["authorization"] == f"Bearer {OPENAI_KEY}"
+    assert req.headers["content-type"] == "application/json"
+    assert req.headers["accept"] == "application/json"
+    assert req.json() == {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Weather in Paris and Rome?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
+                    {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}},
+                ],
+            },
+            {"role": "tool", "content": "18C", "tool_call_id": "call_1"},
+            {"role": "tool", "content": "24C", "tool_call_id": "call_2"},
+        ],
+        "model": "gpt-4.1",
+        "max_completion_tokens": 256,
+        "reasoning_effort": "low",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "temperature": 0.5,
+        "tool_choice": "auto",
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "description": "Current weather",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+                },
+            }
+        ],
+    }
+
+
+async def test_anthropic_request(fake: Any, make_config: Any, logs: Any) -> None:
+    async with open_service(make_config(), logger=logs.logger) as service:
+        await service.complete({"model": "anthropic/claude-sonnet-4-5", **CONVERSATION})
+    req = fake.requests[-1]
+    assert req.path == "/v1/messages"
+    assert req.headers["x-api-key"] == ANTHROPIC_KEY
+    assert req.headers["anthropic-version"] == "2023-06-01"
+    assert "authorization" not in req.headers
+    assert req.json() == {
+        "max_tokens": 256,
+        "messages": [
+            {"role": "user", "content": "Weather in Paris and Rome?"},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}},
+                    {"type": "tool_use", "id": "call_2", "name": "get_weather", "input": {"city": "Rome"}},
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": "call_1", "content": "18C"},
+                    {"type": "tool_result", "tool_use_id": "call_2", "content": "24C"},
+                ],
+            },
+        ],
+        "model": "claude-sonnet-4-5",
+        "stream": True,
+        "system": "Be brief.",
+        "temperature": 0.5,
+        "tool_choice": {"type": "auto"},
+        "tools": [
+            {
+                "name": "get_weather",
+                "description": "Current weather",
+                "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            }
+        ],
+    }
+
+
+async def test_anthropic_thinking_budget(fake: Any, make_config: Any, logs: Any) -> None:
+    """budget_tokens maps to `thinking`; temperature is dropped (the API rejects it with thinking)."""
+    async with open_service(make_config(), logger=logs.logger) as service:
+        await service.complete({"model": "anthropic/claude-sonnet-4-5", "messages": [{"role": "user", "content": "x"}],
+                                "max_tokens": 1000, "temperature": 0.2, "reasoning": {"budget_tokens": 2048}})
+    body = fake.requests[-1].json()
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert body["max_tokens"] > 2048
+    assert "temperature" not in body
