@@ -8,10 +8,11 @@ from typing import Any
 
 import orjson
 import pytest
+import trio
 
 from streamactors import Config
-from streamactors.logs import make_logger
 from streamactors.config import LoggingConfig
+from streamactors.logs import make_logger
 from streamactors.testing import FakeUpstream
 
 OPENAI_KEY = "sk-test-OPENAI-0123456789abcdef"
@@ -66,6 +67,13 @@ class LogCapture:
 @pytest.fixture
 def logs() -> LogCapture:
     return LogCapture([OPENAI_KEY, ANTHROPIC_KEY])
+
+
+async def eventually(predicate: Callable[[], bool], within: float = 2.0, poll: float = 0.005) -> None:
+    """Wait until `predicate()` holds: for state in another object that offers no event to wait on."""
+    with trio.fail_after(within):
+        while not predicate():  # noqa: ASYNC110 - polling is the point: nothing signals this state
+            await trio.sleep(poll)
 
 
 def user(text: str = "hello") -> list[dict[str, str]]:

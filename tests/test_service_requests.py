@@ -15,8 +15,16 @@ CONVERSATION: dict[str, Any] = {
             "role": "assistant",
             "content": None,
             "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
-                {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}},
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                },
+                {
+                    "id": "call_2",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'},
+                },
             ],
         },
         {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
@@ -55,8 +63,16 @@ async def test_openai_request(fake: Any, make_config: Any, logs: Any) -> None:
                 "role": "assistant",
                 "content": None,
                 "tool_calls": [
-                    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
-                    {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}},
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                    },
+                    {
+                        "id": "call_2",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'},
+                    },
                 ],
             },
             {"role": "tool", "content": "18C", "tool_call_id": "call_1"},
@@ -127,8 +143,15 @@ async def test_anthropic_request(fake: Any, make_config: Any, logs: Any) -> None
 async def test_anthropic_thinking_budget(fake: Any, make_config: Any, logs: Any) -> None:
     """budget_tokens maps to `thinking`; temperature is dropped (the API rejects it with thinking)."""
     async with open_service(make_config(), logger=logs.logger) as service:
-        await service.complete({"model": "anthropic/claude-sonnet-4-5", "messages": [{"role": "user", "content": "x"}],
-                                "max_tokens": 1000, "temperature": 0.2, "reasoning": {"budget_tokens": 2048}})
+        await service.complete(
+            {
+                "model": "anthropic/claude-sonnet-4-5",
+                "messages": [{"role": "user", "content": "x"}],
+                "max_tokens": 1000,
+                "temperature": 0.2,
+                "reasoning": {"budget_tokens": 2048},
+            }
+        )
     body = fake.requests[-1].json()
     assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
     assert body["max_tokens"] > 2048

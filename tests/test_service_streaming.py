@@ -7,15 +7,15 @@ from typing import Any
 import pytest
 import trio
 
-from conftest import user
+from conftest import eventually, user
 from streamactors import (
     ChatRequest,
     FinishEvent,
     Message,
     ProviderError,
     TextEvent,
-    UsageEvent,
     UsageError,
+    UsageEvent,
     open_service,
 )
 from streamactors.testing import token_text
@@ -45,9 +45,9 @@ async def test_complete_returns_the_whole_reply(provider: str, make_config: Any,
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_stream_yields_events_in_order(provider: str, make_config: Any, logs: Any) -> None:
     """Text events arrive one per token, in order, then usage, then finish last."""
-    async with open_service(make_config(), logger=logs.logger) as service:
-        async with service.stream(ChatRequest(model=f"{provider}/m~tokens=50", messages=[Message("user", "hi")])) as ev:
-            events = [e async for e in ev]
+    request = ChatRequest(model=f"{provider}/m~tokens=50", messages=[Message("user", "hi")])
+    async with open_service(make_config(), logger=logs.logger) as service, service.stream(request) as ev:
+        events = [e async for e in ev]
     texts = [e.text for e in events if isinstance(e, TextEvent)]
     assert texts == [token_text(i) for i in range(50)]
     assert isinstance(events[-1], FinishEvent) and events[-1].reason == "stop"
@@ -99,12 +99,11 @@ async def test_midstream_error_raises_with_partial(provider: str, make_config: A
     assert len([e for e in seen if e.type == "text"]) == 12
 
 
-@pytest.mark.parametrize(
-    ("fault", "kind"), [("drop", "connection"), ("truncate", "protocol"), ("garbage", "protocol")]
-)
+@pytest.mark.parametrize(("fault", "kind"), [("drop", "connection"), ("truncate", "protocol"), ("garbage", "protocol")])
 @pytest.mark.parametrize("provider", PROVIDERS)
-async def test_broken_streams_are_typed_errors(provider: str, fault: str, kind: str, make_config: Any,
-                                               logs: Any) -> None:
+async def test_broken_streams_are_typed_errors(
+    provider: str, fault: str, kind: str, make_config: Any, logs: Any
+) -> None:
     """A dropped connection, a stream without its terminator, invalid JSON: never a silent success."""
     async with open_service(make_config(), logger=logs.logger) as service:
         with pytest.raises(ProviderError) as info:
@@ -115,8 +114,10 @@ async def test_broken_streams_are_typed_errors(provider: str, fault: str, kind: 
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-@pytest.mark.parametrize(("status", "retryable"), [(400, False), (401, False), (404, False), (429, True),
-                                                   (500, True), (503, True), (529, True)])
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [(400, False), (401, False), (404, False), (429, True), (500, True), (503, True), (529, True)],
+)
 async def test_http_errors(provider: str, status: int, retryable: bool, make_config: Any, logs: Any) -> None:
     async with open_service(make_config(), logger=logs.logger) as service:
         with pytest.raises(ProviderError) as info:
@@ -193,9 +194,7 @@ async def test_early_close_cancels_upstream_within_100ms(fake: Any, make_config:
                 if e.type == "text":
                     break
         t0 = trio.current_time()
-        with trio.fail_after(1):
-            while fake.responses_aborted == 0:
-                await trio.sleep(0.005)
+        await eventually(lambda: fake.responses_aborted > 0)
         assert trio.current_time() - t0 < 0.1
     assert fake.responses_completed == 0
 
@@ -203,11 +202,11 @@ async def test_early_close_cancels_upstream_within_100ms(fake: Any, make_config:
 async def test_slow_consumer_pushes_back_on_upstream(fake: Any, make_config: Any, logs: Any) -> None:
     """A consumer that stops reading stops the upstream reads: the fake cannot send everything."""
     total = 300_000
-    async with open_service(make_config(), logger=logs.logger) as service:
-        async with service.stream({"model": f"openai/m~tokens={total}", "messages": user()}) as ev:
-            await ev.__anext__()
-            await trio.sleep(1.0)
-            sent = fake.chunks_sent
+    request = {"model": f"openai/m~tokens={total}", "messages": user()}
+    async with open_service(make_config(), logger=logs.logger) as service, service.stream(request) as ev:
+        await ev.__anext__()
+        await trio.sleep(1.0)
+        sent = fake.chunks_sent
     assert sent < total // 2
 
 

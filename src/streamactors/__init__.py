@@ -1,11 +1,11 @@
 """streamactors: stream chat completions from many LLM providers through supervised trio actors.
 
-    import streamactors
-    cfg = streamactors.Config.load("streamactors.toml")
-    async with streamactors.open_service(cfg) as service:
-        reply = await service.complete({"model": "openai/gpt-4o-mini", "messages": [...]})
-        async with service.stream(request) as events:
-            async for ev in events: ...
+import streamactors
+cfg = streamactors.Config.load("streamactors.toml")
+async with streamactors.open_service(cfg) as service:
+    reply = await service.complete({"model": "openai/gpt-4o-mini", "messages": [...]})
+    async with service.stream(request) as events:
+        async for ev in events: ...
 """
 
 __version__ = "0.1.0"
@@ -53,8 +53,8 @@ __all__ = [
     "ToolCall",
     "ToolCallEvent",
     "Usage",
-    "UsageEvent",
     "UsageError",
+    "UsageEvent",
     "__version__",
     "open_service",
 ]

@@ -25,7 +25,7 @@ __all__ = ["ReplyBuilder"]
 class ReplyBuilder:
     """Accumulates events; `reply()` returns the aggregate so far."""
 
-    __slots__ = ("_text", "_reasoning", "_tools", "finish_reason", "usage", "provider", "model", "events")
+    __slots__ = ("_reasoning", "_text", "_tools", "events", "finish_reason", "model", "provider", "usage")
 
     def __init__(self, provider: str = "", model: str = "") -> None:
         self._text: list[str] = []

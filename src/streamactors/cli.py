@@ -48,11 +48,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .stress import StressOptions, run_stress
 
     opts = StressOptions(
-        tokens=args.tokens, concurrency=args.concurrency, requests=args.requests,
-        providers=tuple(p.strip() for p in args.providers.split(",") if p.strip()), upstream=args.upstream,
-        ttft_ms=args.ttft_ms, delay_ms=args.delay_ms, tokens_per_chunk=args.tokens_per_chunk,
-        events_per_chunk=args.events_per_chunk, fail_rate=args.fail_rate, midstream_rate=args.midstream_rate,
-        log_file=args.log_file, json=args.json, progress=not args.no_progress,
+        tokens=args.tokens,
+        concurrency=args.concurrency,
+        requests=args.requests,
+        providers=tuple(p.strip() for p in args.providers.split(",") if p.strip()),
+        upstream=args.upstream,
+        ttft_ms=args.ttft_ms,
+        delay_ms=args.delay_ms,
+        tokens_per_chunk=args.tokens_per_chunk,
+        events_per_chunk=args.events_per_chunk,
+        fail_rate=args.fail_rate,
+        midstream_rate=args.midstream_rate,
+        log_file=args.log_file,
+        json=args.json,
+        progress=not args.no_progress,
     )
     report = trio.run(run_stress, opts)
     faults = opts.fail_rate > 0 or opts.midstream_rate > 0
@@ -65,9 +74,16 @@ def _mock_upstream(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         async with trio.open_nursery() as nursery:
-            fake = await nursery.start(lambda task_status: serve_fake_upstream(
-                args.port, host=args.host, events_per_chunk=args.events_per_chunk, fail_rate=args.fail_rate,
-                midstream_rate=args.midstream_rate, task_status=task_status))
+            fake = await nursery.start(
+                lambda task_status: serve_fake_upstream(
+                    args.port,
+                    host=args.host,
+                    events_per_chunk=args.events_per_chunk,
+                    fail_rate=args.fail_rate,
+                    midstream_rate=args.midstream_rate,
+                    task_status=task_status,
+                )
+            )
             print(f"listening on {fake.base_url}", flush=True)
 
     try:

@@ -95,7 +95,7 @@ def _resolve_env(value: Any, path: str, env: Mapping[str, str]) -> Any:
         if name not in env:
             raise ConfigError(
                 f"invalid config: {path}: environment variable {name!r} is not set "
-                f"(set it, or write the value itself instead of \"env:{name}\")",
+                f'(set it, or write the value itself instead of "env:{name}")',
                 key=path,
             )
         return env[name]
@@ -131,8 +131,7 @@ def build_config(
     for key in data:
         if key not in allowed:
             raise ConfigError(
-                f"invalid config: {key}: unknown top-level table{_suggest(key, allowed)}; "
-                f"valid: {', '.join(allowed)}",
+                f"invalid config: {key}: unknown top-level table{_suggest(key, allowed)}; valid: {', '.join(allowed)}",
                 key=key,
             )
     providers: dict[str, Any] = {}
@@ -179,12 +178,12 @@ def build_config(
 def _check_route(name: str, route: Any, providers: Mapping[str, Any]) -> None:
     path = f"routes.{name}"
     if not route.targets:
-        raise ConfigError(f"invalid config: {path}.targets: give at least one \"provider/model\"", key=path)
+        raise ConfigError(f'invalid config: {path}.targets: give at least one "provider/model"', key=path)
     for i, target in enumerate(route.targets):
         provider, sep, _ = target.partition("/")
         if not sep or provider not in providers:
             raise ConfigError(
-                f"invalid config: {path}.targets[{i}]: {target!r} must be \"<provider>/<model>\" with a provider "
+                f'invalid config: {path}.targets[{i}]: {target!r} must be "<provider>/<model>" with a provider '
                 f"configured under [providers]{_suggest(provider, providers)}",
                 key=f"{path}.targets",
             )

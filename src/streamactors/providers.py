@@ -21,7 +21,7 @@ from .wire.anthropic import AnthropicCodec
 from .wire.base import HttpRequestSpec, ProviderCodec
 from .wire.openai import OpenAICodec
 
-__all__ = ["Authorizer", "build_codec", "build_authorizer", "DEFAULT_BASE_URLS", "USER_AGENT"]
+__all__ = ["DEFAULT_BASE_URLS", "USER_AGENT", "Authorizer", "build_authorizer", "build_codec"]
 
 USER_AGENT = f"streamactors/{__version__}"
 
@@ -116,7 +116,7 @@ def build_codec(name: str, pc: ProviderConfig) -> ProviderCodec:
             )
         headers.update(pc.headers)
         return AzureCodec(pc.endpoint.rstrip("/"), pc.api_version, headers, max_event_bytes=pc.max_event_bytes)
-    from .providers_cloud import build_cloud_codec  # noqa: PLC0415: google-auth and botocore load only when used
+    from .providers_cloud import build_cloud_codec  # google-auth and botocore load only when used
 
     codec = build_cloud_codec(name, pc, headers)
     if codec is not None:
@@ -146,7 +146,7 @@ async def _no_auth(spec: HttpRequestSpec) -> HttpRequestSpec:
 
 def build_authorizer(name: str, pc: ProviderConfig) -> Authorizer:
     """Per-request credential step: identity for static keys; signing or token refresh otherwise."""
-    from .providers_cloud import build_cloud_authorizer  # noqa: PLC0415
+    from .providers_cloud import build_cloud_authorizer
 
     auth = build_cloud_authorizer(name, pc)
     return auth if auth is not None else _no_auth

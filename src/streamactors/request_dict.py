@@ -14,8 +14,20 @@ from .models import ChatRequest, Message, Reasoning, Tool, ToolCall
 __all__ = ["request_from_dict"]
 
 _KEYS = {
-    "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "tools",
-    "tool_choice", "reasoning", "reasoning_effort", "request_id", "stream", "stream_options",
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "tools",
+    "tool_choice",
+    "reasoning",
+    "reasoning_effort",
+    "request_id",
+    "stream",
+    "stream_options",
 }
 _ROLES = {"system", "developer", "user", "assistant", "tool"}
 

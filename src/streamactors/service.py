@@ -110,10 +110,10 @@ class Service:
             hint = f"; did you mean {near[0]!r}?" if near else ""
             raise UsageError(
                 f"model {req.model!r}: no provider named {provider!r} is configured{hint} "
-                f"(configured: {', '.join(self._actors) or 'none'}). Write \"<provider>/<model-id>\"."
+                f'(configured: {", ".join(self._actors) or "none"}). Write "<provider>/<model-id>".'
             )
         if not model_id:
-            raise UsageError(f"model {req.model!r}: give a model id after the provider, as \"{provider}/<model-id>\"")
+            raise UsageError(f'model {req.model!r}: give a model id after the provider, as "{provider}/<model-id>"')
         return provider, model_id
 
     async def _serve_submissions(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -187,8 +187,13 @@ async def open_service(
     for name, pc in config.providers.items():
         codec = (codecs or {}).get(name) or build_codec(name, pc)
         actors[name] = ProviderActor(
-            name, pc, codec, authorizer=build_authorizer(name, pc), logger=log,
-            transport=(transports or {}).get(name), rng=rng,
+            name,
+            pc,
+            codec,
+            authorizer=build_authorizer(name, pc),
+            logger=log,
+            transport=(transports or {}).get(name),
+            rng=rng,
         )
     service = Service(config, actors, log)
     children = [ChildSpec(f"provider:{n}", a.run, Restart.TRANSIENT) for n, a in actors.items()]
@@ -198,8 +203,13 @@ async def open_service(
 
         async def run_tree(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
             try:
-                await supervise(children, logger=log, max_restarts=settings.max_restarts,
-                                within_s=settings.restart_window, task_status=task_status)
+                await supervise(
+                    children,
+                    logger=log,
+                    max_restarts=settings.max_restarts,
+                    within_s=settings.restart_window,
+                    task_status=task_status,
+                )
             finally:
                 done.set()
 

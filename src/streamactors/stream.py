@@ -20,7 +20,7 @@ class EventStream:
     `reply()` returns the aggregate of the events read so far.
     """
 
-    __slots__ = ("_recv", "_batch", "_i", "_done", "_builder", "request_id", "provider", "retries")
+    __slots__ = ("_batch", "_builder", "_done", "_i", "_recv", "provider", "request_id", "retries")
 
     def __init__(
         self, recv: trio.MemoryReceiveChannel[ReplyMessage], provider: str, model: str, request_id: str
@@ -54,7 +54,10 @@ class EventStream:
                 self._done = True
                 raise ProviderError(
                     "the provider actor stopped before the stream finished (it crashed or the service shut down)",
-                    provider=self.provider, kind="connection", retryable=True, partial=self.reply(),
+                    provider=self.provider,
+                    kind="connection",
+                    retryable=True,
+                    partial=self.reply(),
                 ) from None
             if type(msg) is list:
                 self._batch = msg

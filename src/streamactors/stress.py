@@ -27,9 +27,29 @@ __all__ = ["FAKE_PROVIDER_KINDS", "StressOptions", "TokenChecker", "fake_config"
 
 #: Provider kinds the fake upstream speaks, each configured against it by `fake_config`.
 FAKE_PROVIDER_KINDS: dict[str, dict[str, Any]] = {
-    "openai": {"kind": "openai", "api_key": "sk-fake-stress-key", "path": "/v1"},
-    "anthropic": {"kind": "anthropic", "api_key": "sk-ant-fake-stress-key", "path": ""},
+    "openai": {"kind": "openai", "api_key": "sk-fake-stress-key", "base_url": "/v1"},
+    "anthropic": {"kind": "anthropic", "api_key": "sk-ant-fake-stress-key", "base_url": ""},
+    "gemini": {"kind": "gemini", "api_key": "fake-gemini-stress-key", "base_url": ""},
+    "vertex": {
+        "kind": "vertex",
+        "access_token": "ya29.fake-stress-token",
+        "project": "fake-project",
+        "location": "us-central1",
+        "base_url": "",
+    },
+    "bedrock": {
+        "kind": "bedrock",
+        "aws_access_key_id": "AKIAFAKESTRESS",
+        "aws_secret_access_key": "fake/secret/stress",
+        "region": "us-east-1",
+        "endpoint_url": "",
+    },
+    "azure": {"kind": "azure", "api_key": "fake-azure-stress-key", "endpoint": ""},
+    "xai": {"kind": "xai", "api_key": "xai-fake-stress-key", "base_url": "/xai/v1"},
+    "openrouter": {"kind": "openrouter", "api_key": "sk-or-fake-stress-key", "base_url": "/api/v1"},
+    "openai_compatible": {"kind": "openai_compatible", "base_url": "/compat/v1"},
 }
+_URL_KEYS = ("base_url", "endpoint_url", "endpoint")
 
 
 @attrs.frozen
@@ -55,7 +75,7 @@ class StressOptions:
 class TokenChecker:
     """Checks one stream's text, fragment by fragment, against t0 t1 t2 ... in O(1) memory."""
 
-    __slots__ = ("expected", "received", "lost", "duplicated", "_partial")
+    __slots__ = ("_partial", "duplicated", "expected", "lost", "received")
 
     def __init__(self) -> None:
         self.expected = 0
@@ -104,16 +124,17 @@ def fake_config(base_url: str, providers: Sequence[str], concurrency: int) -> Co
         spec = FAKE_PROVIDER_KINDS.get(name)
         if spec is None:
             raise SystemExit(f"unknown provider {name!r}; choose from: all, {', '.join(FAKE_PROVIDER_KINDS)}")
-        entry = {k: v for k, v in spec.items() if k != "path"}
-        entry["base_url"] = base_url + spec["path"]
+        entry = {k: (base_url + v if k in _URL_KEYS else v) for k, v in spec.items()}
         entry["max_concurrency"] = max(1, concurrency)
         entry["max_retries"] = 0
         table[name] = entry
-    return Config.from_dict({
-        "providers": table,
-        "logging": {"format": "json", "level": "warning"},
-        "service": {"submission_buffer": 256},
-    })
+    return Config.from_dict(
+        {
+            "providers": table,
+            "logging": {"format": "json", "level": "warning"},
+            "service": {"submission_buffer": 256},
+        }
+    )
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -134,9 +155,20 @@ class _Upstream:
     def start(self) -> str:
         if self.opts.upstream:
             return self.opts.upstream.rstrip("/")
-        cmd = [sys.executable, "-m", "streamactors", "mock-upstream", "--port", "0",
-               "--events-per-chunk", str(self.opts.events_per_chunk),
-               "--fail-rate", str(self.opts.fail_rate), "--midstream-rate", str(self.opts.midstream_rate)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "streamactors",
+            "mock-upstream",
+            "--port",
+            "0",
+            "--events-per-chunk",
+            str(self.opts.events_per_chunk),
+            "--fail-rate",
+            str(self.opts.fail_rate),
+            "--midstream-rate",
+            str(self.opts.midstream_rate),
+        ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode().strip()
@@ -174,9 +206,16 @@ async def _run(opts: StressOptions, base_url: str, out: Any) -> dict[str, Any]:
     base, extra = divmod(opts.tokens, n_requests)
     proc = psutil.Process(os.getpid())
     rss = {"start": proc.memory_info().rss, "peak": 0}
-    stats: dict[str, Any] = {"received": 0, "lost": 0, "duplicated": 0, "errors": 0, "completed": 0,
-                             "errors_by_kind": {}, "ttft": [], "per_provider": {p: {"requests": 0, "tokens": 0,
-                                                                                 "errors": 0} for p in providers}}
+    stats: dict[str, Any] = {
+        "received": 0,
+        "lost": 0,
+        "duplicated": 0,
+        "errors": 0,
+        "completed": 0,
+        "errors_by_kind": {},
+        "ttft": [],
+        "per_provider": {p: {"requests": 0, "tokens": 0, "errors": 0} for p in providers},
+    }
     next_request = iter(range(n_requests))
     options = f"~ttft_ms={opts.ttft_ms}~delay_ms={opts.delay_ms}~tokens_per_chunk={opts.tokens_per_chunk}"
 
@@ -191,8 +230,9 @@ async def _run(opts: StressOptions, base_url: str, out: Any) -> dict[str, Any]:
             per = stats["per_provider"][provider]
             per["requests"] += 1
             try:
-                async with service.stream({"model": model, "messages": [{"role": "user", "content": "stress"}],
-                                           "max_tokens": max(1, count)}) as events:
+                async with service.stream(
+                    {"model": model, "messages": [{"role": "user", "content": "stress"}], "max_tokens": max(1, count)}
+                ) as events:
                     async for ev in events:
                         if ev.type == "text":
                             if first is None:
@@ -224,8 +264,11 @@ async def _run(opts: StressOptions, base_url: str, out: Any) -> dict[str, Any]:
             while True:
                 await trio.sleep(2.0)
                 elapsed = time.perf_counter() - t0
-                print(f"  {stats['received']:>10,} tokens  {stats['completed'] + stats['errors']:>6} requests  "
-                      f"{elapsed:6.1f} s", file=sys.stderr)
+                print(
+                    f"  {stats['received']:>10,} tokens  {stats['completed'] + stats['errors']:>6} requests  "
+                    f"{elapsed:6.1f} s",
+                    file=sys.stderr,
+                )
 
     cpu0 = proc.cpu_times()
     t0 = time.perf_counter()
@@ -278,10 +321,16 @@ def _ms(seconds: float | None) -> float | None:
 
 def _print_report(r: dict[str, Any], out: Any) -> None:
     ok = r["lost"] == 0 and r["duplicated"] == 0
-    print(f"streamactors stress: {r['tokens_received']:,}/{r['tokens_expected']:,} tokens over "
-          f"{r['requests']} requests ({r['concurrency']} concurrent) via {', '.join(r['providers'])}", file=out)
-    print(f"  {'OK' if ok else 'FAILED'}: lost {r['lost']}, duplicated {r['duplicated']}, errors {r['errors']} "
-          f"{r['errors_by_kind'] or ''}", file=out)
+    print(
+        f"streamactors stress: {r['tokens_received']:,}/{r['tokens_expected']:,} tokens over "
+        f"{r['requests']} requests ({r['concurrency']} concurrent) via {', '.join(r['providers'])}",
+        file=out,
+    )
+    print(
+        f"  {'OK' if ok else 'FAILED'}: lost {r['lost']}, duplicated {r['duplicated']}, errors {r['errors']} "
+        f"{r['errors_by_kind'] or ''}",
+        file=out,
+    )
     print(f"  {r['tokens_per_s']:,} tokens/s in {r['elapsed_s']} s; {r['cpu_us_per_token']} us CPU per token", file=out)
     print(f"  time to first token p50 {r['ttft_p50_ms']} ms, p99 {r['ttft_p99_ms']} ms", file=out)
     print(f"  RSS start {r['rss_start_mb']} MB, peak {r['rss_peak_mb']} MB, end {r['rss_end_mb']} MB", file=out)

@@ -11,10 +11,10 @@ consumer is not counted as upstream idleness.
 from __future__ import annotations
 
 import math
-from contextlib import aclosing
 import random
 import time
 from collections.abc import Callable, Mapping
+from contextlib import aclosing
 from typing import Any
 
 import attrs
@@ -125,7 +125,9 @@ class ProviderActor:
             # supervisor restarts it with a fresh client.
             error = ProviderError(
                 f"internal error in provider actor: {type(exc).__name__}: {scrub(str(exc), self._secrets)}",
-                provider=self.name, kind="protocol", retryable=True,
+                provider=self.name,
+                kind="protocol",
+                retryable=True,
             )
             end = StreamEnd(progress.model, error, progress.retries)
             try:
@@ -154,8 +156,9 @@ class ProviderActor:
         }
         if end is not None and end.error is not None:
             err = end.error
-            log.warning("request_end", status="error", error_kind=err.kind, error=err.message,
-                        error_status=err.status, **fields)
+            log.warning(
+                "request_end", status="error", error_kind=err.kind, error=err.message, error_status=err.status, **fields
+            )
         elif cancelled and p.finish is None:
             log.info("request_end", status="cancelled", **fields)
         elif end is None:
@@ -183,13 +186,21 @@ class ProviderActor:
                         break
                     attempt += 1
                     progress.retries = attempt
-                    self._log.info("retry", request_id=job.request_id, attempt=attempt, delay_s=round(delay, 3),
-                                   error_kind=error.kind, error_status=error.status)
+                    self._log.info(
+                        "retry",
+                        request_id=job.request_id,
+                        attempt=attempt,
+                        delay_s=round(delay, 3),
+                        error_kind=error.kind,
+                        error_status=error.status,
+                    )
                     await trio.sleep(delay)
         if total_scope.cancelled_caught:
             error = ProviderError(
                 f"request exceeded the total timeout of {timeouts.total} s",
-                provider=self.name, kind="timeout", retryable=True,
+                provider=self.name,
+                kind="timeout",
+                retryable=True,
             )
         return StreamEnd(progress.model, error, progress.retries)
 
@@ -201,7 +212,10 @@ class ProviderActor:
     ) -> None:
         timeouts = self.config.timeouts
         if self._authorizer is not None:
-            spec = await self._authorizer(spec)
+            try:
+                spec = await self._authorizer(spec)
+            except ProviderError as exc:
+                raise _AttemptFailed(exc) from exc
         decoder = self.codec.new_decoder(job.model_id)
         reply = job.reply
         now = trio.current_time
@@ -231,8 +245,9 @@ class ProviderActor:
             except WireError as exc:
                 progress.model = decoder.model or progress.model
                 raise _AttemptFailed(
-                    self._fail(exc.message, exc.kind, status=exc.status, retryable=exc.retryable,
-                               error_type=exc.error_type)
+                    self._fail(
+                        exc.message, exc.kind, status=exc.status, retryable=exc.retryable, error_type=exc.error_type
+                    )
                 ) from exc
             except httpx.HTTPError as exc:
                 kind, message = classify_transport_error(exc)
@@ -248,9 +263,7 @@ class ProviderActor:
             phase = "first_token" if progress.first_event_at is None else "idle"
             limit = timeouts.first_token if phase == "first_token" else timeouts.idle
             what = "no first event" if phase == "first_token" else "no data"
-            raise _AttemptFailed(
-                self._fail(f"{phase} timeout: {what} within {limit} s", "timeout", retryable=True)
-            )
+            raise _AttemptFailed(self._fail(f"{phase} timeout: {what} within {limit} s", "timeout", retryable=True))
 
     async def _pump(
         self,
@@ -307,8 +320,14 @@ class ProviderActor:
             from ..policy.backoff import retry_after_seconds
 
             return _AttemptFailed(
-                self._fail(message, "http_status", status=status, retryable=retryable, error_type=error_type,
-                           retry_after=retry_after_seconds(headers, self._wall_clock())),
+                self._fail(
+                    message,
+                    "http_status",
+                    status=status,
+                    retryable=retryable,
+                    error_type=error_type,
+                    retry_after=retry_after_seconds(headers, self._wall_clock()),
+                ),
                 headers,
             )
         if "json" in ctype:
@@ -316,6 +335,9 @@ class ProviderActor:
             return _AttemptFailed(self._fail(message, "upstream", status=status, error_type=error_type))
         snippet = bytes(body[:300]).decode("utf-8", errors="replace")
         return _AttemptFailed(
-            self._fail(f"unexpected content-type {ctype!r} (expected {self._content_type}): {snippet!r}", "protocol",
-                       status=status)
+            self._fail(
+                f"unexpected content-type {ctype!r} (expected {self._content_type}): {snippet!r}",
+                "protocol",
+                status=status,
+            )
         )

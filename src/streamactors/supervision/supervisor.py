@@ -97,7 +97,7 @@ async def _keep_running(
         if not intensity.record(trio.current_time()):
             log.critical("supervisor_gave_up", crashes=consecutive)
             raise SupervisorGaveUp(spec.id, max_restarts, within_s) from crashed
-        await trio.sleep(restart_backoff(consecutive))
+        await trio.sleep(restart_backoff(consecutive - 1))
 
 
 def _describe(exc: BaseException) -> str:

@@ -8,7 +8,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import unquote
 
-from .formats import anthropic, openai
+from .formats import anthropic, bedrock, gemini, openai
 
 __all__ = ["Route", "route_request"]
 
@@ -24,6 +24,9 @@ def _render_with(module: ModuleType, **kwargs: Any) -> Callable[..., Iterator[An
 
 _AZURE = re.compile(r"/openai/deployments/([^/]+)/chat/completions$")
 _VERTEX_CLAUDE = re.compile(r"/publishers/anthropic/models/([^/:]+):streamRawPredict$")
+# Bedrock model ids may be ARNs, which hold '/' once unquoted.
+_BEDROCK = re.compile(r"/model/(.+)/converse-stream$")
+_GEMINI = re.compile(r"/models/([^/:]+):streamGenerateContent$")  # Gemini API and Vertex
 
 
 def route_request(path: str, body: dict[str, Any]) -> Route | None:
@@ -35,10 +38,16 @@ def route_request(path: str, body: dict[str, Any]) -> Route | None:
     path = unquote(path)
     if m := _AZURE.search(path):
         return openai, m.group(1), _render_with(openai)
+    if path.endswith("/api/v1/chat/completions"):  # OpenRouter: keep-alive comments, `reasoning` deltas
+        return openai, str(body.get("model", "")), _render_with(openai, reasoning_field="reasoning", keepalive=True)
     if path.endswith("/chat/completions"):
         return openai, str(body.get("model", "")), _render_with(openai)
     if m := _VERTEX_CLAUDE.search(path):
         return anthropic, m.group(1), _render_with(anthropic)
     if path.endswith("/v1/messages"):
         return anthropic, str(body.get("model", "")), _render_with(anthropic)
+    if m := _BEDROCK.search(path):
+        return bedrock, m.group(1), _render_with(bedrock)
+    if m := _GEMINI.search(path):
+        return gemini, m.group(1), _render_with(gemini)
     return None

@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "UNICODE_WORDS",
     "Delay",
     "Drop",
     "Finish",
@@ -29,7 +30,6 @@ __all__ = [
     "Text",
     "ToolCallStep",
     "Usage",
-    "UNICODE_WORDS",
     "build_steps",
     "parse_scenario",
     "token_text",

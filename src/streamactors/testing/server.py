@@ -52,7 +52,7 @@ class FakeUpstream:
         fail_rate / midstream_rate: random fault injection for stress runs (seeded by `seed`).
     """
 
-    defaults: Scenario = Scenario()
+    defaults: Scenario = attrs.field(factory=Scenario)
     events_per_chunk: int = 1
     fail_rate: float = 0.0
     midstream_rate: float = 0.0
@@ -67,6 +67,7 @@ class FakeUpstream:
     responses_completed: int = attrs.field(init=False, default=0)
     responses_aborted: int = attrs.field(init=False, default=0)
     chunks_sent: int = attrs.field(init=False, default=0)
+    tokens_issued: int = attrs.field(init=False, default=0)
     _rng: random.Random = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -137,6 +138,16 @@ class FakeUpstream:
         except orjson.JSONDecodeError:
             payload = {}
         path = target.split("?", 1)[0]
+        if path.endswith("/token"):  # an OAuth2 token endpoint, for google-auth's refresh
+            self.tokens_issued += 1
+            token = orjson.dumps(
+                {"access_token": f"ya29.fake-token-{self.tokens_issued}", "expires_in": 3600, "token_type": "Bearer"}
+            )
+            await stream.send_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%b"
+                % (len(token), token)
+            )
+            return True
         route = route_request(path, payload if isinstance(payload, dict) else {})
         if route is None:
             await self._send_error(stream, 404, b'{"error": {"message": "no such route", "type": "not_found"}}')
@@ -194,22 +205,42 @@ class FakeUpstream:
     async def _send_error(
         stream: trio.SocketStream, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
     ) -> None:
-        reason = {400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found", 429: b"Too Many Requests",
-                  500: b"Internal Server Error", 503: b"Service Unavailable"}.get(status, b"Error")
-        lines = [b"HTTP/1.1 %d %b" % (status, reason), b"content-type: application/json",
-                 b"content-length: %d" % len(body)]
+        reason = {
+            400: b"Bad Request",
+            401: b"Unauthorized",
+            404: b"Not Found",
+            429: b"Too Many Requests",
+            500: b"Internal Server Error",
+            503: b"Service Unavailable",
+        }.get(status, b"Error")
+        lines = [
+            b"HTTP/1.1 %d %b" % (status, reason),
+            b"content-type: application/json",
+            b"content-length: %d" % len(body),
+        ]
         lines += [k + b": " + v for k, v in extra or ()]
         await stream.send_all(b"\r\n".join(lines) + b"\r\n\r\n" + body)
 
 
 async def serve_fake_upstream(
-    port: int, *, host: str = "127.0.0.1", events_per_chunk: int = 1, defaults: Scenario | None = None,
-    fail_rate: float = 0.0, midstream_rate: float = 0.0,
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    events_per_chunk: int = 1,
+    defaults: Scenario | None = None,
+    fail_rate: float = 0.0,
+    midstream_rate: float = 0.0,
     task_status: trio.TaskStatus[FakeUpstream] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a `FakeUpstream` until cancelled (used by `streamactors mock-upstream`)."""
-    fake = FakeUpstream(defaults=defaults or Scenario(), events_per_chunk=events_per_chunk,
-                        fail_rate=fail_rate, midstream_rate=midstream_rate, host=host, port=port)
+    fake = FakeUpstream(
+        defaults=defaults or Scenario(),
+        events_per_chunk=events_per_chunk,
+        fail_rate=fail_rate,
+        midstream_rate=midstream_rate,
+        host=host,
+        port=port,
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(fake.serve)
         task_status.started(fake)

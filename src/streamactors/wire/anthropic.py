@@ -17,10 +17,10 @@ from ..models import (
     ToolCallEvent,
     UsageEvent,
 )
-from .base import HttpRequestSpec, SSEJsonDecoder, error_message_from_body
+from .base import HttpRequestSpec, SSEJsonDecoder, error_message_from_body, json_field
 from .sse import DEFAULT_MAX_EVENT_BYTES, SSEEvent
 
-__all__ = ["AnthropicCodec", "AnthropicStreamDecoder", "anthropic_body", "DEFAULT_MAX_TOKENS"]
+__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicCodec", "AnthropicStreamDecoder", "anthropic_body"]
 
 ANTHROPIC_VERSION = "2023-06-01"
 #: Anthropic requires max_tokens; this is what we send when the request gives none.
@@ -41,11 +41,13 @@ STOP_MAP = {
 ERROR_STATUS = {
     "invalid_request_error": 400,
     "authentication_error": 401,
+    "billing_error": 402,
     "permission_error": 403,
     "not_found_error": 404,
     "request_too_large": 413,
     "rate_limit_error": 429,
     "api_error": 500,
+    "timeout_error": 504,
     "overloaded_error": 529,
 }
 
@@ -178,7 +180,7 @@ class AnthropicCodec:
     def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
         return HttpRequestSpec("POST", self.url, self.headers, orjson.dumps(anthropic_body(request, model_id)))
 
-    def new_decoder(self) -> AnthropicStreamDecoder:
+    def new_decoder(self, model_id: str = "") -> AnthropicStreamDecoder:
         return AnthropicStreamDecoder(self.max_event_bytes)
 
     def parse_error(self, status: int, body: bytes) -> tuple[str, str | None]:
@@ -186,95 +188,137 @@ class AnthropicCodec:
 
 
 class AnthropicStreamDecoder(SSEJsonDecoder):
-    """Decodes a Messages API SSE stream into normalized events."""
+    """Decodes a Messages API SSE stream into normalized events.
+
+    Tool calls are numbered 0, 1, ... in the order their `tool_use` blocks start,
+    whatever the content block indexes (a text or thinking block usually comes first,
+    Portkey-AI/gateway#1275). Usage follows the SDK's `accumulate_event`: each usage
+    field of `message_start` is replaced by the same field of a later `message_delta`
+    when present; input tokens are reported with the cache tokens included, as
+    OpenAI's `prompt_tokens` are.
+    """
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         super().__init__(max_event_bytes)
-        self._started = False
-        self._input_tokens: int | None = None
+        self._input_parts: dict[str, int] = {}
         self._output_tokens: int | None = None
         self._block_tool: dict[int, int] = {}  # content block index -> tool position
+        self._tool_count = 0
 
     def _on_event(self, sse: SSEEvent, out: list[StreamEvent]) -> None:
-        obj = self._json(sse.data)
+        if sse.event == "error":
+            try:
+                obj = orjson.loads(sse.data)
+            except orjson.JSONDecodeError:  # the SDK, too, reports the raw text
+                raise WireError(sse.data[:1000] or "error event", kind="upstream", retryable=True) from None
+        else:
+            obj = self._json(sse.data)
         if not isinstance(obj, dict):
             raise WireError(f"stream event is not a JSON object: {sse.data[:200]!r}", kind="protocol")
-        etype = obj.get("type") or sse.event
+        etype = json_field(obj, "type", str, "event") or sse.event
+        if sse.event == "error" or etype == "error":
+            raise _stream_error(obj)
         if etype == "content_block_delta":
-            delta = obj.get("delta") or {}
-            dtype = delta.get("type")
-            if dtype == "text_delta":
-                text = delta.get("text")
-                if text:
-                    out.append(TextEvent(text))
-            elif dtype == "input_json_delta":
-                part = delta.get("partial_json")
-                pos = self._block_tool.get(obj.get("index", -1))
-                if part and pos is not None:
-                    out.append(ToolCallEvent(pos, None, None, part))
-            elif dtype == "thinking_delta":
-                text = delta.get("thinking")
-                if text:
-                    out.append(ReasoningEvent(text))
-            elif dtype not in ("signature_delta", "citations_delta"):
-                self.unknown_events.add(f"content_block_delta:{dtype}")
+            self._block_delta(obj, out)
         elif etype == "content_block_start":
-            block = obj.get("content_block") or {}
-            btype = block.get("type")
-            if btype == "tool_use":
-                pos = self._block_tool[obj.get("index", len(self._block_tool))] = len(self._block_tool)
-                self._tool_calls_seen = True
-                out.append(ToolCallEvent(pos, block.get("id"), block.get("name"), ""))
-                initial = block.get("input")
-                if initial:
-                    out.append(ToolCallEvent(pos, None, None, orjson.dumps(initial).decode()))
-            elif btype == "text":
-                if block.get("text"):
-                    out.append(TextEvent(block["text"]))
-            elif btype == "thinking":
-                if block.get("thinking"):
-                    out.append(ReasoningEvent(block["thinking"]))
-            elif btype != "redacted_thinking":
-                self.unknown_events.add(f"content_block_start:{btype}")
+            self._block_start(obj, out)
         elif etype == "content_block_stop" or etype == "ping":
             pass
         elif etype == "message_start":
-            self._started = True
-            message = obj.get("message") or {}
-            self.model = message.get("model") or self.model
-            self._usage_from(message.get("usage"))
+            message = json_field(obj, "message", dict, "message_start") or {}
+            model = json_field(message, "model", str, "message")
+            if model:
+                self.model = model
+            self._usage_from(json_field(message, "usage", dict, "message"))
         elif etype == "message_delta":
-            delta = obj.get("delta") or {}
-            stop = delta.get("stop_reason")
+            delta = json_field(obj, "delta", dict, "message_delta") or {}
+            stop = json_field(delta, "stop_reason", str, "delta")
             if stop:
-                self._finish = STOP_MAP.get(stop, "stop")
-            self._usage_from(obj.get("usage"))
+                self._finish = STOP_MAP.get(stop)
+                if self._finish is None:
+                    self._finish = "stop"
+                    self.unknown_events.add(f"stop_reason:{stop}")
+            self._usage_from(json_field(obj, "usage", dict, "message_delta"))
         elif etype == "message_stop":
             self._done = True
-        elif etype == "error":
-            err = obj.get("error") or {}
-            error_type = err.get("type")
-            status = ERROR_STATUS.get(error_type or "")
-            retryable = status is None or status == 429 or status >= 500
-            raise WireError(
-                str(err.get("message") or error_type or "error event"),
-                kind="upstream",
-                status=status,
-                retryable=retryable,
-                error_type=error_type,
-            )
         else:
             self.unknown_events.add(str(etype))
 
-    def _usage_from(self, usage: Any) -> None:
-        if not isinstance(usage, dict):
+    def _block_start(self, obj: dict[str, Any], out: list[StreamEvent]) -> None:
+        index = json_field(obj, "index", int, "content_block_start")
+        block = json_field(obj, "content_block", dict, "content_block_start") or {}
+        btype = json_field(block, "type", str, "content_block")
+        if btype == "tool_use":
+            pos = self._tool_count
+            self._tool_count += 1
+            if index is not None:
+                self._block_tool[index] = pos
+            self._tool_calls_seen = True
+            tool_id = json_field(block, "id", str, "tool_use")
+            name = json_field(block, "name", str, "tool_use")
+            out.append(ToolCallEvent(pos, tool_id, name, ""))
+            initial = json_field(block, "input", dict, "tool_use")
+            if initial:  # the API streams `{}` then input_json_delta; a proxy may send it whole
+                out.append(ToolCallEvent(pos, None, None, orjson.dumps(initial).decode()))
+        elif btype == "text":
+            text = json_field(block, "text", str, "text block")
+            if text:
+                out.append(TextEvent(text))
+        elif btype == "thinking":
+            text = json_field(block, "thinking", str, "thinking block")
+            if text:
+                out.append(ReasoningEvent(text))
+        elif btype != "redacted_thinking":
+            self.unknown_events.add(f"content_block_start:{btype}")
+
+    def _block_delta(self, obj: dict[str, Any], out: list[StreamEvent]) -> None:
+        delta = json_field(obj, "delta", dict, "content_block_delta") or {}
+        dtype = json_field(delta, "type", str, "delta")
+        if dtype == "text_delta":
+            text = json_field(delta, "text", str, "text_delta")
+            if text:
+                out.append(TextEvent(text))
+        elif dtype == "input_json_delta":
+            part = json_field(delta, "partial_json", str, "input_json_delta")
+            index = json_field(obj, "index", int, "content_block_delta")
+            pos = self._block_tool.get(index) if index is not None else None
+            # Deltas of server tool blocks (web search) have no position: they are not our calls.
+            if part and pos is not None:
+                out.append(ToolCallEvent(pos, None, None, part))
+        elif dtype == "thinking_delta":
+            text = json_field(delta, "thinking", str, "thinking_delta")
+            if text:
+                out.append(ReasoningEvent(text))
+        elif dtype not in ("signature_delta", "citations_delta"):
+            self.unknown_events.add(f"content_block_delta:{dtype}")
+
+    def _usage_from(self, usage: dict[str, Any] | None) -> None:
+        if usage is None:
             return
-        inp = usage.get("input_tokens")
-        if inp is not None:
-            # Anthropic counts cached prompt tokens apart; OpenAI's prompt_tokens include them.
-            inp += (usage.get("cache_creation_input_tokens") or 0) + (usage.get("cache_read_input_tokens") or 0)
-            self._input_tokens = inp
-        out_tokens = usage.get("output_tokens")
-        if out_tokens is not None:
-            self._output_tokens = out_tokens
-        self._usage = UsageEvent(self._input_tokens, self._output_tokens)
+        for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
+            value = json_field(usage, key, int, "usage")
+            if value is not None:
+                self._input_parts[key] = value
+        output = json_field(usage, "output_tokens", int, "usage")
+        if output is not None:
+            self._output_tokens = output
+        # Anthropic counts cached prompt tokens apart; OpenAI's prompt_tokens include them.
+        total_input = sum(self._input_parts.values()) if self._input_parts else None
+        self._usage = UsageEvent(total_input, self._output_tokens)
+
+
+def _stream_error(obj: dict[str, Any]) -> WireError:
+    """The WireError for an `error` event: `{"type": "error", "error": {"type", "message"}}`."""
+    err = obj.get("error")
+    error_type: str | None = None
+    if isinstance(err, dict):
+        raw_type = err.get("type")
+        error_type = raw_type if isinstance(raw_type, str) else None
+        message = str(err.get("message") or error_type or "error event")
+    elif isinstance(err, str):
+        message = err
+    else:
+        message = "error event"
+    status = ERROR_STATUS.get(error_type or "")
+    retryable = status is None or status == 429 or status >= 500
+    return WireError(message, kind="upstream", status=status, retryable=retryable, error_type=error_type)

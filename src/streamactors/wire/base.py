@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import attrs
 import orjson
@@ -18,7 +18,10 @@ __all__ = [
     "SSEJsonDecoder",
     "StreamDecoder",
     "error_message_from_body",
+    "json_field",
 ]
+
+_T = TypeVar("_T")
 
 
 @attrs.frozen(slots=True)
@@ -27,8 +30,8 @@ class HttpRequestSpec:
 
     method: str
     url: str
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
+    headers: tuple[tuple[str, str], ...] = attrs.field(repr=False)  # carries credentials
+    body: bytes = attrs.field(repr=False)
 
     def with_headers(self, extra: Mapping[str, str]) -> HttpRequestSpec:
         """Return a copy with `extra` headers set (replacing same-named ones)."""
@@ -62,7 +65,7 @@ class ProviderCodec(Protocol):
         """Translate a request into the provider's exact HTTP request."""
         ...
 
-    def new_decoder(self) -> StreamDecoder:
+    def new_decoder(self, model_id: str = "") -> StreamDecoder:
         """A fresh decoder for one streaming response."""
         ...
 
@@ -100,6 +103,12 @@ class SSEJsonDecoder:
 
     Subclasses implement `_on_event(sse, out)`; they set `self._finish` when the
     provider states a finish reason, and `self._done` when its terminator arrives.
+    Bytes after the terminator are ignored, even malformed ones.
+
+    `feed_into(data, out)` and `close_into(out)` append to a list the caller owns: when
+    they raise `WireError`, `out` still holds the events decoded before the error in the
+    same read (with `feed`, those are lost along with its return value). After a
+    `WireError` the decoder is spent: every later call raises again.
     """
 
     terminator = "[DONE]"
@@ -112,6 +121,7 @@ class SSEJsonDecoder:
         self._usage: UsageEvent | None = None
         self._done = False
         self._closed = False
+        self._failed: WireError | None = None
         self._tool_calls_seen = False
 
     @property
@@ -120,39 +130,90 @@ class SSEJsonDecoder:
 
     def feed(self, data: bytes) -> list[StreamEvent]:
         out: list[StreamEvent] = []
+        self.feed_into(data, out)
+        return out
+
+    def feed_into(self, data: bytes, out: list[StreamEvent]) -> None:
+        """Like `feed`, appending to `out`."""
+        if self._failed is not None:
+            raise self._already_failed()
         if self._closed:
-            return out
-        for sse in self._sse.feed(data):
-            if self._done:
-                break
-            self._on_event(sse, out)
+            return
+        events: list[SSEEvent] = []
+        sse_error: WireError | None = None
+        try:
+            self._sse.feed_into(data, events)
+        except WireError as exc:
+            sse_error = exc  # the events before it come first
+        self._dispatch(events, out)
         if self._done:
             self._close_into(out)
-        return out
+        elif sse_error is not None:
+            self._failed = sse_error
+            raise sse_error
 
     def close(self) -> list[StreamEvent]:
         out: list[StreamEvent] = []
+        self.close_into(out)
+        return out
+
+    def close_into(self, out: list[StreamEvent]) -> None:
+        """Like `close`, appending to `out`."""
+        if self._failed is not None:
+            raise self._already_failed()
         if self._closed:
-            return out
-        for sse in self._sse.close():
-            if self._done:
-                break
-            self._on_event(sse, out)
-        if not self._done and self._finish is None:
-            raise WireError(
+            return
+        events: list[SSEEvent] = []
+        self._sse.close_into(events)
+        self._dispatch(events, out)
+        if self._done:
+            self._close_into(out)
+            return
+        if self._finish is None:
+            self._failed = WireError(
                 "stream ended before its terminator: the reply is incomplete", kind="protocol"
             )
+            raise self._failed
         self._close_into(out)
-        return out
+
+    def _dispatch(self, events: list[SSEEvent], out: list[StreamEvent]) -> None:
+        for sse in events:
+            if self._done:
+                return
+            try:
+                self._on_event(sse, out)
+            except WireError as exc:
+                self._failed = exc
+                raise
+            except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+                # A payload of an unexpected shape that a subclass did not check for.
+                self._failed = WireError(
+                    f"malformed stream event ({type(exc).__name__}: {exc}): {sse.data[:200]!r}", kind="protocol"
+                )
+                raise self._failed from exc
+
+    def _already_failed(self) -> WireError:
+        assert self._failed is not None
+        failed = self._failed
+        return WireError(
+            f"the stream failed earlier: {failed.message}",
+            kind=failed.kind,
+            status=failed.status,
+            retryable=failed.retryable,
+            error_type=failed.error_type,
+        )
 
     def _close_into(self, out: list[StreamEvent]) -> None:
         self._closed = True
         if self._usage is not None:
             out.append(self._usage)
+        out.append(FinishEvent(self._final_reason()))
+
+    def _final_reason(self) -> str:
         reason = self._finish or "stop"
         if reason == "stop" and self._tool_calls_seen:
             reason = "tool_calls"
-        out.append(FinishEvent(reason))
+        return reason
 
     def _on_event(self, sse: SSEEvent, out: list[StreamEvent]) -> None:
         raise NotImplementedError
@@ -164,3 +225,18 @@ class SSEJsonDecoder:
         except orjson.JSONDecodeError as exc:
             snippet = data[:200]
             raise WireError(f"invalid JSON in stream event: {exc}: {snippet!r}", kind="protocol") from exc
+
+
+def json_field(obj: Mapping[str, Any], key: str, kind: type[_T], where: str) -> _T | None:
+    """`obj[key]` if it is a JSON value of type `kind`; None if absent or null.
+
+    Any other type is a `WireError(kind="protocol")`: a payload of the wrong shape must
+    fail the stream loudly, never as an AttributeError deep in a codec. `bool` does not
+    pass for `int`.
+    """
+    value = obj.get(key)
+    if value is None or type(value) is kind:
+        return value
+    raise WireError(
+        f"stream event field {where}.{key} is {type(value).__name__}, expected {kind.__name__}", kind="protocol"
+    )

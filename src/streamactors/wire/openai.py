@@ -23,7 +23,7 @@ from ..models import (
     ToolCallEvent,
     UsageEvent,
 )
-from .base import HttpRequestSpec, SSEJsonDecoder, error_message_from_body
+from .base import HttpRequestSpec, SSEJsonDecoder, error_message_from_body, json_field
 from .sse import DEFAULT_MAX_EVENT_BYTES, SSEEvent
 
 __all__ = ["OpenAICodec", "OpenAIStreamDecoder", "effort_for_budget", "openai_messages"]
@@ -38,6 +38,11 @@ FINISH_MAP = {
     "eos": "stop",
     "error": "error",
 }
+
+# Error types that mean the request itself is at fault: sending it again cannot help.
+NON_RETRYABLE_TYPES = frozenset(
+    {"invalid_request_error", "authentication_error", "permission_error", "not_found_error", "invalid_api_key"}
+)
 
 
 def effort_for_budget(budget: int) -> str:
@@ -128,7 +133,7 @@ class OpenAICodec:
     def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
         return HttpRequestSpec("POST", self.url, self.headers, orjson.dumps(self.body(request, model_id)))
 
-    def new_decoder(self) -> OpenAIStreamDecoder:
+    def new_decoder(self, model_id: str = "") -> OpenAIStreamDecoder:
         return OpenAIStreamDecoder(self.max_event_bytes)
 
     def parse_error(self, status: int, body: bytes) -> tuple[str, str | None]:
@@ -136,71 +141,165 @@ class OpenAICodec:
 
 
 class OpenAIStreamDecoder(SSEJsonDecoder):
-    """Decodes a chat-completions SSE stream into normalized events."""
+    """Decodes a chat-completions SSE stream into normalized events.
+
+    Only choice 0 is read. Tool-call fragments are attributed by their `index` (later
+    fragments carry no id, BerriAI/litellm#20711); a fragment with a new id *and* a name
+    at an index already in use starts a new call (servers that number every call 0).
+    A call's id and name are emitted once, with its first fragment that has them.
+    A `refusal` is streamed as text, and turns a "stop" finish into "content_filter".
+    """
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         super().__init__(max_event_bytes)
-        # provider tool-call index -> position in the reply
-        self._tool_pos: dict[int, int] = {}
+        self._tool_pos: dict[int, int] = {}  # provider tool-call index -> position in the reply
+        self._tool_ids: list[str | None] = []  # position -> id given
+        self._tool_names: list[str | None] = []  # position -> name given
+        self._refused = False
 
     def _on_event(self, sse: SSEEvent, out: list[StreamEvent]) -> None:
         data = sse.data
-        if data == "[DONE]":
+        if data.startswith(self.terminator):  # as openai-python's Stream does
             self._done = True
             return
+        if sse.event == "error":
+            try:
+                obj = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise WireError(data[:1000] or "error event", kind="upstream", retryable=True) from None
+            raise self._stream_error(obj)
         obj = self._json(data)
         if not isinstance(obj, dict):
             raise WireError(f"stream event is not a JSON object: {data[:200]!r}", kind="protocol")
-        if sse.event == "error" or "error" in obj:
+        if obj.get("error"):  # openai-python raises APIError on a truthy "error" in any chunk
             raise self._stream_error(obj)
         if self.model is None:
             model = obj.get("model")
-            if model:
+            if model and isinstance(model, str):
                 self.model = model
-        for choice in obj.get("choices") or ():
-            if choice.get("index", 0) != 0:
+        for choice in json_field(obj, "choices", list, "chunk") or ():
+            if type(choice) is not dict:
+                raise WireError(f"chunk choice is not a JSON object: {data[:200]!r}", kind="protocol")
+            if (json_field(choice, "index", int, "choice") or 0) != 0:
                 continue
-            delta = choice.get("delta")
+            delta = json_field(choice, "delta", dict, "choice")
             if delta:
                 self._delta(delta, out)
-            finish = choice.get("finish_reason")
+            finish = json_field(choice, "finish_reason", str, "choice")
             if finish:
-                self._finish = FINISH_MAP.get(finish, "stop")
-        usage = obj.get("usage")
+                self._finish = FINISH_MAP.get(finish)
+                if self._finish is None:
+                    self._finish = "stop"
+                    self.unknown_events.add(f"finish_reason:{finish}")
+        usage = json_field(obj, "usage", dict, "chunk")
+        if usage is None:  # Groq once sent usage only under x_groq
+            x_groq = obj.get("x_groq")
+            usage = json_field(x_groq, "usage", dict, "x_groq") if type(x_groq) is dict else None
         if usage:
-            self._usage = UsageEvent(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+            self._usage = UsageEvent(
+                json_field(usage, "prompt_tokens", int, "usage"),
+                json_field(usage, "completion_tokens", int, "usage"),
+            )
 
     def _delta(self, delta: dict[str, Any], out: list[StreamEvent]) -> None:
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-        if reasoning and isinstance(reasoning, str):
+        # DeepSeek and xAI send reasoning_content; OpenRouter sends reasoning (and reasoning_details).
+        reasoning = json_field(delta, "reasoning_content", str, "delta") or json_field(
+            delta, "reasoning", str, "delta"
+        )
+        if reasoning:
             out.append(ReasoningEvent(reasoning))
         content = delta.get("content")
-        if content:
-            out.append(TextEvent(content))
-        tool_calls = delta.get("tool_calls")
+        if type(content) is str:
+            if content:
+                out.append(TextEvent(content))
+        elif type(content) is list:
+            self._content_parts(content, out)
+        elif content is not None:
+            raise WireError(f"delta.content is {type(content).__name__}, expected str", kind="protocol")
+        refusal = json_field(delta, "refusal", str, "delta")
+        if refusal:
+            self._refused = True
+            out.append(TextEvent(refusal))
+        tool_calls = json_field(delta, "tool_calls", list, "delta")
         if tool_calls:
             for n, tc in enumerate(tool_calls):
-                raw_index = tc.get("index", n)
-                pos = self._tool_pos.get(raw_index)
-                if pos is None:
-                    pos = self._tool_pos[raw_index] = len(self._tool_pos)
-                    self._tool_calls_seen = True
-                fn = tc.get("function") or {}
-                tc_id = tc.get("id") or None
-                name = fn.get("name") or None
-                args = fn.get("arguments") or ""
-                if tc_id is None and name is None and not args:
-                    continue  # an empty fragment says nothing; it must not break the stream
-                out.append(ToolCallEvent(pos, tc_id, name, args))
+                if type(tc) is not dict:
+                    raise WireError("delta.tool_calls item is not a JSON object", kind="protocol")
+                self._tool_fragment(n, tc, out)
+        if delta.get("function_call") is not None:
+            self.unknown_events.add("delta.function_call")
 
-    def _stream_error(self, obj: dict[str, Any]) -> WireError:
-        err = obj.get("error", obj)
+    def _content_parts(self, parts: list[Any], out: list[StreamEvent]) -> None:
+        # Mistral's reasoning models stream content as typed parts.
+        for part in parts:
+            ptype = part.get("type") if type(part) is dict else None
+            if ptype == "text":
+                text = json_field(part, "text", str, "content part")
+                if text:
+                    out.append(TextEvent(text))
+            elif ptype == "thinking":
+                for sub in json_field(part, "thinking", list, "content part") or ():
+                    text = json_field(sub, "text", str, "thinking part") if type(sub) is dict else None
+                    if text:
+                        out.append(ReasoningEvent(text))
+            else:
+                self.unknown_events.add(f"content_part:{ptype}")
+
+    def _tool_fragment(self, n: int, tc: dict[str, Any], out: list[StreamEvent]) -> None:
+        raw_index = json_field(tc, "index", int, "tool_call")
+        if raw_index is None:
+            raw_index = n
+        tc_id = json_field(tc, "id", str, "tool_call") or None
+        fn = json_field(tc, "function", dict, "tool_call") or {}
+        name = json_field(fn, "name", str, "function") or None
+        raw_args = fn.get("arguments")
+        if raw_args is None or type(raw_args) is str:
+            args = raw_args or ""
+        elif type(raw_args) is dict:  # a few servers send the arguments already parsed
+            args = orjson.dumps(raw_args).decode()
+        else:
+            raise WireError(f"function.arguments is {type(raw_args).__name__}, expected str", kind="protocol")
+        pos = self._tool_pos.get(raw_index)
+        if pos is None or (
+            tc_id is not None and name is not None and self._tool_ids[pos] not in (None, tc_id)
+        ):
+            pos = self._tool_pos[raw_index] = len(self._tool_ids)
+            self._tool_ids.append(None)
+            self._tool_names.append(None)
+            self._tool_calls_seen = True
+        if tc_id is not None and self._tool_ids[pos] is None:
+            self._tool_ids[pos] = tc_id
+        else:
+            tc_id = None
+        if name is not None and self._tool_names[pos] is None:
+            self._tool_names[pos] = name
+        else:
+            name = None
+        if tc_id is None and name is None and not args:
+            return  # an empty fragment says nothing; it must not break the stream (litellm PR #40207)
+        out.append(ToolCallEvent(pos, tc_id, name, args))
+
+    def _final_reason(self) -> str:
+        reason = super()._final_reason()
+        if reason == "stop" and self._refused:
+            return "content_filter"
+        return reason
+
+    @staticmethod
+    def _stream_error(obj: Any) -> WireError:
+        err = obj.get("error", obj) if isinstance(obj, dict) else obj
         if isinstance(err, dict):
             message = str(err.get("message") or err)
             code = err.get("code")
             etype = err.get("type") or (str(code) if code is not None else None)
+            etype = str(etype) if etype is not None else None
         else:
             message, code, etype = str(err), None, None
-        status = code if isinstance(code, int) and 100 <= code < 600 else None
-        retryable = status is None or status == 429 or status >= 500 or status in (408, 409)
+        if isinstance(code, str) and code.isdigit():  # some servers send "429"
+            code = int(code)
+        status = code if type(code) is int and 100 <= code < 600 else None
+        if status is not None:
+            retryable = status in (408, 409, 429) or status >= 500
+        else:
+            retryable = etype not in NON_RETRYABLE_TYPES
         return WireError(message, kind="upstream", status=status, retryable=retryable, error_type=etype)

@@ -1,17 +1,28 @@
 """A sans-IO decoder for `text/event-stream` (the WHATWG server-sent events format).
 
 Feed it bytes as they arrive, in pieces of any size; it returns the events completed by
-those bytes. It follows the WHATWG parsing rules: `\\n`, `\\r\\n` and `\\r` end lines,
-a leading BOM is dropped, `:` lines are comments, `event`/`data`/`id`/`retry` fields,
-multi-line data joined by `\\n`, unknown fields ignored, an event with no data is not
-dispatched.
+those bytes. It follows the WHATWG parsing rules
+(https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation):
+`\\n`, `\\r\\n` and `\\r` end lines, one leading BOM is dropped, `:` lines are comments,
+`event`/`data`/`id`/`retry` fields, multi-line data joined by `\\n`, unknown fields
+ignored, an event whose data buffer is empty is not dispatched, and an event left
+without its blank line at end of stream is discarded.
+
+A CR ends its line at once (the event it completes is dispatched without waiting for
+the next read); an LF that follows it, even in the next read, is then skipped, as
+httpx's `LineDecoder` and openai-python's `_SSELineDecoder` do. Every feed costs time
+linear in its own length: held bytes are never rescanned.
 
 Unlike openai-python's `SSEDecoder` ("without imposing a line or event size limit"),
-it bounds what a peer can make it hold: an event (or a line still being received)
-larger than `max_event_bytes` raises `WireError(kind="protocol")`, as h11 bounds its
-incomplete-event buffer. Lines are decoded only once complete, so a multi-byte UTF-8
-character split across reads is never mangled; invalid UTF-8 becomes U+FFFD, as the
-standard says, and `invalid_utf8` records that it happened.
+it bounds what a peer can make it hold, as h11 bounds its incomplete-event buffer:
+when the raw lines of one event (including a line still being received) exceed
+`max_event_bytes`, it raises `WireError(kind="protocol")`, drops what it held, and
+refuses further input. The check depends only on the byte stream, not on how it was
+split, so every split of the same bytes fails at the same line.
+
+Lines are decoded only once complete, so a multi-byte UTF-8 character split across
+reads is never mangled; invalid UTF-8 becomes U+FFFD, as the standard says, and
+`invalid_utf8` records that it happened.
 """
 
 from __future__ import annotations
@@ -24,9 +35,11 @@ __all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "SSEEvent"]
 
 DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024
 
+_BOM = b"\xef\xbb\xbf"
+
 
 class SSEEvent(NamedTuple):
-    """One dispatched event. `event` is None when the stream gave no `event:` field."""
+    """One dispatched event. `event` is None when the stream gave no (or an empty) `event:` field."""
 
     event: str | None
     data: str
@@ -34,28 +47,36 @@ class SSEEvent(NamedTuple):
 
 
 class SSEDecoder:
-    """Incremental event-stream decoder: `feed(bytes) -> list[SSEEvent]`, then `close()`."""
+    """Incremental event-stream decoder: `feed(bytes) -> list[SSEEvent]`, then `close()`.
+
+    `feed_into`/`close_into` do the same but append to a list the caller owns, so the
+    events completed before a `WireError` in the same read are not lost.
+    """
 
     __slots__ = (
-        "_buf",
         "_data",
-        "_data_bytes",
         "_event",
+        "_event_bytes",
+        "_failed",
+        "_line",
+        "_skip_lf",
         "_started",
+        "comments",
         "invalid_utf8",
         "last_event_id",
         "max_event_bytes",
         "retry",
-        "comments",
     )
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self.max_event_bytes = max_event_bytes
-        self._buf = b""
+        self._line = bytearray()  # the line being received, without its terminator
+        self._skip_lf = False  # the last read ended in CR: an LF next is the rest of that CRLF
+        self._started = False  # a line was seen, so a BOM is no longer "leading"
         self._data: list[str] = []
-        self._data_bytes = 0
         self._event: str | None = None
-        self._started = False
+        self._event_bytes = 0  # raw bytes (with terminators) of the lines of the current event
+        self._failed: WireError | None = None
         #: True once any invalid UTF-8 was replaced by U+FFFD.
         self.invalid_utf8 = False
         #: The last `id:` value seen (the stream's reconnection id).
@@ -67,63 +88,86 @@ class SSEDecoder:
 
     def feed(self, data: bytes) -> list[SSEEvent]:
         """Take the next bytes of the stream; return the events they complete."""
-        buf = self._buf + data if self._buf else data
         events: list[SSEEvent] = []
-        if not buf:
-            return events
-        if b"\r" in buf:
-            # A trailing CR may be the first half of CRLF: keep it for the next read.
-            hold = buf.endswith(b"\r")
-            if hold:
-                buf = buf[:-1]
-            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            if hold:
-                buf += b"\r"
-        end = buf.rfind(b"\n")
-        if end < 0:
-            self._buf = buf
-            self._check_pending()
-            return events
-        self._buf = buf[end + 1 :]
-        lines = buf[:end].split(b"\n")
-        for line in lines:
-            self._line(line, events)
-        self._check_pending()
+        self.feed_into(data, events)
         return events
 
+    def feed_into(self, data: bytes, events: list[SSEEvent]) -> None:
+        """Like `feed`, appending to `events`; on `WireError` they hold what came before it."""
+        if self._failed is not None:
+            raise self._already_failed()
+        if not data:
+            return
+        if self._skip_lf:
+            self._skip_lf = False
+            if data[0] == 0x0A:
+                data = data[1:]
+                if not data:
+                    return
+        if b"\r" in data:
+            # A CR at the very end is a whole line end already; remember to skip an LF after it.
+            self._skip_lf = data[-1] == 0x0D
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        try:
+            if b"\n" not in data:
+                self._line += data
+            else:
+                lines = data.split(b"\n")
+                tail = lines.pop()
+                if self._line:
+                    self._line += lines[0]
+                    lines[0] = bytes(self._line)
+                    self._line.clear()
+                for line in lines:
+                    self._process(line, events)
+                self._line += tail
+            if self._event_bytes + len(self._line) > self.max_event_bytes:
+                raise self._too_big(self._event_bytes + len(self._line))
+        except WireError as exc:
+            self._fail(exc)
+            raise
+
     def close(self) -> list[SSEEvent]:
-        """Signal end of stream. An unterminated last line counts as a line; a last event
-        without its blank line is dropped, as the standard requires."""
+        """Signal end of stream. Returns no events: the standard discards an event that
+        lacks its closing blank line, and an unterminated last line with it."""
         events: list[SSEEvent] = []
-        buf, self._buf = self._buf, b""
-        if buf:
-            if buf.endswith(b"\r"):
-                buf = buf[:-1]
-            for line in buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
-                self._line(line, events)
-        self._data = []
-        self._data_bytes = 0
-        self._event = None
+        self.close_into(events)
         return events
+
+    def close_into(self, events: list[SSEEvent]) -> None:
+        """Like `close`, appending to `events` (which it never does; kept for symmetry)."""
+        if self._failed is not None:
+            raise self._already_failed()
+        self._reset()
 
     @property
     def pending_bytes(self) -> int:
-        """Bytes held for an event that is not complete yet."""
-        return len(self._buf) + self._data_bytes
+        """Bytes held for an event that is not complete yet (raw line bytes, terminators included)."""
+        return self._event_bytes + len(self._line)
 
     # --- internals ---------------------------------------------------------------
 
-    def _check_pending(self) -> None:
-        if len(self._buf) + self._data_bytes > self.max_event_bytes:
-            size = len(self._buf) + self._data_bytes
-            self._buf = b""
-            self._data = []
-            self._data_bytes = 0
-            raise WireError(
-                f"server-sent event larger than max_event_bytes={self.max_event_bytes} "
-                f"({size} bytes received without an event boundary)",
-                kind="protocol",
-            )
+    def _reset(self) -> None:
+        self._line = bytearray()
+        self._skip_lf = False
+        self._data = []
+        self._event = None
+        self._event_bytes = 0
+
+    def _fail(self, exc: WireError) -> None:
+        self._failed = exc
+        self._reset()
+
+    def _already_failed(self) -> WireError:
+        assert self._failed is not None
+        return WireError(f"the event stream failed earlier: {self._failed.message}", kind="protocol")
+
+    def _too_big(self, size: int) -> WireError:
+        return WireError(
+            f"server-sent event larger than max_event_bytes={self.max_event_bytes} "
+            f"({size} bytes received without an event boundary)",
+            kind="protocol",
+        )
 
     def _decode(self, raw: bytes) -> str:
         try:
@@ -132,25 +176,27 @@ class SSEDecoder:
             self.invalid_utf8 = True
             return raw.decode("utf-8", errors="replace")
 
-    def _line(self, line: bytes, events: list[SSEEvent]) -> None:
+    def _process(self, line: bytes, events: list[SSEEvent]) -> None:
         if not self._started:
             self._started = True
-            if line.startswith(b"\xef\xbb\xbf"):
+            if line.startswith(_BOM):
+                self._event_bytes += 3  # the raw length is what the limit counts
                 line = line[3:]
         if not line:
-            if self._data:
-                data = self._data[0] if len(self._data) == 1 else "\n".join(self._data)
-                events.append(SSEEvent(self._event, data, self.last_event_id))
-                self._data = []
-                self._data_bytes = 0
+            data = self._data
+            # WHATWG: dispatch only if the data buffer is non-empty (one empty `data:` line is empty).
+            if data and (len(data) > 1 or data[0]):
+                events.append(SSEEvent(self._event or None, data[0] if len(data) == 1 else "\n".join(data),
+                                       self.last_event_id))
+            self._data = []
             self._event = None
+            self._event_bytes = 0
             return
-        if line.startswith(b"data:"):
-            raw = line[6:] if line.startswith(b"data: ") else line[5:]
-            self._data.append(self._decode(raw))
-            self._data_bytes += len(raw) + 1
-            if self._data_bytes > self.max_event_bytes:
-                self._check_pending()
+        self._event_bytes += len(line) + 1
+        if self._event_bytes > self.max_event_bytes:
+            raise self._too_big(self._event_bytes)
+        if line.startswith(b"data:"):  # the hot path
+            self._data.append(self._decode(line[6:] if line.startswith(b"data: ") else line[5:]))
             return
         if line[0] == 0x3A:  # ":" starts a comment
             self.comments += 1
@@ -162,12 +208,9 @@ class SSEDecoder:
         value = self._decode(value_raw)
         if name == "data":  # "data" with no colon: an empty data line
             self._data.append(value)
-            self._data_bytes += 1
         elif name == "event":
             self._event = value
-        elif name == "id":
-            if "\x00" not in value:
-                self.last_event_id = value
-        elif name == "retry":
-            if value.isdigit() and value.isascii():
-                self.retry = int(value)
+        elif name == "id" and "\x00" not in value:  # an id with NUL is ignored
+            self.last_event_id = value
+        elif name == "retry" and value.isascii() and value.isdigit():  # else ignored
+            self.retry = int(value)

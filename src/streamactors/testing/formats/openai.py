@@ -17,9 +17,12 @@ def _sse(obj: Any) -> bytes:
 
 
 def render(
-    steps: Iterable[Step], model: str, request_body: dict[str, Any], *, reasoning_field: str = "reasoning_content"
+    steps: Iterable[Step], model: str, request_body: dict[str, Any], *, reasoning_field: str = "reasoning_content",
+    keepalive: bool = False,
 ) -> Iterator[bytes | Delay | Drop]:
-    """Render steps as chat.completion.chunk events ending in `data: [DONE]`."""
+    """Render steps as chat.completion.chunk events ending in `data: [DONE]`.
+
+    `keepalive` adds the SSE comments OpenRouter sends while a model is working."""
     base: dict[str, Any] = {
         "id": "chatcmpl-fake0001",
         "object": "chat.completion.chunk",
@@ -33,6 +36,8 @@ def render(
         return _sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
 
     pending_usage: dict[str, Any] | None = None
+    if keepalive:
+        yield b": OPENROUTER PROCESSING\n\n"
     yield chunk({"role": "assistant", "content": "", "refusal": None})
     for step in steps:
         if isinstance(step, Text):
@@ -54,6 +59,8 @@ def render(
             }
             pending_usage = usage
         elif isinstance(step, Finish):
+            if keepalive:
+                yield b": OPENROUTER PROCESSING\n\n"
             yield chunk({}, step.reason)
             if include_usage and pending_usage is not None:
                 yield _sse({**base, "choices": [], "usage": pending_usage})

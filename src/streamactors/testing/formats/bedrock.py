@@ -1,0 +1,118 @@
+"""AWS Bedrock ConverseStream, as bedrock-runtime streams it: binary event-stream frames.
+
+Each frame is `prelude (total length, headers length, CRC32 of those 8 bytes)`,
+headers, a JSON payload and a CRC32 of everything before it. Like the real service,
+events carry `:event-type`, `:content-type` and `:message-type` headers, and event
+payloads carry a `"p"` padding field (Bedrock pads them so that sizes leak nothing).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import orjson
+
+from ..script import Delay, Drop, Finish, MidStreamError, Raw, Reasoning, Step, Text, ToolCallStep, Usage
+
+__all__ = ["CONTENT_TYPE", "encode_frame", "error_body", "render"]
+
+CONTENT_TYPE = "application/vnd.amazon.eventstream"
+
+STOP_REASON = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "content_filtered",
+}
+
+_PAD = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+_STRING = 7  # header value type: utf-8 string with a uint16 length
+
+
+def encode_frame(headers: Mapping[str, str], payload: bytes) -> bytes:
+    """One event-stream message with string-valued `headers` (in their order) and `payload`."""
+    parts = []
+    for name, value in headers.items():
+        raw_name, raw_value = name.encode(), value.encode()
+        if len(raw_name) > 255 or len(raw_value) > 32767:
+            raise ValueError(f"event-stream header too long: {name!r}")
+        parts.append(struct.pack("!B", len(raw_name)) + raw_name)
+        parts.append(struct.pack("!BH", _STRING, len(raw_value)) + raw_value)
+    raw_headers = b"".join(parts)
+    head = struct.pack("!II", 12 + len(raw_headers) + len(payload) + 4, len(raw_headers))
+    message = head + struct.pack("!I", zlib.crc32(head)) + raw_headers + payload
+    return message + struct.pack("!I", zlib.crc32(message))
+
+
+def _event(name: str, obj: dict[str, Any]) -> bytes:
+    # Padding length varies with the payload, as the service's does.
+    pad = _PAD[: 1 + len(orjson.dumps(obj)) % len(_PAD)]
+    headers = {":event-type": name, ":content-type": "application/json", ":message-type": "event"}
+    return encode_frame(headers, orjson.dumps({**obj, "p": pad}))
+
+
+def _exception(name: str, obj: dict[str, Any]) -> bytes:
+    headers = {":exception-type": name, ":content-type": "application/json", ":message-type": "exception"}
+    return encode_frame(headers, orjson.dumps(obj))
+
+
+def render(steps: Iterable[Step], model: str, request_body: dict[str, Any]) -> Iterator[bytes | Delay | Drop]:
+    """Render steps as messageStart ... messageStop, then metadata (usage comes last)."""
+    yield _event("messageStart", {"role": "assistant"})
+    index = -1
+    open_kind: str | None = None
+    usage: Usage | None = None
+
+    def close_block() -> Iterator[bytes]:
+        if open_kind == "reasoning":
+            yield _event("contentBlockDelta", {"contentBlockIndex": index,
+                         "delta": {"reasoningContent": {"signature": "c2lnbmF0dXJl"}}})
+        yield _event("contentBlockStop", {"contentBlockIndex": index})
+
+    for step in steps:
+        if isinstance(step, (Text, Reasoning)):
+            kind = "text" if isinstance(step, Text) else "reasoning"
+            if open_kind != kind:
+                if open_kind is not None:
+                    yield from close_block()
+                index += 1
+                open_kind = kind
+            delta = {"text": step.text} if kind == "text" else {"reasoningContent": {"text": step.text}}
+            yield _event("contentBlockDelta", {"contentBlockIndex": index, "delta": delta})
+        elif isinstance(step, ToolCallStep):
+            if open_kind is not None:
+                yield from close_block()
+            index += 1
+            open_kind = "tool_use"
+            yield _event("contentBlockStart", {"contentBlockIndex": index, "start": {
+                "toolUse": {"name": step.name, "toolUseId": f"tooluse_{step.id}"}}})
+            for piece in step.pieces:
+                yield _event("contentBlockDelta", {"contentBlockIndex": index, "delta": {"toolUse": {"input": piece}}})
+        elif isinstance(step, Usage):
+            usage = step
+        elif isinstance(step, Finish):
+            if open_kind is not None:
+                yield from close_block()
+                open_kind = None
+            yield _event("messageStop", {"stopReason": STOP_REASON.get(step.reason, "end_turn")})
+            inp, out = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
+            yield _event("metadata", {"metrics": {"latencyMs": 42},
+                                      "usage": {"inputTokens": inp, "outputTokens": out, "totalTokens": inp + out}})
+        elif isinstance(step, MidStreamError):
+            if step.status == 429:
+                yield _exception("throttlingException", {"message": step.message})
+            else:
+                yield _exception("modelStreamErrorException", {
+                    "message": step.message, "originalStatusCode": step.status, "originalMessage": step.message})
+        elif isinstance(step, Raw):
+            yield step.data
+        else:
+            yield step
+
+
+def error_body(status: int, message: str) -> bytes:
+    """AWS's JSON error body (the service names the type in `x-amzn-ErrorType`)."""
+    return orjson.dumps({"message": message})

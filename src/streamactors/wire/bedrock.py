@@ -1,0 +1,515 @@
+"""AWS Bedrock ConverseStream, request and response side (sans-IO).
+
+The request is what boto3's `bedrock-runtime` client sends for `converse_stream(...)`:
+the same URL (the model id percent-encoded by `botocore.utils.percent_encode`), the
+same JSON body bytes (`json.dumps`, as botocore's rest-json serializer writes them)
+and a SigV4 signature made by `botocore.auth.SigV4Auth`. The response is not SSE but
+AWS's binary event stream (`application/vnd.amazon.eventstream`); each message is
+checked and parsed by `botocore.eventstream.EventStreamBuffer`, one message at a time,
+after our own prelude check has bounded its size.
+
+Shapes and names follow botocore's service model
+(`botocore/data/bedrock-runtime/2023-09-30/service-2.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import orjson
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials, ReadOnlyCredentials
+from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
+from botocore.utils import percent_encode
+
+from ..errors import WireError
+from ..models import (
+    ChatRequest,
+    FinishEvent,
+    Message,
+    ReasoningEvent,
+    StreamEvent,
+    TextEvent,
+    ToolCallEvent,
+    UsageEvent,
+)
+from .anthropic import DEFAULT_MAX_TOKENS, EFFORT_BUDGET
+from .base import HttpRequestSpec, error_message_from_body
+from .sse import DEFAULT_MAX_EVENT_BYTES
+
+__all__ = [
+    "BedrockCodec",
+    "BedrockStreamDecoder",
+    "CredentialsProvider",
+    "converse_body",
+    "converse_messages",
+    "default_endpoint",
+    "sign_request",
+]
+
+#: Returns the credentials to sign with; called once per request, so it must be cheap
+#: and must not block (hand it frozen credentials that something else refreshes).
+CredentialsProvider = Callable[[], Credentials | ReadOnlyCredentials]
+
+STOP_MAP = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "content_filtered": "content_filter",
+    "guardrail_intervened": "content_filter",
+    "malformed_model_output": "error",
+    "malformed_tool_use": "error",
+}
+
+# Exception type -> the httpStatusCode botocore's service model gives that error shape.
+EXCEPTION_STATUS = {
+    "validationException": 400,
+    "serviceQuotaExceededException": 400,
+    "conflictException": 400,
+    "accessDeniedException": 403,
+    "resourceNotFoundException": 404,
+    "modelTimeoutException": 408,
+    "modelErrorException": 424,
+    "modelStreamErrorException": 424,
+    "throttlingException": 429,
+    "modelNotReadyException": 429,
+    "internalServerException": 500,
+    "serviceUnavailableException": 503,
+}
+# The service model documents these as "Retry your request" (or they are 429/5xx).
+RETRYABLE_EXCEPTIONS = frozenset(
+    {
+        "modelStreamErrorException",
+        "modelTimeoutException",
+        "modelNotReadyException",
+        "throttlingException",
+        "internalServerException",
+        "serviceUnavailableException",
+    }
+)
+
+_SIGNATURE_HEADERS = frozenset({"authorization", "x-amz-date", "x-amz-security-token"})
+_PRELUDE = 12  # total length, headers length, prelude CRC: three big-endian uint32
+_OVERHEAD = _PRELUDE + 4  # plus the message CRC
+
+
+def default_endpoint(region: str) -> str:
+    """The public bedrock-runtime endpoint of `region`."""
+    return f"https://bedrock-runtime.{region}.amazonaws.com"
+
+
+# --- request ---------------------------------------------------------------------------
+
+
+def _tool_input(arguments: str) -> Any:
+    if not arguments.strip():
+        return {}
+    try:
+        return orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        # Keep the model's text rather than fail the whole request on a bad replay.
+        return {"_raw_arguments": arguments}
+
+
+def converse_messages(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(system blocks, messages) in the Converse shape.
+
+    System and developer messages become one `system` text block each. Tool results
+    become `toolResult` blocks in a user turn, and consecutive turns of one role are
+    merged, since Converse wants user and assistant turns to alternate.
+    """
+    system: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = []
+
+    def add(role: str, blocks: list[dict[str, Any]]) -> None:
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+
+    for m in messages:
+        if m.role in ("system", "developer"):
+            if m.content:
+                system.append({"text": m.content})
+        elif m.role == "tool":
+            result = {"toolUseId": m.tool_call_id or "", "content": [{"text": m.content or ""}]}
+            add("user", [{"toolResult": result}])
+        elif m.role == "assistant":
+            blocks: list[dict[str, Any]] = [{"text": m.content}] if m.content else []
+            for tc in m.tool_calls:
+                blocks.append({"toolUse": {"toolUseId": tc.id, "name": tc.name, "input": _tool_input(tc.arguments)}})
+            if blocks:
+                add("assistant", blocks)
+        else:
+            add("user", [{"text": m.content or ""}])
+    return system, out
+
+
+def _tool_choice(choice: Any) -> dict[str, Any] | None:
+    """Bedrock's toolChoice for an OpenAI-style (or already Bedrock-style) choice."""
+    if isinstance(choice, str):
+        return {"auto": {"auto": {}}, "required": {"any": {}}, "any": {"any": {}}}.get(choice)
+    if isinstance(choice, Mapping):
+        fn = choice.get("function")
+        if isinstance(fn, Mapping) and "name" in fn:
+            return {"tool": {"name": fn["name"]}}
+        if len(choice) == 1 and next(iter(choice)) in ("auto", "any", "tool"):
+            return dict(choice)
+    return None
+
+
+def converse_body(request: ChatRequest) -> dict[str, Any]:
+    """The ConverseStream JSON body (everything but `modelId`, which goes in the URL).
+
+    Keys follow the service model's member order, which is the order boto3 users write
+    them in. Reasoning is sent as Anthropic's `thinking` in `additionalModelRequestFields`;
+    as in the Anthropic codec, it drops temperature/topP and raises maxTokens above the budget.
+    """
+    system, messages = converse_messages(request.messages)
+    body: dict[str, Any] = {"messages": messages}
+    if system:
+        body["system"] = system
+    budget = None
+    if request.reasoning is not None:
+        budget = request.reasoning.budget_tokens
+        if budget is None and request.reasoning.effort is not None:
+            budget = EFFORT_BUDGET[request.reasoning.effort]
+    max_tokens = request.max_tokens
+    if budget is not None:
+        budget = max(budget, 1024)
+        max_tokens = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
+        if max_tokens <= budget:
+            max_tokens += budget  # Anthropic requires budget_tokens < max_tokens
+    inference: dict[str, Any] = {}
+    if max_tokens is not None:
+        inference["maxTokens"] = max_tokens
+    if request.temperature is not None and budget is None:
+        inference["temperature"] = request.temperature
+    if request.top_p is not None and budget is None:
+        inference["topP"] = request.top_p
+    if request.stop:
+        inference["stopSequences"] = list(request.stop)
+    if inference:
+        body["inferenceConfig"] = inference
+    if request.tools:
+        has_tool_blocks = any("toolUse" in b or "toolResult" in b for m in messages for b in m["content"])
+        # Converse has no "none": leave the tools out, unless the history uses tool
+        # blocks, which Converse only accepts alongside a toolConfig.
+        if request.tool_choice != "none" or has_tool_blocks:
+            tools = [
+                {
+                    "toolSpec": {
+                        "name": t.name,
+                        **({"description": t.description} if t.description else {}),
+                        "inputSchema": {"json": dict(t.parameters)},
+                    }
+                }
+                for t in request.tools
+            ]
+            config: dict[str, Any] = {"tools": tools}
+            choice = _tool_choice(request.tool_choice)
+            if choice is not None:
+                config["toolChoice"] = choice
+            body["toolConfig"] = config
+    if budget is not None:
+        body["additionalModelRequestFields"] = {"thinking": {"type": "enabled", "budget_tokens": budget}}
+    return body
+
+
+def sign_request(
+    spec: HttpRequestSpec,
+    credentials: Credentials | ReadOnlyCredentials,
+    region: str,
+    service: str = "bedrock",
+) -> HttpRequestSpec:
+    """Return `spec` signed with SigV4 by botocore, at the current time.
+
+    Adds `X-Amz-Date`, `X-Amz-Security-Token` (when the credentials carry a session
+    token) and `Authorization`; every other header in `spec` is signed, plus `host`
+    taken from the URL. Signing a signed spec again replaces its signature, so a retry
+    can be re-signed. Pure CPU, except that refreshable credentials are frozen first,
+    which may refresh them: pass frozen ones to stay free of I/O.
+    """
+    if isinstance(credentials, Credentials):
+        # One consistent (key, secret, token) triple, as botocore's RequestSigner takes.
+        credentials = credentials.get_frozen_credentials()
+    headers = {k: v for k, v in spec.headers if k.lower() not in _SIGNATURE_HEADERS}
+    aws = AWSRequest(method=spec.method, url=spec.url, headers=headers, data=spec.body)
+    SigV4Auth(credentials, service, region).add_auth(aws)
+    return attrs.evolve(spec, headers=tuple((k, str(v)) for k, v in aws.headers.items()))
+
+
+class BedrockCodec:
+    """Builds signed `POST {endpoint_url}/model/{modelId}/converse-stream` requests and
+    decodes their event streams.
+
+    With `credentials_provider=None` requests are left unsigned, for an authorizer to
+    sign with `sign_request` just before each attempt (a retry then gets a fresh date).
+    """
+
+    content_type = "application/vnd.amazon.eventstream"
+
+    def __init__(
+        self,
+        endpoint_url: str,
+        region: str,
+        credentials_provider: CredentialsProvider | None,
+        *,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> None:
+        self.endpoint_url = endpoint_url.rstrip("/")
+        self.region = region
+        self.credentials_provider = credentials_provider
+        self.max_event_bytes = max_event_bytes
+
+    def url(self, model_id: str) -> str:
+        """The ConverseStream URL; ':' and '/' in model ids and ARNs are percent-encoded."""
+        return f"{self.endpoint_url}/model/{percent_encode(model_id)}/converse-stream"
+
+    def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
+        body = json.dumps(converse_body(request)).encode("utf-8")
+        spec = HttpRequestSpec("POST", self.url(model_id), (("Content-Type", "application/json"),), body)
+        if self.credentials_provider is None:
+            return spec
+        return sign_request(spec, self.credentials_provider(), self.region)
+
+    def new_decoder(self, model_id: str = "") -> BedrockStreamDecoder:
+        return BedrockStreamDecoder(self.max_event_bytes)
+
+    def parse_error(self, status: int, body: bytes) -> tuple[str, str | None]:
+        """AWS sends `{"message": ...}` (the type is in `x-amzn-ErrorType`); some
+        front ends send `{"Message": ..., "__type": "ns#Name"}`."""
+        message, etype = error_message_from_body(body)
+        if etype is None:
+            try:
+                obj = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                obj = None
+            if isinstance(obj, dict) and isinstance(obj.get("__type"), str):
+                etype = obj["__type"].rpartition("#")[2]
+        return message, etype
+
+
+# --- response --------------------------------------------------------------------------
+
+
+class BedrockStreamDecoder:
+    """Decodes a ConverseStream event stream into normalized events.
+
+    Bedrock sends `metadata` (usage) after `messageStop` (the finish reason), so the
+    reply ends once both arrived, or at `close()` after `messageStop`; usage and finish
+    then come out last, in that order, as from the other decoders.
+    """
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self.max_event_bytes = max_event_bytes
+        self.model: str | None = None  # ConverseStream does not echo the model
+        self.unknown_events: set[str] = set()
+        self.invalid_utf8 = False
+        self._buf = bytearray()  # the message being received
+        self._need = _PRELUDE  # its length, once the prelude is known
+        self._frames = EventStreamBuffer()
+        self._tool_pos: dict[int, int] = {}  # contentBlockIndex -> tool call position
+        self._finish: str | None = None
+        self._usage: UsageEvent | None = None
+        self._metadata = False
+        self._closed = False
+        self._error: WireError | None = None
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        """Take body bytes; return the events they complete. Raises `WireError`.
+
+        An error found after some events of the same `data` is raised by the next
+        `feed()` or `close()`, so that those events still reach the partial reply
+        whatever the chunking. Errors are sticky.
+        """
+        if self._error is not None:
+            raise self._error
+        out: list[StreamEvent] = []
+        try:
+            self._feed(memoryview(data), out)
+        except WireError as exc:
+            self._error = exc
+            if not out:
+                raise
+        return out
+
+    def _feed(self, view: memoryview, out: list[StreamEvent]) -> None:
+        while view and not self._closed:
+            take = self._need - len(self._buf)
+            self._buf += view[:take]
+            view = view[take:]
+            if len(self._buf) < self._need:
+                return
+            if self._need == _PRELUDE:
+                self._need = self._check_prelude(bytes(self._buf))
+                continue
+            self._frames.add_data(bytes(self._buf[_PRELUDE:]))
+            self._buf.clear()
+            self._need = _PRELUDE
+            msg = self._next()
+            if msg is None:  # cannot happen: botocore was given the whole message
+                raise WireError("event-stream message incomplete after its declared length", kind="protocol")
+            self._on_message(msg, out)
+            if self._finish is not None and self._metadata:
+                self._close_into(out)
+
+    def close(self) -> list[StreamEvent]:
+        """End of body: the usage and finish events, or `WireError` if `messageStop` never came."""
+        if self._error is not None:
+            raise self._error
+        out: list[StreamEvent] = []
+        if self._closed:
+            return out
+        if self._finish is None:
+            partial = f" ({len(self._buf)} bytes of an unfinished message)" if self._buf else ""
+            raise WireError(
+                f"stream ended before its terminator (messageStop): the reply is incomplete{partial}",
+                kind="protocol",
+            )
+        self._close_into(out)
+        return out
+
+    def _close_into(self, out: list[StreamEvent]) -> None:
+        self._closed = True
+        if self._usage is not None:
+            out.append(self._usage)
+        reason = self._finish or "stop"
+        if reason == "stop" and self._tool_pos:
+            reason = "tool_calls"
+        out.append(FinishEvent(reason))
+
+    # --- framing -----------------------------------------------------------------------
+
+    def _check_prelude(self, prelude: bytes) -> int:
+        """Validate a prelude before buffering the rest; return the message length.
+
+        The CRC comes first, so that the lengths can be trusted; then our limit, then
+        botocore's own (128 KiB of headers, 24 MiB of payload), which it checks as soon
+        as it has the prelude.
+        """
+        total, headers_len, crc = struct.unpack("!III", prelude)
+        if zlib.crc32(prelude[:8]) != crc:
+            raise WireError(f"event-stream prelude checksum mismatch: {prelude.hex()}", kind="protocol")
+        if total > self.max_event_bytes:
+            raise WireError(
+                f"event-stream message of {total} bytes is larger than max_event_bytes={self.max_event_bytes}",
+                kind="protocol",
+            )
+        if total < _OVERHEAD + headers_len:
+            raise WireError(
+                f"malformed event-stream prelude: total length {total}, headers length {headers_len}",
+                kind="protocol",
+            )
+        self._frames.add_data(prelude)
+        self._next()
+        return int(total)
+
+    def _next(self) -> EventStreamMessage | None:
+        """botocore's next message (it checks both CRCs and parses the headers), if complete."""
+        try:
+            return next(self._frames)
+        except StopIteration:
+            return None
+        except (ParserError, struct.error, KeyError, ValueError) as exc:
+            raise WireError(f"malformed event-stream message: {exc!r}", kind="protocol") from exc
+
+    def _payload(self, raw: bytes) -> dict[str, Any]:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                self.invalid_utf8 = True
+                return self._payload(raw.decode("utf-8", errors="replace").encode())
+            raise WireError(f"invalid JSON in event payload: {exc}: {raw[:200]!r}", kind="protocol") from exc
+        if not isinstance(obj, dict):
+            raise WireError(f"event payload is not a JSON object: {raw[:200]!r}", kind="protocol")
+        return obj
+
+    # --- messages ----------------------------------------------------------------------
+
+    def _on_message(self, msg: EventStreamMessage, out: list[StreamEvent]) -> None:
+        headers = msg.headers
+        mtype = headers.get(":message-type")
+        if mtype == "event":
+            self._on_event(str(headers.get(":event-type")), self._payload(msg.payload), out)
+        elif mtype == "exception":
+            raise self._exception(str(headers.get(":exception-type")), msg.payload)
+        elif mtype == "error":
+            raise WireError(
+                str(headers.get(":error-message") or "event-stream error"),
+                kind="upstream",
+                retryable=True,
+                error_type=str(headers.get(":error-code") or "") or None,
+            )
+        else:
+            raise WireError(f"event-stream message with :message-type {mtype!r}", kind="protocol")
+
+    def _on_event(self, etype: str, obj: dict[str, Any], out: list[StreamEvent]) -> None:
+        if etype == "contentBlockDelta":
+            delta = obj.get("delta") or {}
+            if "text" in delta:
+                if delta["text"]:
+                    out.append(TextEvent(delta["text"]))
+            elif "toolUse" in delta:
+                block = obj.get("contentBlockIndex")
+                pos = self._tool_pos.get(block)  # type: ignore[arg-type]
+                if pos is None:
+                    raise WireError(f"tool input for content block {block!r}, which never started", kind="protocol")
+                fragment = (delta["toolUse"] or {}).get("input") or ""
+                if fragment:
+                    out.append(ToolCallEvent(pos, None, None, fragment))
+            elif "reasoningContent" in delta:
+                text = (delta["reasoningContent"] or {}).get("text")
+                if text:
+                    out.append(ReasoningEvent(text))  # signature and redactedContent are not ours to show
+            else:
+                self.unknown_events.add(f"contentBlockDelta:{','.join(delta) or '(empty)'}")
+        elif etype == "contentBlockStart":
+            start = obj.get("start") or {}
+            tool = start.get("toolUse")
+            if tool is not None:
+                pos = self._tool_pos[obj.get("contentBlockIndex", -1 - len(self._tool_pos))] = len(self._tool_pos)
+                out.append(ToolCallEvent(pos, tool.get("toolUseId"), tool.get("name"), ""))
+            else:
+                self.unknown_events.add(f"contentBlockStart:{','.join(start) or '(empty)'}")
+        elif etype == "messageStop":
+            stop = obj.get("stopReason")
+            self._finish = STOP_MAP.get(stop or "", "stop")
+            if stop not in STOP_MAP:
+                self.unknown_events.add(f"messageStop:{stop}")
+        elif etype == "metadata":
+            self._metadata = True
+            usage = obj.get("usage")
+            if isinstance(usage, dict):
+                inp = usage.get("inputTokens")
+                if inp is not None:
+                    # Converse counts cached prompt tokens apart; OpenAI's prompt_tokens include them.
+                    inp += (usage.get("cacheReadInputTokens") or 0) + (usage.get("cacheWriteInputTokens") or 0)
+                self._usage = UsageEvent(inp, usage.get("outputTokens"))
+        elif etype not in ("messageStart", "contentBlockStop"):
+            self.unknown_events.add(etype)
+
+    @staticmethod
+    def _exception(etype: str, raw: bytes) -> WireError:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict):
+            message = str(obj.get("Message") or obj.get("message") or etype)
+        else:
+            message = raw[:500].decode("utf-8", errors="replace").strip() or etype
+        status = EXCEPTION_STATUS.get(etype)
+        retryable = etype in RETRYABLE_EXCEPTIONS or status is None
+        return WireError(message, kind="upstream", status=status, retryable=retryable, error_type=etype)

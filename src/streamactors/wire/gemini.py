@@ -1,0 +1,323 @@
+"""Google Gemini `streamGenerateContent?alt=sse`, request and response side (sans-IO).
+
+One format serves two providers: the Gemini API (`generativelanguage.googleapis.com`,
+key in `x-goog-api-key`) and Vertex AI's Gemini models (a project/location URL and a
+bearer token the actor adds). Only the URL differs, so `GeminiCodec` takes a function
+from model id to URL; `gemini_api_url()` and `vertex_gemini_url()` build the two.
+
+The request body is what the google-genai SDK (python-genai 3.x) puts on the wire for
+the same call, key order included. That SDK serializes nested config objects with
+pydantic field names, so `thinkingConfig` travels as `{"include_thoughts", "thinking_budget"}`
+in snake_case; Google's JSON parser accepts either spelling.
+
+Each SSE event is a whole `GenerateContentResponse`. There is no `[DONE]`: a stream is
+complete once a candidate has carried a `finishReason` (or the prompt was blocked),
+and the connection then closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from ..errors import UsageError, WireError
+from ..models import (
+    ChatRequest,
+    Message,
+    ReasoningEvent,
+    StreamEvent,
+    TextEvent,
+    ToolCallEvent,
+    UsageEvent,
+)
+from .base import HttpRequestSpec, SSEJsonDecoder, error_message_from_body
+from .sse import DEFAULT_MAX_EVENT_BYTES, SSEEvent
+
+__all__ = [
+    "EFFORT_BUDGET",
+    "FINISH_MAP",
+    "GeminiCodec",
+    "GeminiStreamDecoder",
+    "gemini_api_url",
+    "gemini_body",
+    "gemini_contents",
+    "vertex_gemini_url",
+]
+
+#: Thinking-token budget sent for each `Reasoning.effort`.
+EFFORT_BUDGET = {"low": 1024, "medium": 8192, "high": 24576}
+
+#: Gemini `finishReason` -> our finish reason. STOP becomes "tool_calls" when the reply
+#: called a tool (Gemini has no reason of its own for that). Reasons missing here,
+#: including ones Google adds later, map to "error": the reply did not end normally.
+FINISH_MAP = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "IMAGE_PROHIBITED_CONTENT": "content_filter",
+    "IMAGE_RECITATION": "content_filter",
+    "LANGUAGE": "content_filter",
+    # MALFORMED_FUNCTION_CALL, UNEXPECTED_TOOL_CALL, TOO_MANY_TOOL_CALLS,
+    # MISSING_THOUGHT_SIGNATURE, OTHER, FINISH_REASON_UNSPECIFIED ...: "error".
+}
+
+_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
+
+
+def gemini_api_url(base_url: str, api_version: str = "v1beta") -> Callable[[str], str]:
+    """URL builder for the Gemini API: `{base}/{version}/models/{model}:streamGenerateContent?alt=sse`.
+
+    A model id already starting with `models/` or `tunedModels/` is used as it is, as the SDK does.
+    """
+    base = base_url.rstrip("/")
+
+    def url(model_id: str) -> str:
+        name = model_id if model_id.startswith(("models/", "tunedModels/")) else f"models/{model_id}"
+        return f"{base}/{api_version}/{quote(name, safe='/')}:streamGenerateContent?alt=sse"
+
+    return url
+
+
+def vertex_gemini_url(base_url: str, project: str, location: str, api_version: str = "v1") -> Callable[[str], str]:
+    """URL builder for Gemini on Vertex AI (publisher `google`); auth is the caller's."""
+    prefix = f"{base_url.rstrip('/')}/{api_version}/projects/{project}/locations/{location}/publishers/google/models"
+    return lambda model_id: f"{prefix}/{quote(model_id, safe='')}:streamGenerateContent?alt=sse"
+
+
+def _function_args(arguments: str) -> dict[str, Any]:
+    if not arguments.strip():
+        return {}
+    try:
+        value = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        value = None
+    # `args` is a protobuf Struct: only an object fits. Keep anything else visible.
+    return value if isinstance(value, dict) else {"_raw_arguments": arguments}
+
+
+def _function_response(content: str | None) -> dict[str, Any]:
+    try:
+        value = orjson.loads(content) if content else None
+    except orjson.JSONDecodeError:
+        value = None
+    return value if isinstance(value, dict) else {"result": content or ""}
+
+
+def gemini_contents(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(system instruction parts, contents) in the generateContent shape.
+
+    System and developer messages become `systemInstruction` parts, in order. Assistant
+    turns are role "model": their text, then one `functionCall` part per tool call.
+    Tool results become `functionResponse` parts; consecutive ones share one user turn.
+    Gemini needs the function's name there, found from the assistant message whose
+    tool call has the answered `tool_call_id`. Empty text is not sent (Gemini rejects it).
+    """
+    system: list[dict[str, Any]] = []
+    contents: list[dict[str, Any]] = []
+    names: dict[str, str] = {}
+    for m in messages:
+        if m.role in ("system", "developer"):
+            if m.content:
+                system.append({"text": m.content})
+        elif m.role == "tool":
+            name = names.get(m.tool_call_id or "") or m.name
+            if not name:
+                raise UsageError(f"tool message answers unknown tool_call_id {m.tool_call_id!r}")
+            part = {"functionResponse": {"name": name, "response": _function_response(m.content)}}
+            last = contents[-1] if contents else None
+            if last is not None and last["role"] == "user" and "functionResponse" in last["parts"][-1]:
+                last["parts"].append(part)
+            else:
+                contents.append({"parts": [part], "role": "user"})
+        elif m.role == "assistant":
+            parts: list[dict[str, Any]] = [{"text": m.content}] if m.content else []
+            for tc in m.tool_calls:
+                names[tc.id] = tc.name
+                parts.append({"functionCall": {"args": _function_args(tc.arguments), "name": tc.name}})
+            if parts:
+                contents.append({"parts": parts, "role": "model"})
+        elif m.content:
+            contents.append({"parts": [{"text": m.content}], "role": "user"})
+    return system, contents
+
+
+def _tool_config(choice: str | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if isinstance(choice, str):
+        mode = _MODES.get(choice)
+        return {"functionCallingConfig": {"mode": mode}} if mode else None
+    if isinstance(choice, Mapping):
+        fn = choice.get("function")
+        if isinstance(fn, Mapping) and fn.get("name"):
+            return {"functionCallingConfig": {"allowedFunctionNames": [fn["name"]], "mode": "ANY"}}
+    return None
+
+
+def gemini_body(request: ChatRequest) -> dict[str, Any]:
+    """The generateContent body, in the key order the google-genai SDK sends.
+
+    The model id is not part of the body: it travels in the URL.
+    """
+    system, contents = gemini_contents(request.messages)
+    body: dict[str, Any] = {"contents": contents}
+    if system:
+        body["systemInstruction"] = {"parts": system, "role": "user"}
+    if request.tools:
+        body["tools"] = [
+            {
+                "functionDeclarations": [
+                    {
+                        **({"description": t.description} if t.description is not None else {}),
+                        "name": t.name,
+                        "parameters": dict(t.parameters),
+                    }
+                    for t in request.tools
+                ]
+            }
+        ]
+    tool_config = _tool_config(request.tool_choice)
+    if tool_config is not None:
+        body["toolConfig"] = tool_config
+    config: dict[str, Any] = {}
+    if request.temperature is not None:
+        config["temperature"] = request.temperature
+    if request.top_p is not None:
+        config["topP"] = request.top_p
+    if request.max_tokens is not None:
+        config["maxOutputTokens"] = request.max_tokens
+    if request.stop:
+        config["stopSequences"] = list(request.stop)
+    if request.reasoning is not None:
+        budget = request.reasoning.budget_tokens
+        if budget is None and request.reasoning.effort is not None:
+            budget = EFFORT_BUDGET[request.reasoning.effort]
+        if budget is not None:
+            # A zero budget turns thinking off; there are then no thoughts to include.
+            thinking = {"include_thoughts": True, "thinking_budget": budget} if budget else {"thinking_budget": 0}
+            config["thinkingConfig"] = thinking
+    if config:
+        body["generationConfig"] = config
+    return body
+
+
+class GeminiCodec:
+    """Builds `POST ...:streamGenerateContent?alt=sse` requests and decodes their streams.
+
+    `url` maps a model id to the full request URL (see `gemini_api_url`,
+    `vertex_gemini_url`); a string is a template whose `{model}` is replaced.
+    """
+
+    def __init__(
+        self,
+        url: Callable[[str], str] | str,
+        headers: Mapping[str, str],
+        *,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> None:
+        if isinstance(url, str):
+            template = url
+            self.url_for_model: Callable[[str], str] = lambda model_id: template.replace("{model}", model_id)
+        else:
+            self.url_for_model = url
+        self.headers = tuple(headers.items())
+        self.max_event_bytes = max_event_bytes
+
+    def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
+        """The exact HTTP request for `request` sent to `model_id`."""
+        body = orjson.dumps(gemini_body(request))
+        return HttpRequestSpec("POST", self.url_for_model(model_id), self.headers, body)
+
+    def new_decoder(self, model_id: str = "") -> GeminiStreamDecoder:
+        """A fresh decoder for one streaming response."""
+        return GeminiStreamDecoder(self.max_event_bytes)
+
+    def parse_error(self, status: int, body: bytes) -> tuple[str, str | None]:
+        """(message, Google status string such as "RESOURCE_EXHAUSTED") from an error body."""
+        return error_message_from_body(body)
+
+
+class GeminiStreamDecoder(SSEJsonDecoder):
+    """Decodes a `streamGenerateContent?alt=sse` stream into normalized events.
+
+    Only candidate 0 is read. Function calls arrive whole, one part each, so each becomes
+    a single `ToolCallEvent` with compact JSON arguments. Gemini rarely gives a call an
+    id; the decoder then makes one from the response id and the call's position, so the
+    same stream always yields the same ids. `finish_reason_raw` keeps Gemini's own reason.
+    """
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        super().__init__(max_event_bytes)
+        self.response_id: str | None = None
+        self.finish_reason_raw: str | None = None
+        self._tool_count = 0
+
+    def _on_event(self, sse: SSEEvent, out: list[StreamEvent]) -> None:
+        obj = self._json(sse.data)
+        # Google sometimes wraps an error object in a one-element list.
+        for item in obj if isinstance(obj, list) else (obj,):
+            if not isinstance(item, dict):
+                raise WireError(f"stream event is not a JSON object: {sse.data[:200]!r}", kind="protocol")
+            self._on_response(item, out)
+
+    def _on_response(self, obj: dict[str, Any], out: list[StreamEvent]) -> None:
+        if "error" in obj:
+            raise _stream_error(obj["error"])
+        self.model = obj.get("modelVersion") or self.model
+        self.response_id = obj.get("responseId") or self.response_id
+        for cand in obj.get("candidates") or ():
+            if cand.get("index", 0) != 0:
+                continue
+            for part in (cand.get("content") or {}).get("parts") or ():
+                self._part(part, out)
+            reason = cand.get("finishReason")
+            if reason:
+                self.finish_reason_raw = reason
+                self._finish = FINISH_MAP.get(reason, "error")
+        block = (obj.get("promptFeedback") or {}).get("blockReason")
+        if block and not obj.get("candidates"):
+            self.finish_reason_raw = block
+            self._finish = "content_filter"
+        usage = obj.get("usageMetadata")
+        if isinstance(usage, dict):
+            candidates, thoughts = usage.get("candidatesTokenCount"), usage.get("thoughtsTokenCount")
+            output = None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0)
+            self._usage = UsageEvent(usage.get("promptTokenCount"), output)
+
+    def _part(self, part: dict[str, Any], out: list[StreamEvent]) -> None:
+        if "text" in part:
+            text = part["text"]
+            if text:
+                out.append(ReasoningEvent(text) if part.get("thought") else TextEvent(text))
+        elif "functionCall" in part:
+            call = part["functionCall"] or {}
+            pos = self._tool_count
+            self._tool_count += 1
+            self._tool_calls_seen = True
+            call_id = call.get("id") or (f"call_{self.response_id}_{pos}" if self.response_id else f"call_{pos}")
+            args = call.get("args")
+            arguments = orjson.dumps(args if args is not None else {}).decode()
+            out.append(ToolCallEvent(pos, call_id, call.get("name"), arguments))
+        elif "thoughtSignature" not in part:
+            self.unknown_events.add("part:" + ",".join(sorted(part)))
+
+
+def _stream_error(err: Any) -> WireError:
+    if not isinstance(err, dict):
+        return WireError(str(err), kind="upstream", retryable=True)
+    code = err.get("code")
+    status = code if isinstance(code, int) and 100 <= code < 600 else None
+    retryable = status is None or status in (408, 429) or status >= 500
+    return WireError(
+        str(err.get("message") or err.get("status") or "error in stream"),
+        kind="upstream",
+        status=status,
+        retryable=retryable,
+        error_type=err.get("status"),
+    )

@@ -1,0 +1,158 @@
+"""Supervised restarts, clean shutdown, the submission channel and the request logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+
+from conftest import ANTHROPIC_KEY, OPENAI_KEY, eventually, user
+from streamactors import ErrorEvent, FinishEvent, ProviderError, open_service
+from streamactors.models import StreamEvent
+from streamactors.wire.openai import OpenAICodec, OpenAIStreamDecoder
+
+
+class BuggyDecoder(OpenAIStreamDecoder):
+    """A decoder with a bug that fires on the third event (not a WireError: a crash)."""
+
+    def _on_event(self, sse: Any, out: list[Any]) -> None:
+        self._n = getattr(self, "_n", 0) + 1
+        if self._n == 3:
+            raise RuntimeError("decoder bug")
+        super()._on_event(sse, out)
+
+
+class BuggyCodec(OpenAICodec):
+    def new_decoder(self, model_id: str = "") -> OpenAIStreamDecoder:
+        return BuggyDecoder() if model_id.startswith("boom") else super().new_decoder(model_id)
+
+
+async def test_crashed_provider_actor_is_restarted_and_others_keep_serving(
+    fake: Any, make_config: Any, logs: Any
+) -> None:
+    cfg = make_config()
+    codec = BuggyCodec(f"{fake.base_url}/v1/chat/completions", {"authorization": f"Bearer {OPENAI_KEY}"})
+    async with open_service(cfg, logger=logs.logger, codecs={"openai": codec}) as service:
+        with pytest.raises(ProviderError) as info:
+            await service.complete({"model": "openai/boom~tokens=10", "messages": user()})
+        assert info.value.kind == "protocol"
+        assert "internal error" in info.value.message
+        # The other provider is untouched, and the crashed one serves again after its restart.
+        assert (await service.complete({"model": "anthropic/m~tokens=3", "messages": user()})).text == "t0 t1 t2 "
+        assert (await service.complete({"model": "openai/m~tokens=3", "messages": user()})).text == "t0 t1 t2 "
+    events = [r["event"] for r in logs.records()]
+    assert "child_crashed" in events
+    assert "child_restarted" in events
+
+
+async def test_in_flight_streams_of_a_crashing_actor_fail_instead_of_hanging(
+    fake: Any, make_config: Any, logs: Any
+) -> None:
+    codec = BuggyCodec(f"{fake.base_url}/v1/chat/completions", {"authorization": f"Bearer {OPENAI_KEY}"})
+    async with open_service(make_config(), logger=logs.logger, codecs={"openai": codec}) as service:
+        async with service.stream({"model": "openai/m~tokens=100000~delay_ms=10", "messages": user()}) as slow:
+            await slow.__anext__()
+            with pytest.raises(ProviderError):
+                await service.complete({"model": "openai/boom~tokens=10", "messages": user()})
+            with trio.fail_after(5), pytest.raises(ProviderError) as info:
+                async for _ in slow:
+                    pass
+        assert info.value.kind == "connection"
+        assert info.value.partial is not None and info.value.partial.text.startswith("t0 ")
+
+
+async def test_leaving_the_service_leaves_no_tasks_or_sockets(fake: Any, make_config: Any, logs: Any) -> None:
+    tasks_before = trio.lowlevel.current_statistics().tasks_living
+    cfg = make_config(service={"shutdown_grace": 0.2})
+    failures: list[ProviderError] = []
+
+    async def long_stream(service: Any, task_status: trio.TaskStatus[None]) -> None:
+        try:
+            async with service.stream({"model": "openai/m~tokens=100000~delay_ms=10", "messages": user()}) as ev:
+                task_status.started()
+                async for _ in ev:
+                    pass
+        except ProviderError as exc:
+            failures.append(exc)
+
+    async with trio.open_nursery() as nursery, open_service(cfg, logger=logs.logger) as service:
+        await service.complete({"model": "anthropic/m~tokens=5", "messages": user()})
+        await nursery.start(long_stream, service)
+        # The in-flight stream ends with an error within the grace period, not a hang.
+    assert [f.kind for f in failures] == ["connection"]
+    await eventually(lambda: fake.open_connections == 0)
+    assert trio.lowlevel.current_statistics().tasks_living == tasks_before
+
+
+async def test_submission_channel_streams_events_and_closes(make_config: Any, logs: Any) -> None:
+    async with open_service(make_config(), logger=logs.logger) as service:
+        send, recv = trio.open_memory_channel[StreamEvent](8)
+        await service.submissions.send(({"model": "openai/m~tokens=4", "messages": user()}, send))
+        events = [ev async for ev in recv]  # ends when the service closes the channel
+    assert [e.text for e in events if e.type == "text"] == ["t0 ", "t1 ", "t2 ", "t3 "]
+    assert isinstance(events[-1], FinishEvent)
+
+
+async def test_submission_errors_arrive_as_a_final_error_event(make_config: Any, logs: Any) -> None:
+    async with open_service(make_config(), logger=logs.logger) as service:
+        send, recv = trio.open_memory_channel[StreamEvent](8)
+        await service.submissions.send(({"model": "anthropic/m~tokens=6~fail=midstream@2", "messages": user()}, send))
+        events = [ev async for ev in recv]
+        send2, recv2 = trio.open_memory_channel[StreamEvent](8)
+        await service.submissions.send(({"model": "nope/m", "messages": user()}, send2))
+        bad = [ev async for ev in recv2]
+    assert [e.type for e in events] == ["text", "text", "error"]
+    last = events[-1]
+    assert isinstance(last, ErrorEvent) and isinstance(last.error, ProviderError)
+    assert last.error.kind == "upstream"
+    assert last.error.partial is not None and last.error.partial.text == "t0 t1 "
+    assert len(bad) == 1 and bad[0].type == "error"
+
+
+async def test_submitter_closing_early_cancels_the_upstream(fake: Any, make_config: Any, logs: Any) -> None:
+    async with open_service(make_config(), logger=logs.logger) as service:
+        send, recv = trio.open_memory_channel[StreamEvent](0)
+        await service.submissions.send(({"model": "openai/m~tokens=100000~delay_ms=20", "messages": user()}, send))
+        await recv.receive()
+        await recv.aclose()
+        t0 = trio.current_time()
+        await eventually(lambda: fake.responses_aborted > 0)
+        assert trio.current_time() - t0 < 0.15
+
+
+async def test_request_logs_have_one_start_and_end_line_each_without_secrets(make_config: Any, logs: Any) -> None:
+    async with open_service(make_config(), logger=logs.logger) as service:
+        await service.complete({"model": "openai/gpt-x~tokens=7", "messages": user(), "request_id": "req-42"})
+        with pytest.raises(ProviderError):
+            await service.complete({"model": "anthropic/m~fail=status:401", "messages": user()})
+    records = logs.records()
+    ends = [r for r in records if r["event"] == "request_end"]
+    starts = [r for r in records if r["event"] == "request_start"]
+    assert len(starts) == len(ends) == 2
+    ok = next(r for r in ends if r["request_id"] == "req-42")
+    assert ok["provider"] == "openai" and ok["model"] == "gpt-x~tokens=7"
+    assert ok["status"] == "ok" and ok["http_status"] == 200
+    assert ok["finish_reason"] == "stop"
+    assert ok["input_tokens"] == 10 and ok["output_tokens"] == 7
+    assert ok["ttft_ms"] is not None and ok["duration_ms"] >= ok["ttft_ms"]
+    bad = next(r for r in ends if r["provider"] == "anthropic")
+    assert bad["status"] == "error" and bad["error_kind"] == "http_status" and bad["error_status"] == 401
+    assert OPENAI_KEY not in logs.text and ANTHROPIC_KEY not in logs.text
+
+
+async def test_upstream_error_echoing_the_key_is_scrubbed(fake: Any, make_config: Any, logs: Any) -> None:
+    """An error body that repeats our credential never reaches the exception or the log."""
+    import streamactors.testing.formats.openai as fmt
+
+    original = fmt.error_body
+    fmt.error_body = lambda status, message: original(status, f"Incorrect API key provided: {OPENAI_KEY}")
+    try:
+        async with open_service(make_config(), logger=logs.logger) as service:
+            with pytest.raises(ProviderError) as info:
+                await service.complete({"model": "openai/m~fail=status:401", "messages": user()})
+    finally:
+        fmt.error_body = original
+    assert OPENAI_KEY not in str(info.value) and OPENAI_KEY not in repr(info.value)
+    assert "[REDACTED]" in info.value.message
+    assert OPENAI_KEY not in logs.text

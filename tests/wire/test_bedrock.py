@@ -1,0 +1,759 @@
+"""AWS Bedrock ConverseStream: request body, URL, SigV4 signing, and event-stream decoding.
+
+The fixtures `fixtures/bedrock_*.bin` are the transcripts below encoded by
+`testing.formats.bedrock.encode_frame`; `python tests/wire/test_bedrock.py` rewrites
+them, and `test_fixture_bytes_come_from_the_transcripts` checks they are current.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import hmac
+import json
+import re
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import attrs
+import botocore.auth
+import botocore.session
+import orjson
+import pytest
+from botocore.credentials import Credentials, ReadOnlyCredentials
+from botocore.eventstream import EventStreamBuffer
+
+from streamactors.errors import WireError
+from streamactors.models import (
+    ChatRequest,
+    FinishEvent,
+    Message,
+    Reasoning,
+    ReasoningEvent,
+    StreamEvent,
+    TextEvent,
+    Tool,
+    ToolCall,
+    ToolCallEvent,
+    UsageEvent,
+)
+from streamactors.testing.formats import bedrock as fmt
+from streamactors.testing.routing import route_request
+from streamactors.testing.script import Scenario, build_steps, token_text
+from streamactors.wire.base import HttpRequestSpec
+from streamactors.wire.bedrock import (
+    EXCEPTION_STATUS,
+    RETRYABLE_EXCEPTIONS,
+    STOP_MAP,
+    BedrockCodec,
+    BedrockStreamDecoder,
+    converse_body,
+    sign_request,
+)
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+ENDPOINT = "https://bedrock-runtime.us-east-1.amazonaws.com"
+CLAUDE = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+PROFILE_ARN = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-5-sonnet-20240620-v1:0"
+FROZEN = datetime.datetime(2024, 5, 1, 12, 0, 0)
+CREDS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "SESSIONTOKEN")
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def event_frame(name: str, payload: dict[str, Any]) -> bytes:
+    headers = {":event-type": name, ":content-type": "application/json", ":message-type": "event"}
+    return fmt.encode_frame(headers, orjson.dumps(payload))
+
+
+def exception_frame(name: str, payload: dict[str, Any]) -> bytes:
+    headers = {":exception-type": name, ":content-type": "application/json", ":message-type": "exception"}
+    return fmt.encode_frame(headers, orjson.dumps(payload))
+
+
+def decode(data: bytes, *splits: int) -> list[StreamEvent]:
+    dec = BedrockStreamDecoder()
+    out: list[StreamEvent] = []
+    last = 0
+    for cut in (*splits, len(data)):
+        out += dec.feed(data[last:cut])
+        last = cut
+    return out + dec.close()
+
+
+def as_dicts(events: list[StreamEvent]) -> list[dict[str, Any]]:
+    return [{"type": ev.type, **attrs.asdict(ev)} for ev in events]
+
+
+def rendered(sc: Scenario) -> bytes:
+    return b"".join(item for item in fmt.render(build_steps(sc), sc.model, {}) if isinstance(item, bytes))
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> datetime.datetime:
+    """botocore.auth reads the time through `get_current_datetime`; pin it."""
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: FROZEN)
+    return FROZEN
+
+
+class _Captured(Exception):
+    pass
+
+
+def boto3_request(monkeypatch: pytest.MonkeyPatch, model_id: str, body: dict[str, Any]) -> Any:
+    """The request botocore's own bedrock-runtime client would send (captured, never sent)."""
+    for var in ("AWS_BEARER_TOKEN_BEDROCK", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME"):
+        monkeypatch.delenv(var, raising=False)
+    client = botocore.session.Session().create_client(
+        "bedrock-runtime", region_name="us-east-1", endpoint_url=ENDPOINT,
+        aws_access_key_id=CREDS.access_key, aws_secret_access_key=CREDS.secret_key, aws_session_token=CREDS.token,
+    )
+    captured: list[Any] = []
+
+    def before_send(request: Any, **kwargs: Any) -> None:
+        captured.append(request)
+        raise _Captured
+
+    client.meta.events.register("before-send", before_send)
+    with pytest.raises(_Captured):
+        client.converse_stream(modelId=model_id, **body)
+    return captured[0]
+
+
+# --- request body --------------------------------------------------------------------------
+
+TOOL = Tool("get_weather", "Current weather for a city",
+            {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+HISTORY = (
+    Message("system", "Be brief."),
+    Message("developer", "Use metric units."),
+    Message("user", "Weather in Paris and Tōkyō?"),
+    Message("assistant", "Checking both.", tool_calls=[
+        ToolCall("tooluse_a", "get_weather", '{"city": "Paris"}'),
+        ToolCall("tooluse_b", "get_weather", ""),
+    ]),
+    Message("tool", '{"temp": 21}', tool_call_id="tooluse_a"),
+    Message("tool", "Tokyo: 18 C", tool_call_id="tooluse_b"),
+    Message("user", "Thanks!"),
+)
+
+
+class TestConverseBody:
+    def test_minimal_request(self) -> None:
+        """A lone user message: no inferenceConfig, no system, no toolConfig."""
+        body = converse_body(ChatRequest("bedrock/x", [Message("user", "hi")]))
+        assert body == {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}
+
+    def test_history_with_tools(self) -> None:
+        """System prompts become blocks; tool results merge into one user turn with the next user text."""
+        body = converse_body(ChatRequest("bedrock/x", HISTORY, tools=[TOOL]))
+        assert body == {
+            "messages": [
+                {"role": "user", "content": [{"text": "Weather in Paris and Tōkyō?"}]},
+                {"role": "assistant", "content": [
+                    {"text": "Checking both."},
+                    {"toolUse": {"toolUseId": "tooluse_a", "name": "get_weather", "input": {"city": "Paris"}}},
+                    {"toolUse": {"toolUseId": "tooluse_b", "name": "get_weather", "input": {}}},
+                ]},
+                {"role": "user", "content": [
+                    {"toolResult": {"toolUseId": "tooluse_a", "content": [{"text": '{"temp": 21}'}]}},
+                    {"toolResult": {"toolUseId": "tooluse_b", "content": [{"text": "Tokyo: 18 C"}]}},
+                    {"text": "Thanks!"},
+                ]},
+            ],
+            "system": [{"text": "Be brief."}, {"text": "Use metric units."}],
+            "toolConfig": {"tools": [{"toolSpec": {
+                "name": "get_weather",
+                "description": "Current weather for a city",
+                "inputSchema": {"json": dict(TOOL.parameters)},
+            }}]},
+        }
+
+    def test_inference_config_in_service_model_order(self) -> None:
+        req = ChatRequest("bedrock/x", [Message("user", "hi")], max_tokens=64, temperature=0.2, top_p=0.9,
+                          stop=["END", "STOP"])
+        body = converse_body(req)
+        assert body["inferenceConfig"] == {"maxTokens": 64, "temperature": 0.2, "topP": 0.9,
+                                           "stopSequences": ["END", "STOP"]}
+        assert list(body["inferenceConfig"]) == ["maxTokens", "temperature", "topP", "stopSequences"]
+
+    @pytest.mark.parametrize(("choice", "expected"), [
+        ("auto", {"auto": {}}),
+        ("required", {"any": {}}),
+        ({"type": "function", "function": {"name": "get_weather"}}, {"tool": {"name": "get_weather"}}),
+        ({"tool": {"name": "get_weather"}}, {"tool": {"name": "get_weather"}}),
+        (None, None),
+    ])
+    def test_tool_choice(self, choice: Any, expected: dict[str, Any] | None) -> None:
+        body = converse_body(ChatRequest("bedrock/x", [Message("user", "hi")], tools=[TOOL], tool_choice=choice))
+        assert body["toolConfig"].get("toolChoice") == expected
+
+    def test_tool_choice_none(self) -> None:
+        """Converse has no "none": drop the tools, unless the history needs a toolConfig."""
+        plain = converse_body(ChatRequest("bedrock/x", [Message("user", "hi")], tools=[TOOL], tool_choice="none"))
+        assert "toolConfig" not in plain
+        history = converse_body(ChatRequest("bedrock/x", HISTORY, tools=[TOOL], tool_choice="none"))
+        assert history["toolConfig"] == {"tools": [{"toolSpec": {
+            "name": "get_weather", "description": "Current weather for a city",
+            "inputSchema": {"json": dict(TOOL.parameters)}}}]}
+
+    @pytest.mark.parametrize(("effort", "budget"), [("low", 1024), ("medium", 4096), ("high", 16384)])
+    def test_reasoning_effort(self, effort: Any, budget: int) -> None:
+        """Thinking rides in additionalModelRequestFields; maxTokens must exceed the budget."""
+        req = ChatRequest("bedrock/x", [Message("user", "hi")], max_tokens=2000, temperature=0.5, top_p=0.9,
+                          reasoning=Reasoning(effort=effort))
+        body = converse_body(req)
+        assert body["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": budget}}
+        assert body["inferenceConfig"] == {"maxTokens": 2000 if budget < 2000 else 2000 + budget}
+        assert list(body)[-1] == "additionalModelRequestFields"
+
+    def test_reasoning_budget(self) -> None:
+        body = converse_body(ChatRequest("bedrock/x", [Message("user", "hi")], reasoning=Reasoning(budget_tokens=500)))
+        assert body["additionalModelRequestFields"]["thinking"]["budget_tokens"] == 1024
+        assert body["inferenceConfig"] == {"maxTokens": 4096}
+
+    def test_body_url_and_signature_equal_botocores(
+        self, monkeypatch: pytest.MonkeyPatch, frozen_clock: datetime.datetime
+    ) -> None:
+        """botocore's client validates the body against its service model and sends the same bytes."""
+        req = ChatRequest("bedrock/x", HISTORY, max_tokens=300, temperature=0.3, stop=["END"], tools=[TOOL],
+                          tool_choice={"type": "function", "function": {"name": "get_weather"}},
+                          reasoning=Reasoning(effort="low"))
+        for model_id in (CLAUDE, PROFILE_ARN):
+            ours = BedrockCodec(ENDPOINT, "us-east-1", lambda: CREDS).build_request(req, model_id)
+            theirs = boto3_request(monkeypatch, model_id, converse_body(req))
+            assert ours.url == theirs.url
+            assert ours.body == theirs.body
+            signed = {k.lower(): v for k, v in ours.headers}
+            for name in ("Content-Type", "X-Amz-Date", "X-Amz-Security-Token", "Authorization"):
+                assert signed[name.lower()] == theirs.headers[name].decode()
+            assert "accept" not in signed  # boto3 sends no Accept header
+
+
+@pytest.fixture(scope="module")
+def service_model() -> Any:
+    return botocore.session.Session().get_service_model("bedrock-runtime")
+
+
+class TestServiceModel:
+    """Our tables agree with botocore's bedrock-runtime service model."""
+
+    def test_operation(self, service_model: Any) -> None:
+        op = service_model.operation_model("ConverseStream")
+        assert op.http == {"method": "POST", "requestUri": "/model/{modelId}/converse-stream", "responseCode": 200}
+        assert service_model.signing_name == "bedrock"
+        assert op.output_shape.members["stream"].serialization.get("eventstream")
+
+    def test_every_stop_reason_is_mapped(self, service_model: Any) -> None:
+        assert set(service_model.shape_for("StopReason").enum) == set(STOP_MAP)
+
+    def test_exception_statuses(self, service_model: Any) -> None:
+        """Every error shape (those the stream can carry included) has its status in our table."""
+        stream = service_model.shape_for("ConverseStreamOutput").members
+        in_stream = {name for name, shape in stream.items() if shape.metadata.get("exception")}
+        assert in_stream == {"internalServerException", "modelStreamErrorException", "validationException",
+                             "throttlingException", "serviceUnavailableException"}
+        for shape_name in service_model.shape_names:
+            shape = service_model.shape_for(shape_name)
+            if shape.metadata.get("exception"):
+                name = shape_name[0].lower() + shape_name[1:]
+                assert EXCEPTION_STATUS[name] == shape.metadata["error"]["httpStatusCode"], name
+        assert set(EXCEPTION_STATUS) >= RETRYABLE_EXCEPTIONS
+
+
+class TestCodec:
+    @pytest.mark.parametrize(("model_id", "path"), [
+        (CLAUDE, "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream"),
+        (PROFILE_ARN, "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Ainference-profile%2F"
+                      "us.anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream"),
+        ("meta.llama3-70b-instruct-v1:0~tokens=3", "/model/meta.llama3-70b-instruct-v1%3A0~tokens%3D3/converse-stream"),
+    ])
+    def test_url_quotes_model_id_like_botocore(self, model_id: str, path: str) -> None:
+        codec = BedrockCodec(ENDPOINT + "/", "us-east-1", None)
+        assert codec.url(model_id) == ENDPOINT + path
+
+    def test_unsigned_without_credentials_provider(self) -> None:
+        codec = BedrockCodec(ENDPOINT, "us-east-1", None)
+        spec = codec.build_request(ChatRequest("b/x", [Message("user", "é")]), CLAUDE)
+        assert spec.method == "POST"
+        assert spec.headers == (("Content-Type", "application/json"),)
+        assert spec.body == b'{"messages": [{"role": "user", "content": [{"text": "\\u00e9"}]}]}'
+
+    def test_parse_error(self) -> None:
+        codec = BedrockCodec(ENDPOINT, "us-east-1", None)
+        assert codec.parse_error(400, b'{"message":"Malformed input request"}') == ("Malformed input request", None)
+        aws = b'{"__type":"com.amazon.coral.service#UnrecognizedClientException","Message":"bad token"}'
+        assert codec.parse_error(403, aws) == ("bad token", "UnrecognizedClientException")
+        assert codec.parse_error(502, b"Bad Gateway") == ("Bad Gateway", None)
+
+
+# --- signing ---------------------------------------------------------------------------------
+
+
+def reference_sigv4(spec: HttpRequestSpec, creds: Credentials, region: str, service: str, amz_date: str) -> str:
+    """SigV4 written out from AWS's specification, without botocore."""
+    url = urlsplit(spec.url)
+    headers = {k.lower(): v.strip() for k, v in spec.headers}
+    headers |= {"host": url.netloc, "x-amz-date": amz_date}
+    if creds.token:
+        headers["x-amz-security-token"] = creds.token
+    names = sorted(headers)
+    canonical = "\n".join([
+        spec.method,
+        quote(url.path, safe="/~"),  # non-S3 services encode the (already encoded) path once more
+        url.query,
+        "".join(f"{n}:{headers[n]}\n" for n in names),
+        ";".join(names),
+        hashlib.sha256(spec.body).hexdigest(),
+    ])
+    scope = f"{amz_date[:8]}/{region}/{service}/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = f"AWS4{creds.secret_key}".encode()
+    for part in (amz_date[:8], region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+AUTH = re.compile(
+    r"AWS4-HMAC-SHA256 Credential=(?P<akid>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request, "
+    r"SignedHeaders=(?P<signed>[a-z0-9;-]+), Signature=(?P<sig>[0-9a-f]{64})$"
+)
+
+
+class TestSigning:
+    SPEC = HttpRequestSpec(
+        "POST", f"{ENDPOINT}/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream",
+        (("Content-Type", "application/json"),),
+        b'{"messages": [{"role": "user", "content": [{"text": "hi"}]}]}',
+    )
+
+    def test_known_signature(self, frozen_clock: datetime.datetime) -> None:
+        signed = sign_request(self.SPEC, CREDS, "us-east-1")
+        headers = dict(signed.headers)
+        assert headers["X-Amz-Date"] == "20240501T120000Z"
+        assert headers["X-Amz-Security-Token"] == "SESSIONTOKEN"
+        m = AUTH.match(headers["Authorization"])
+        assert m is not None
+        assert m.group("akid", "date", "region", "service") == ("AKIDEXAMPLE", "20240501", "us-east-1", "bedrock")
+        assert m["signed"] == "content-type;host;x-amz-date;x-amz-security-token"
+        assert m["sig"] == reference_sigv4(self.SPEC, CREDS, "us-east-1", "bedrock", "20240501T120000Z")
+        assert m["sig"] == "b5b40378db83548ab89dfe98fcefafa2402960ec52b7bc0435e541eea2c223da"
+        assert signed.url == self.SPEC.url and signed.body == self.SPEC.body
+
+    def test_without_session_token(self, frozen_clock: datetime.datetime) -> None:
+        creds = ReadOnlyCredentials("AKIDEXAMPLE", "secret", None)
+        headers = dict(sign_request(self.SPEC, creds, "eu-west-3").headers)
+        assert "X-Amz-Security-Token" not in headers
+        m = AUTH.match(headers["Authorization"])
+        assert m is not None
+        assert m["region"] == "eu-west-3"
+        assert m["signed"] == "content-type;host;x-amz-date"
+        plain = Credentials("AKIDEXAMPLE", "secret")
+        assert m["sig"] == reference_sigv4(self.SPEC, plain, "eu-west-3", "bedrock", "20240501T120000Z")
+
+    def test_resigning_replaces_the_signature(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A retry signed later with other credentials carries no stale date, token or signature."""
+        monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: FROZEN)
+        first = sign_request(self.SPEC, CREDS, "us-east-1")
+        later = FROZEN + datetime.timedelta(minutes=7)
+        monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: later)
+        creds = ReadOnlyCredentials("AKID2", "secret2", None)
+        again = sign_request(first, creds, "us-east-1")
+        names = [k.lower() for k, _ in again.headers]
+        assert sorted(names) == ["authorization", "content-type", "x-amz-date"]
+        headers = dict(again.headers)
+        assert headers["X-Amz-Date"] == "20240501T120700Z"
+        plain = Credentials("AKID2", "secret2")
+        assert headers["Authorization"].endswith(
+            "Signature=" + reference_sigv4(self.SPEC, plain, "us-east-1", "bedrock", "20240501T120700Z"))
+
+    def test_codec_signs_with_the_providers_credentials(self, frozen_clock: datetime.datetime) -> None:
+        calls = []
+
+        def provider() -> Credentials:
+            calls.append(1)
+            return CREDS
+
+        codec = BedrockCodec("http://127.0.0.1:8123", "us-west-2", provider)
+        spec = codec.build_request(ChatRequest("b/x", [Message("user", "hi")]), "m~tokens=3")
+        assert calls == [1]
+        m = AUTH.match(dict(spec.headers)["Authorization"])
+        assert m is not None
+        # host includes the non-default port, as the transport will send it
+        assert m["sig"] == reference_sigv4(
+            HttpRequestSpec(spec.method, spec.url, (("Content-Type", "application/json"),), spec.body),
+            CREDS, "us-west-2", "bedrock", "20240501T120000Z")
+
+
+# --- event-stream framing ------------------------------------------------------------------
+
+
+class TestFrames:
+    def test_round_trip_through_botocore(self) -> None:
+        frames = [
+            ({":event-type": "contentBlockDelta", ":content-type": "application/json", ":message-type": "event"},
+             '{"contentBlockIndex":0,"delta":{"text":"日本語 🎉"},"p":"abc"}'.encode()),
+            ({":exception-type": "throttlingException", ":message-type": "exception"}, b'{"message":"slow down"}'),
+            ({"x-unicode-ü": "välue ✓"}, b""),
+        ]
+        buf = EventStreamBuffer()
+        buf.add_data(b"".join(fmt.encode_frame(h, p) for h, p in frames))
+        decoded = [(m.headers, m.payload) for m in buf]
+        assert decoded == frames
+
+    def test_layout(self) -> None:
+        frame = fmt.encode_frame({"a": "b"}, b"xyz")
+        total, hlen, crc = struct.unpack("!III", frame[:12])
+        assert (total, hlen) == (len(frame), 1 + 1 + 1 + 2 + 1) == (25, 6)
+        assert crc == zlib.crc32(frame[:8])
+        assert frame[12:18] == b"\x01a\x07\x00\x01b"
+        assert frame[18:21] == b"xyz"
+        assert struct.unpack("!I", frame[21:])[0] == zlib.crc32(frame[:21])
+
+    def test_header_too_long(self) -> None:
+        with pytest.raises(ValueError):
+            fmt.encode_frame({"x" * 256: "v"}, b"")
+
+
+# --- decoding: fixtures ----------------------------------------------------------------------
+
+
+def _pad(n: int) -> str:
+    return "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[:n]
+
+
+# Shaped after a real Claude 3.7 Sonnet ConverseStream reply with thinking and two tool calls.
+TOOL_TRANSCRIPT: list[tuple[str, dict[str, Any]]] = [
+    ("messageStart", {"p": _pad(9), "role": "assistant"}),
+    ("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {
+        "text": "The user wants the weather in Paris and Tōkyō. "}}, "p": _pad(20)}),
+    ("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {
+        "text": "I'll call get_weather once per city."}}, "p": _pad(3)}),
+    ("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {
+        "signature": "EqoBCkgIARABGAIiQL2nZmF0ZXN0IHNpZ25hdHVyZQ=="}}, "p": _pad(33)}),
+    ("contentBlockStop", {"contentBlockIndex": 0, "p": _pad(41)}),
+    ("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"text": "Je vérifie la météo à Paris"}, "p": _pad(7)}),
+    ("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"text": " et à 東京 🌤️."}, "p": _pad(18)}),
+    ("contentBlockStop", {"contentBlockIndex": 1, "p": _pad(12)}),
+    ("contentBlockStart", {"contentBlockIndex": 2, "p": _pad(5), "start": {"toolUse": {
+        "name": "get_weather", "toolUseId": "tooluse_kXqUaJ2lNe2Ez7IPnL3D8Q"}}}),
+    ("contentBlockDelta", {"contentBlockIndex": 2, "delta": {"toolUse": {"input": ""}}, "p": _pad(30)}),
+    ("contentBlockDelta", {"contentBlockIndex": 2, "delta": {"toolUse": {"input": '{"city": "Par'}}, "p": _pad(2)}),
+    ("contentBlockDelta", {"contentBlockIndex": 2, "delta": {"toolUse": {"input": 'is"}'}}, "p": _pad(26)}),
+    ("contentBlockStop", {"contentBlockIndex": 2, "p": _pad(50)}),
+    ("contentBlockStart", {"contentBlockIndex": 3, "p": _pad(15), "start": {"toolUse": {
+        "name": "get_weather", "toolUseId": "tooluse_9cR2mWvTQmG0yH1bZ7a4Lw"}}}),
+    ("contentBlockDelta", {"contentBlockIndex": 3, "delta": {"toolUse": {"input": '{"city": "東京"}'}}, "p": _pad(8)}),
+    ("contentBlockStop", {"contentBlockIndex": 3, "p": _pad(1)}),
+    ("messageStop", {"p": _pad(22), "stopReason": "tool_use"}),
+    ("metadata", {"metrics": {"latencyMs": 2310}, "p": _pad(4),
+                  "usage": {"inputTokens": 412, "outputTokens": 187, "totalTokens": 599}}),
+]
+
+# Plain text cut short by maxTokens, with a cached prompt: usage counts the cache reads.
+LENGTH_TRANSCRIPT: list[tuple[str, dict[str, Any]]] = [
+    ("messageStart", {"p": _pad(30), "role": "assistant"}),
+    ("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Once upon a time, a naïve robot"}, "p": _pad(9)}),
+    ("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": " named Ωmega set out ✓"}, "p": _pad(27)}),
+    ("contentBlockStop", {"contentBlockIndex": 0, "p": _pad(3)}),
+    ("messageStop", {"p": _pad(14), "stopReason": "max_tokens"}),
+    ("metadata", {"metrics": {"latencyMs": 640}, "p": _pad(44), "usage": {
+        "cacheReadInputTokens": 1200, "cacheWriteInputTokens": 0, "inputTokens": 12, "outputTokens": 16,
+        "totalTokens": 1228}}),
+]
+
+TRANSCRIPTS = {"bedrock_thinking_tools": TOOL_TRANSCRIPT, "bedrock_max_tokens": LENGTH_TRANSCRIPT}
+
+
+def encode_transcript(transcript: list[tuple[str, dict[str, Any]]]) -> bytes:
+    return b"".join(event_frame(name, payload) for name, payload in transcript)
+
+
+def load_fixture(name: str) -> tuple[bytes, list[dict[str, Any]]]:
+    return (FIXTURES / f"{name}.bin").read_bytes(), json.loads((FIXTURES / f"{name}.json").read_text("utf-8"))
+
+
+@pytest.mark.parametrize("name", sorted(TRANSCRIPTS))
+class TestFixtures:
+    def test_fixture_bytes_come_from_the_transcripts(self, name: str) -> None:
+        assert load_fixture(name)[0] == encode_transcript(TRANSCRIPTS[name])
+
+    def test_every_split_gives_the_same_events(self, name: str) -> None:
+        data, expected = load_fixture(name)
+        assert as_dicts(decode(data)) == expected
+        for cut in range(len(data) + 1):
+            assert as_dicts(decode(data, cut)) == expected, cut
+        assert as_dicts(decode(data, *range(1, len(data)))) == expected  # one byte at a time
+
+    def test_truncated_anywhere_before_message_stop(self, name: str) -> None:
+        data, expected = load_fixture(name)
+        stop_end = len(data) - len(event_frame(*TRANSCRIPTS[name][-1]))
+        for cut in range(stop_end):
+            dec = BedrockStreamDecoder()
+            dec.feed(data[:cut])
+            with pytest.raises(WireError, match="ended before its terminator") as info:
+                dec.close()
+            assert info.value.kind == "protocol"
+        for cut in range(stop_end, len(data)):  # metadata missing or cut: finish, no usage
+            dec = BedrockStreamDecoder()
+            events = dec.feed(data[:cut]) + dec.close()
+            assert as_dicts(events) == [e for e in expected if e["type"] != "usage"]
+
+
+def test_tool_transcript_positions() -> None:
+    """Tool calls are numbered by their position among tool calls, not by contentBlockIndex."""
+    events = decode(load_fixture("bedrock_thinking_tools")[0])
+    calls = [e for e in events if isinstance(e, ToolCallEvent)]
+    assert [(c.index, c.id) for c in calls if c.id] == [
+        (0, "tooluse_kXqUaJ2lNe2Ez7IPnL3D8Q"), (1, "tooluse_9cR2mWvTQmG0yH1bZ7a4Lw")]
+    assert "".join(c.arguments for c in calls if c.index == 0) == '{"city": "Paris"}'
+    assert "".join(c.arguments for c in calls if c.index == 1) == '{"city": "東京"}'
+
+
+# --- decoding: malformed and failing streams ---------------------------------------------------
+
+
+class TestMalformed:
+    def test_bad_message_crc(self) -> None:
+        frame = bytearray(event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "hi"}}))
+        frame[-8] ^= 0x01  # a payload byte
+        with pytest.raises(WireError, match="Checksum mismatch") as info:
+            BedrockStreamDecoder().feed(bytes(frame))
+        assert info.value.kind == "protocol"
+
+    def test_bad_prelude_crc(self) -> None:
+        frame = bytearray(event_frame("messageStart", {"role": "assistant"}))
+        frame[3] ^= 0x01  # the total length
+        with pytest.raises(WireError, match="prelude checksum") as info:
+            BedrockStreamDecoder().feed(bytes(frame[:12]))
+        assert info.value.kind == "protocol"
+
+    def test_absurd_length_rejected_from_the_prelude_alone(self) -> None:
+        head = struct.pack("!II", 3_000_000_000, 50)
+        prelude = head + struct.pack("!I", zlib.crc32(head))
+        dec = BedrockStreamDecoder()
+        assert dec.feed(prelude[:11]) == []
+        with pytest.raises(WireError, match="larger than max_event_bytes") as info:
+            dec.feed(prelude[11:])
+        assert info.value.kind == "protocol"
+
+    def test_max_event_bytes(self) -> None:
+        frame = event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "x" * 100}})
+        assert BedrockStreamDecoder(max_event_bytes=len(frame)).feed(frame) == [TextEvent("x" * 100)]
+        with pytest.raises(WireError, match="larger than max_event_bytes"):
+            BedrockStreamDecoder(max_event_bytes=len(frame) - 1).feed(frame)
+
+    def test_botocore_limits_apply_from_the_prelude(self) -> None:
+        """Past botocore's own 24 MiB payload limit, its InvalidPayloadLength becomes a WireError."""
+        head = struct.pack("!II", 30 * 1024 * 1024, 0)
+        dec = BedrockStreamDecoder(max_event_bytes=64 * 1024 * 1024)
+        with pytest.raises(WireError, match="InvalidPayloadLength") as info:
+            dec.feed(head + struct.pack("!I", zlib.crc32(head)))
+        assert info.value.kind == "protocol"
+
+    def test_lengths_that_cannot_hold_the_headers(self) -> None:
+        head = struct.pack("!II", 20, 10)
+        with pytest.raises(WireError, match="malformed event-stream prelude"):
+            BedrockStreamDecoder().feed(head + struct.pack("!I", zlib.crc32(head)))
+
+    def test_bad_header_type(self) -> None:
+        frame = bytearray(fmt.encode_frame({"a": "b"}, b"{}"))
+        frame[14] = 42  # the header value type
+        frame[-4:] = struct.pack("!I", zlib.crc32(bytes(frame[:-4])))
+        with pytest.raises(WireError, match="malformed event-stream message"):
+            BedrockStreamDecoder().feed(bytes(frame))
+
+    def test_invalid_json(self) -> None:
+        headers = {":event-type": "contentBlockDelta", ":message-type": "event"}
+        with pytest.raises(WireError, match="invalid JSON") as info:
+            BedrockStreamDecoder().feed(fmt.encode_frame(headers, b'{"delta": {'))
+        assert info.value.kind == "protocol"
+
+    def test_invalid_utf8_is_replaced_and_flagged(self) -> None:
+        headers = {":event-type": "contentBlockDelta", ":message-type": "event"}
+        dec = BedrockStreamDecoder()
+        assert dec.feed(fmt.encode_frame(headers, b'{"delta": {"text": "a\xffb"}}')) == [TextEvent("a\ufffdb")]
+        assert dec.invalid_utf8
+
+    def test_missing_message_type(self) -> None:
+        with pytest.raises(WireError, match=":message-type"):
+            BedrockStreamDecoder().feed(fmt.encode_frame({":event-type": "messageStart"}, b"{}"))
+
+    def test_tool_input_without_start(self) -> None:
+        frame = event_frame("contentBlockDelta", {"contentBlockIndex": 4, "delta": {"toolUse": {"input": "{}"}}})
+        with pytest.raises(WireError, match="never started"):
+            BedrockStreamDecoder().feed(frame)
+
+    def test_unknown_events_are_recorded(self) -> None:
+        dec = BedrockStreamDecoder()
+        data = b"".join([
+            event_frame("futureEvent", {}),
+            event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"citation": {"title": "x"}}}),
+            event_frame("contentBlockStart", {"contentBlockIndex": 1, "start": {"image": {}}}),
+            event_frame("messageStop", {"stopReason": "brand_new_reason"}),
+        ])
+        assert dec.feed(data) == []
+        assert dec.close() == [FinishEvent("stop")]
+        assert dec.unknown_events == {
+            "futureEvent", "contentBlockDelta:citation", "contentBlockStart:image", "messageStop:brand_new_reason"}
+        assert dec.model is None
+
+    @pytest.mark.parametrize(("stop", "reason"), [
+        ("end_turn", "stop"), ("stop_sequence", "stop"), ("max_tokens", "length"), ("tool_use", "tool_calls"),
+        ("content_filtered", "content_filter"), ("guardrail_intervened", "content_filter"),
+        ("model_context_window_exceeded", "length"), ("malformed_tool_use", "error"),
+    ])
+    def test_stop_reasons(self, stop: str, reason: str) -> None:
+        data = event_frame("messageStop", {"stopReason": stop}) + event_frame("metadata", {"usage": {}})
+        assert BedrockStreamDecoder().feed(data) == [UsageEvent(None, None), FinishEvent(reason)]
+
+    def test_bytes_after_the_end_are_ignored(self) -> None:
+        data = event_frame("messageStop", {"stopReason": "end_turn"}) + event_frame("metadata", {"usage": {}})
+        dec = BedrockStreamDecoder()
+        assert dec.feed(data + b"trailing garbage")[-1] == FinishEvent("stop")
+        assert dec.feed(b"more") == []
+        assert dec.close() == []
+
+
+class TestExceptions:
+    @pytest.mark.parametrize(("etype", "status", "retryable"), [
+        ("throttlingException", 429, True),
+        ("modelStreamErrorException", 424, True),
+        ("validationException", 400, False),
+        ("internalServerException", 500, True),
+        ("serviceUnavailableException", 503, True),
+        ("accessDeniedException", 403, False),
+        ("someNewException", None, True),
+    ])
+    def test_exception_frame(self, etype: str, status: int | None, retryable: bool) -> None:
+        with pytest.raises(WireError) as info:
+            BedrockStreamDecoder().feed(exception_frame(etype, {"message": f"{etype} happened"}))
+        err = info.value
+        assert (err.kind, err.status, err.retryable, err.error_type) == ("upstream", status, retryable, etype)
+        assert err.message == f"{etype} happened"
+
+    def test_capitalized_message_and_non_json_payload(self) -> None:
+        with pytest.raises(WireError, match=r"^Too many tokens$"):
+            BedrockStreamDecoder().feed(exception_frame("throttlingException", {"Message": "Too many tokens"}))
+        headers = {":exception-type": "internalServerException", ":message-type": "exception"}
+        with pytest.raises(WireError, match=r"^oops$"):
+            BedrockStreamDecoder().feed(fmt.encode_frame(headers, b"oops"))
+
+    def test_error_message_type(self) -> None:
+        headers = {":message-type": "error", ":error-code": "InternalFailure", ":error-message": "try again"}
+        with pytest.raises(WireError, match="try again") as info:
+            BedrockStreamDecoder().feed(fmt.encode_frame(headers, b""))
+        assert (info.value.kind, info.value.error_type, info.value.retryable) == ("upstream", "InternalFailure", True)
+
+    def test_events_before_an_exception_survive_any_split(self) -> None:
+        """Events completed in the same read as the exception come out first; the error follows."""
+        data = b"".join([
+            event_frame("messageStart", {"role": "assistant"}),
+            event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "partial "}}),
+            event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "reply"}}),
+            exception_frame("modelStreamErrorException", {"message": "Model stream error", "originalStatusCode": 529}),
+        ])
+        for cut in range(len(data) + 1):
+            dec = BedrockStreamDecoder()
+            events: list[StreamEvent] = []
+            with pytest.raises(WireError, match="Model stream error") as info:
+                for piece in (data[:cut], data[cut:]):
+                    events += dec.feed(piece)
+                dec.close()
+            assert events == [TextEvent("partial "), TextEvent("reply")], cut
+            assert info.value.status == 424
+            with pytest.raises(WireError):  # sticky
+                dec.close()
+
+
+# --- the fake upstream's format ------------------------------------------------------------
+
+
+def _texts(events: list[StreamEvent], cls: type[TextEvent] | type[ReasoningEvent]) -> str:
+    return "".join(e.text for e in events if isinstance(e, cls))
+
+
+class TestFakeFormat:
+    def test_plain_scenario(self) -> None:
+        sc = Scenario(model="anthropic.claude-3-haiku-20240307-v1:0", tokens=7, tokens_per_chunk=2)
+        events = decode(rendered(sc))
+        assert _texts(events, TextEvent) == "".join(token_text(i) for i in range(7))
+        assert events[-2:] == [UsageEvent(10, 7), FinishEvent("stop")]
+
+    def test_reasoning_tools_unicode(self) -> None:
+        sc = Scenario(tokens=5, reasoning=3, tool_calls=2, unicode=True)
+        data = rendered(sc)
+        events = decode(data)
+        assert _texts(events, ReasoningEvent) == "".join(token_text(i, True) for i in range(3))
+        assert _texts(events, TextEvent) == "".join(token_text(i, True) for i in range(5))
+        calls = [e for e in events if isinstance(e, ToolCallEvent)]
+        assert [(c.index, c.id, c.name) for c in calls if c.id] == [
+            (0, "tooluse_call_0000", "get_weather"), (1, "tooluse_call_0001", "get_weather")]
+        for pos in (0, 1):
+            args = json.loads("".join(c.arguments for c in calls if c.index == pos))
+            assert args == {"city": f"Paris {pos}", "units": "celsius", "days": pos + 1}
+        assert events[-2:] == [UsageEvent(10, 8), FinishEvent("tool_calls")]
+        for cut in range(0, len(data), 7):
+            assert decode(data, cut) == events
+
+    def test_frames_look_like_bedrocks(self) -> None:
+        buf = EventStreamBuffer()
+        buf.add_data(rendered(Scenario(tokens=1)))
+        messages = list(buf)
+        assert [m.headers[":event-type"] for m in messages] == [
+            "messageStart", "contentBlockDelta", "contentBlockStop", "messageStop", "metadata"]
+        for m in messages:
+            assert m.headers[":content-type"] == "application/json"
+            assert m.headers[":message-type"] == "event"
+            assert isinstance(json.loads(m.payload)["p"], str)
+
+    @pytest.mark.parametrize("finish", ["length", "content_filter"])
+    def test_finish(self, finish: str) -> None:
+        assert decode(rendered(Scenario(tokens=2, finish=finish)))[-1] == FinishEvent(finish)
+
+    def test_midstream_error(self) -> None:
+        data = rendered(Scenario(tokens=10, fail="midstream", fail_at=4))
+        dec = BedrockStreamDecoder()
+        with pytest.raises(WireError) as info:
+            for cut in range(0, len(data), 5):
+                dec.feed(data[cut : cut + 5])
+        assert (info.value.kind, info.value.error_type, info.value.status) == (
+            "upstream", "modelStreamErrorException", 424)
+
+    def test_truncated_scenario(self) -> None:
+        dec = BedrockStreamDecoder()
+        dec.feed(rendered(Scenario(tokens=3, fail="truncate", fail_at=2)))
+        with pytest.raises(WireError, match="ended before its terminator"):
+            dec.close()
+
+    def test_garbage_scenario(self) -> None:
+        with pytest.raises(WireError, match="prelude checksum"):
+            decode(rendered(Scenario(tokens=3, fail="garbage", fail_at=1)))
+
+    def test_route(self) -> None:
+        route = route_request("/model/anthropic.claude-3-haiku-20240307-v1%3A0~tokens%3D3/converse-stream", {})
+        assert route is not None
+        assert route[0] is fmt and route[1] == "anthropic.claude-3-haiku-20240307-v1:0~tokens=3"
+        arn = route_request("/model/" + quote(PROFILE_ARN, safe="") + "/converse-stream", {})
+        assert arn is not None and arn[1] == PROFILE_ARN
+
+    def test_error_body(self) -> None:
+        assert fmt.error_body(429, "Too many requests") == b'{"message":"Too many requests"}'
+        assert fmt.CONTENT_TYPE == "application/vnd.amazon.eventstream"
+
+
+def _write_fixtures() -> Iterator[Path]:
+    for name, transcript in TRANSCRIPTS.items():
+        path = FIXTURES / f"{name}.bin"
+        path.write_bytes(encode_transcript(transcript))
+        yield path
+
+
+if __name__ == "__main__":
+    for written in _write_fixtures():
+        print("wrote", written)
