@@ -232,3 +232,19 @@ async def test_many_concurrent_streams(make_config: Any, logs: Any) -> None:
             for i in range(200):
                 nursery.start_soon(one, i)
     assert all(results[i] == expected_text(i % 17 + 1) for i in range(200))
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_events_before_an_error_in_the_same_read_are_kept(provider: str, nursery: Any, logs: Any) -> None:
+    """Text and the error arrive in one HTTP chunk: the text still reaches the partial reply."""
+    from conftest import provider_table
+    from streamactors import Config
+    from streamactors.testing import FakeUpstream
+
+    fake = await nursery.start(FakeUpstream(events_per_chunk=1000).serve)
+    cfg = Config.from_dict({"providers": provider_table(fake)})
+    async with open_service(cfg, logger=logs.logger) as service:
+        with pytest.raises(ProviderError) as info:
+            await service.complete({"model": f"{provider}/m~tokens=10~fail=midstream@5", "messages": user()})
+    assert info.value.kind == "upstream"
+    assert info.value.partial is not None and info.value.partial.text == expected_text(5)

@@ -13,15 +13,18 @@ from typing import Any
 import httpx
 import trio
 
+from .actors.guards import BreakerActor, LimiterActor
 from .actors.messages import ReplyMessage, StreamJob
+from .actors.metrics import MetricsActor
 from .actors.provider import ProviderActor
+from .actors.router import RouterActor
 from .config import Config
 from .errors import ProviderError, UsageError
 from .logs import make_logger
 from .models import ChatRequest, ErrorEvent, Reply, StreamEvent
 from .providers import build_authorizer, build_codec
-from .stream import EventStream
-from .supervision.supervisor import ChildSpec, Restart, supervise
+from .stream import EventStream, Leg
+from .supervision.supervisor import ChildSpec, supervise
 from .wire.base import ProviderCodec
 
 __all__ = ["Service", "Submission", "open_service"]
@@ -42,9 +45,19 @@ class Service:
       `reply_send` and closes it at the end; failures arrive as a final `error` event.
     """
 
-    def __init__(self, config: Config, actors: Mapping[str, ProviderActor], logger: Any) -> None:
+    def __init__(
+        self,
+        config: Config,
+        actors: Mapping[str, ProviderActor],
+        logger: Any,
+        *,
+        metrics: MetricsActor | None = None,
+        router: RouterActor | None = None,
+    ) -> None:
         self.config = config
         self._actors = dict(actors)
+        self._metrics = metrics or MetricsActor(actors)
+        self._router = router or RouterActor(config.routes)
         self._log = logger
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
@@ -74,24 +87,61 @@ class Service:
 
     @asynccontextmanager
     async def stream(self, request: ChatRequest | Mapping[str, Any]) -> AsyncIterator[EventStream]:
-        """Stream a request's events. Leaving the block early cancels the upstream request."""
+        """Stream a request's events. Leaving the block early cancels the upstream request.
+
+        `model` is "<provider>/<model-id>" or the name of a route under `[routes]`.
+        """
         req = self._coerce(request)
-        provider, model_id = self._resolve(req)
-        actor = self._actors[provider]
+        route = self.config.routes.get(req.model)
+        if route is not None:
+            targets = await self._router.plan(req.model)
+        else:
+            provider, model_id = self._resolve(req)
+            targets = [f"{provider}/{model_id}"]
         request_id = req.request_id or f"{self._id_prefix}-{next(self._ids)}"
+
+        async def open_leg(target: str, leg_request: ChatRequest, max_retries: int | None) -> Leg:
+            return await self._open_leg(target, leg_request, request_id, max_retries)
+
+        events = EventStream(
+            req, request_id, targets, open_leg, route=route, router=self._router, metrics=self._metrics
+        )
+        try:
+            yield events
+        finally:
+            events.close()
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Per provider: request counters, error kinds, retries, tokens, latency percentiles
+        (time to first token, duration, gateway overhead), breaker and limiter state."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, actor in self._actors.items():
+            h = self._metrics.provider_health(name)
+            h["in_flight"] = actor.in_flight
+            h["circuit"] = actor.breaker.status() if actor.breaker is not None else None
+            h["rate_limit"] = actor.limiter.status() if actor.limiter is not None else None
+            out[name] = h
+        return out
+
+    def metrics_text(self) -> str:
+        """Prometheus text exposition of the service's metrics."""
+        states = {"closed": 0, "open": 1, "half_open": 2}
+        circuit = {n: states[a.breaker.state.name.lower()] for n, a in self._actors.items() if a.breaker is not None}
+        return self._metrics.prometheus(circuit, {n: a.in_flight for n, a in self._actors.items()})
+
+    async def _open_leg(self, target: str, request: ChatRequest, request_id: str, max_retries: int | None) -> Leg:
+        provider, _, model_id = target.partition("/")
+        actor = self._actors[provider]
         send, recv = trio.open_memory_channel[ReplyMessage](self.config.service.event_buffer)
         cancel = trio.CancelScope()
+        now = trio.current_time()
         try:
-            await actor.mailbox.send(StreamJob(req, model_id, send, cancel, request_id))
+            await actor.mailbox.send(StreamJob(request, model_id, send, cancel, request_id, max_retries, now))
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise ProviderError(
                 "the service is shutting down", provider=provider, kind="connection", retryable=True
             ) from None
-        try:
-            yield EventStream(recv, provider, model_id, request_id)
-        finally:
-            cancel.cancel()
-            recv.close()
+        return Leg(target, provider, model_id, recv, cancel, now)
 
     # --- internals -------------------------------------------------------------------
 
@@ -162,6 +212,7 @@ class Service:
                     scope.cancel()
 
     async def _shutdown(self) -> None:
+        """Stop taking work; provider actors finish what they have, then stop."""
         self._submissions_send.close()
         for actor in self._actors.values():
             actor.mailbox.close()
@@ -183,9 +234,14 @@ async def open_service(
     `transports` and `codecs` (by provider name) replace the defaults, for tests.
     """
     log = logger if logger is not None else make_logger(config.logging, config.secrets())
+    metrics = MetricsActor(config.providers)
+    router = RouterActor(config.routes, rng)
     actors: dict[str, ProviderActor] = {}
+    children = [ChildSpec("metrics", metrics.run), ChildSpec("router", router.run)]
     for name, pc in config.providers.items():
         codec = (codecs or {}).get(name) or build_codec(name, pc)
+        limiter = LimiterActor(name, pc.rate_limit, log)
+        breaker = BreakerActor(name, pc.circuit_breaker, log)
         actors[name] = ProviderActor(
             name,
             pc,
@@ -194,24 +250,27 @@ async def open_service(
             logger=log,
             transport=(transports or {}).get(name),
             rng=rng,
+            limiter=limiter,
+            breaker=breaker,
+            metrics=metrics,
         )
-    service = Service(config, actors, log)
-    children = [ChildSpec(f"provider:{n}", a.run, Restart.TRANSIENT) for n, a in actors.items()]
+        children += [
+            ChildSpec(f"limiter:{name}", limiter.run),
+            ChildSpec(f"breaker:{name}", breaker.run),
+            ChildSpec(f"provider:{name}", actors[name].run),
+        ]
+    service = Service(config, actors, log, metrics=metrics, router=router)
     settings = config.service
     async with trio.open_nursery() as nursery:
-        done = trio.Event()
 
         async def run_tree(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            try:
-                await supervise(
-                    children,
-                    logger=log,
-                    max_restarts=settings.max_restarts,
-                    within_s=settings.restart_window,
-                    task_status=task_status,
-                )
-            finally:
-                done.set()
+            await supervise(
+                children,
+                logger=log,
+                max_restarts=settings.max_restarts,
+                within_s=settings.restart_window,
+                task_status=task_status,
+            )
 
         await nursery.start(run_tree)
         await nursery.start(service._serve_submissions)
@@ -220,7 +279,9 @@ async def open_service(
             yield service
         finally:
             await service._shutdown()
+            # In-flight streams get the grace period to finish; then everything is cancelled.
             with trio.move_on_after(settings.shutdown_grace):
-                await done.wait()
+                for actor in actors.values():
+                    await actor.stopped.wait()
             nursery.cancel_scope.cancel()
             log.info("service_stopped")

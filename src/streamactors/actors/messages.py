@@ -8,7 +8,7 @@ import trio
 from ..errors import ProviderError
 from ..models import ChatRequest, StreamEvent
 
-__all__ = ["Batch", "ReplyMessage", "StreamEnd", "StreamJob"]
+__all__ = ["Batch", "ReplyMessage", "StreamEnd", "StreamJob", "estimate_tokens"]
 
 #: Everything decoded from one network read travels as one message (one channel hop
 #: per read instead of one per event).
@@ -43,3 +43,11 @@ class StreamJob:
     cancel: trio.CancelScope
     request_id: str
     max_retries: int | None = None
+    submitted_at: float = attrs.field(factory=trio.current_time)
+
+
+def estimate_tokens(request: ChatRequest) -> int:
+    """A cheap upper-bound guess of a request's token cost, for tokens-per-minute budgets:
+    about 4 characters per prompt token, plus the completion budget (as OpenAI counts it)."""
+    chars = sum(len(m.content or "") + sum(len(tc.arguments) for tc in m.tool_calls) for m in request.messages)
+    return chars // 4 + 1 + (request.max_tokens or 0)

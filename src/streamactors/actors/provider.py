@@ -29,7 +29,9 @@ from ..providers import Authorizer
 from ..secret import scrub
 from ..transport import classify_transport_error, make_client
 from ..wire.base import HttpRequestSpec, ProviderCodec, StreamDecoder
-from .messages import Batch, ReplyMessage, StreamEnd, StreamJob
+from .guards import REJECTED, BreakerActor, LimiterActor
+from .messages import Batch, ReplyMessage, StreamEnd, StreamJob, estimate_tokens
+from .metrics import MetricsActor, RequestRecord
 
 __all__ = ["ProviderActor"]
 
@@ -39,10 +41,11 @@ MAX_ERROR_BODY = 64 * 1024
 class _AttemptFailed(Exception):
     """One HTTP attempt failed; carries the response headers the retry policy reads."""
 
-    def __init__(self, error: ProviderError, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(self, error: ProviderError, headers: Mapping[str, str] | None = None, *, final: bool = False) -> None:
         super().__init__(error.message)
         self.error = error
         self.headers: Mapping[str, str] = headers or {}
+        self.final = final  # never retried (our own admission control said no)
 
 
 @attrs.define
@@ -56,6 +59,8 @@ class _Progress:
     http_status: int | None = None
     retries: int = 0
     events: int = 0
+    dispatched_at: float | None = None
+    limiter_wait: float = 0.0
 
 
 class ProviderActor:
@@ -77,6 +82,9 @@ class ProviderActor:
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
         wall_clock: Callable[[], float] = time.time,
+        limiter: LimiterActor | None = None,
+        breaker: BreakerActor | None = None,
+        metrics: MetricsActor | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -88,12 +96,17 @@ class ProviderActor:
         self._wall_clock = wall_clock
         self._secrets = config.secrets()
         self._content_type: str = getattr(codec, "content_type", "text/event-stream")
+        self.limiter = limiter
+        self.breaker = breaker
+        self._metrics = metrics
         send, recv = trio.open_memory_channel[StreamJob](config.max_concurrency)
         #: Where requests are submitted; bounded, so submitters feel backpressure.
         self.mailbox: trio.MemorySendChannel[StreamJob] = send
         self._inbox = recv
         self.in_flight = 0
         self.incarnation = 0
+        #: Set once the mailbox is closed and every job has finished.
+        self.stopped = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[ProviderActor] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve jobs until the mailbox is closed and every job has finished."""
@@ -104,6 +117,7 @@ class ProviderActor:
             async for job in self._inbox:
                 await slots.acquire()
                 nursery.start_soon(self._serve, client, job, slots)
+        self.stopped.set()
 
     # --- one job ----------------------------------------------------------------
 
@@ -114,9 +128,14 @@ class ProviderActor:
         end: StreamEnd | None = None
         log = self._log.bind(request_id=job.request_id, model=job.model_id)
         log.info("request_start")
+        recorded = False
         try:
             with job.cancel:
                 end = await self._stream(client, job, progress)
+                # Counted before the consumer hears of the end, so health() read right after agrees.
+                if self._metrics is not None:
+                    self._record(job, progress, end, start, False)
+                    recorded = True
                 await job.reply.send(end)
         except trio.BrokenResourceError:
             pass  # the consumer went away; its cancel scope stops the rest
@@ -139,7 +158,37 @@ class ProviderActor:
             job.reply.close()
             slots.release()
             self.in_flight -= 1
-            self._log_end(log, progress, end, start, cancelled=job.cancel.cancel_called)
+            cancelled = job.cancel.cancel_called
+            self._log_end(log, progress, end, start, cancelled=cancelled)
+            if self._metrics is not None and not recorded:
+                self._record(job, progress, end, start, cancelled)
+
+    def _record(self, job: StreamJob, p: _Progress, end: StreamEnd | None, start: float, cancelled: bool) -> None:
+        assert self._metrics is not None
+        error = end.error if end is not None else None
+        if error is not None:
+            outcome, kind = "error", error.kind
+        elif end is None:
+            outcome, kind = ("cancelled", None) if cancelled else ("error", "connection")
+        else:
+            outcome, kind = "ok", None
+        overhead = None
+        if p.dispatched_at is not None:
+            overhead = max(0.0, p.dispatched_at - job.submitted_at - p.limiter_wait)
+        self._metrics.report(
+            RequestRecord(
+                self.name,
+                job.model_id,
+                outcome,
+                kind,
+                None if p.first_event_at is None else p.first_event_at - start,
+                trio.current_time() - start,
+                overhead,
+                p.usage.input_tokens if p.usage else None,
+                p.usage.output_tokens if p.usage else None,
+                p.retries,
+            )
+        )
 
     def _log_end(self, log: Any, p: _Progress, end: StreamEnd | None, start: float, *, cancelled: bool) -> None:
         now = trio.current_time()
@@ -175,11 +224,16 @@ class ProviderActor:
             attempt = 0
             while True:
                 try:
-                    await self._attempt(client, job, spec, progress)
+                    await self._guarded_attempt(client, job, spec, progress)
                     return StreamEnd(progress.model, None, progress.retries)
                 except _AttemptFailed as failed:
                     error = failed.error
-                    if progress.first_event_at is not None or not error.retryable or attempt >= max_retries:
+                    if (
+                        progress.first_event_at is not None
+                        or not error.retryable
+                        or failed.final
+                        or attempt >= max_retries
+                    ):
                         break
                     delay = retry_delay(attempt, failed.headers, self._rng, self._wall_clock())
                     if delay is None:  # the upstream asked for a wait longer than we honour
@@ -204,6 +258,45 @@ class ProviderActor:
             )
         return StreamEnd(progress.model, error, progress.retries)
 
+    async def _guarded_attempt(
+        self, client: httpx.AsyncClient, job: StreamJob, spec: HttpRequestSpec, progress: _Progress
+    ) -> None:
+        """One attempt behind the circuit breaker and the rate limiter."""
+        breaker, limiter = self.breaker, self.limiter
+        if breaker is not None and not await breaker.allow():
+            retry_in = breaker.retry_in()
+            hint = f"; next probe in {retry_in:.1f} s" if retry_in is not None else ""
+            raise _AttemptFailed(self._fail(f"circuit open{hint}", "circuit_open", retryable=True), final=True)
+        try:
+            if limiter is not None:
+                tokens = estimate_tokens(job.request)
+                ready = await limiter.acquire(tokens)
+                if ready == REJECTED:
+                    message = f"rate limiter queue full ({limiter.config.max_queue} waiting)"
+                    raise _AttemptFailed(self._fail(message, "rate_limited", retryable=True), final=True)
+                wait = ready - trio.current_time()
+                if wait > 0:
+                    progress.limiter_wait += wait
+                    try:
+                        await trio.sleep_until(ready)
+                    except trio.Cancelled:
+                        limiter.cancel(tokens)
+                        raise
+            await self._attempt(client, job, spec, progress)
+        except _AttemptFailed as failed:
+            if breaker is not None:
+                if failed.error.kind in ("rate_limited", "circuit_open"):
+                    breaker.verdict(None, None, cancelled=True)
+                else:
+                    breaker.verdict(failed.error.kind, failed.error.status)
+            raise
+        except BaseException:
+            if breaker is not None:
+                breaker.verdict(None, None, cancelled=True)
+            raise
+        if breaker is not None:
+            breaker.verdict(None, None)
+
     def _fail(self, message: str, kind: str, **kw: Any) -> ProviderError:
         return ProviderError(scrub(message, self._secrets), provider=self.name, kind=kind, **kw)
 
@@ -223,10 +316,16 @@ class ProviderActor:
             scope.deadline = now() + timeouts.first_token
             try:
                 request = client.build_request(spec.method, spec.url, headers=spec.headers, content=spec.body)
+                if progress.dispatched_at is None:
+                    progress.dispatched_at = now()
                 response = await client.send(request, stream=True)
             except httpx.HTTPError as exc:
+                if self.limiter is not None:
+                    self.limiter.feedback(None, {})
                 kind, message = classify_transport_error(exc)
                 raise _AttemptFailed(self._fail(message, kind, retryable=True)) from exc
+            if self.limiter is not None:
+                self.limiter.feedback(response.status_code, response.headers)
             try:
                 progress.http_status = response.status_code
                 if response.status_code >= 400 or self._content_type not in response.headers.get(
@@ -234,14 +333,14 @@ class ProviderActor:
                 ):
                     raise await self._response_error(response)
                 await self._pump(response, decoder, reply, scope, progress)
-                events = decoder.close()
-                if decoder.model:
-                    progress.model = decoder.model
-                if events:
-                    if progress.first_event_at is None:
-                        progress.first_event_at = now()
-                    self._note(events, progress)
-                    await reply.send(events)
+                events: Batch = []
+                try:
+                    decoder.close_into(events)
+                finally:
+                    if decoder.model:
+                        progress.model = decoder.model
+                    if events:
+                        await self._deliver(events, reply, scope, progress)
             except WireError as exc:
                 progress.model = decoder.model or progress.model
                 raise _AttemptFailed(
@@ -278,19 +377,30 @@ class ProviderActor:
         now = trio.current_time
         async with aclosing(response.aiter_bytes()) as chunks:
             async for chunk in chunks:
-                events = decoder.feed(chunk)
+                events: Batch = []
+                try:
+                    decoder.feed_into(chunk, events)
+                except WireError:
+                    if events:  # what arrived before the error belongs to the partial reply
+                        await self._deliver(events, reply, scope, progress)
+                    raise
                 if events:
-                    if progress.first_event_at is None:
-                        progress.first_event_at = now()
-                    self._note(events, progress)
-                    try:
-                        reply.send_nowait(events)
-                    except trio.WouldBlock:
-                        scope.deadline = math.inf  # waiting on the consumer is not upstream idleness
-                        await reply.send(events)
-                    scope.deadline = now() + idle
+                    await self._deliver(events, reply, scope, progress)
                 elif progress.first_event_at is not None:
                     scope.deadline = now() + idle
+
+    async def _deliver(
+        self, events: Batch, reply: trio.MemorySendChannel[ReplyMessage], scope: trio.CancelScope, progress: _Progress
+    ) -> None:
+        if progress.first_event_at is None:
+            progress.first_event_at = trio.current_time()
+        self._note(events, progress)
+        try:
+            reply.send_nowait(events)
+        except trio.WouldBlock:
+            scope.deadline = math.inf  # waiting on the consumer is not upstream idleness
+            await reply.send(events)
+        scope.deadline = trio.current_time() + self.config.timeouts.idle
 
     @staticmethod
     def _note(events: Batch, progress: _Progress) -> None:

@@ -23,10 +23,11 @@ def _render_with(module: ModuleType, **kwargs: Any) -> Callable[..., Iterator[An
 
 
 _AZURE = re.compile(r"/openai/deployments/([^/]+)/chat/completions$")
-_VERTEX_CLAUDE = re.compile(r"/publishers/anthropic/models/([^/:]+):streamRawPredict$")
+# Model names may hold ':' (a scenario such as `m~fail=status:429`): the last colon starts the method.
+_VERTEX_CLAUDE = re.compile(r"/publishers/anthropic/models/([^/]+):streamRawPredict$")
 # Bedrock model ids may be ARNs, which hold '/' once unquoted.
 _BEDROCK = re.compile(r"/model/(.+)/converse-stream$")
-_GEMINI = re.compile(r"/models/([^/:]+):streamGenerateContent$")  # Gemini API and Vertex
+_GEMINI = re.compile(r"/models/([^/]+):streamGenerateContent$")  # Gemini API and Vertex
 
 
 def route_request(path: str, body: dict[str, Any]) -> Route | None:
@@ -37,9 +38,13 @@ def route_request(path: str, body: dict[str, Any]) -> Route | None:
     """
     path = unquote(path)
     if m := _AZURE.search(path):
-        return openai, m.group(1), _render_with(openai)
+        return openai, m.group(1), _render_with(openai, azure=True)
     if path.endswith("/api/v1/chat/completions"):  # OpenRouter: keep-alive comments, `reasoning` deltas
-        return openai, str(body.get("model", "")), _render_with(openai, reasoning_field="reasoning", keepalive=True)
+        return (
+            openai,
+            str(body.get("model", "")),
+            _render_with(openai, reasoning_field="reasoning", keepalive=True, error_in_chunk=True),
+        )
     if path.endswith("/chat/completions"):
         return openai, str(body.get("model", "")), _render_with(openai)
     if m := _VERTEX_CLAUDE.search(path):

@@ -196,12 +196,16 @@ def build_steps(sc: Scenario) -> Iterator[Step]:
         i += n
         if delay and i < sc.tokens:
             yield delay
-    if sc.fail is not None and sc.fail_status is None:
+    faulty = sc.fail is not None and sc.fail_status is None
+    if faulty and not (sc.tool_calls and sc.fail_at >= sc.tokens):
         yield from _fault(sc)
         return
     for t in range(sc.tool_calls):
         args = _tool_args(t)
         yield ToolCallStep(t, f"call_{t:04d}", "get_weather", args, _pieces(args))
+    if faulty:  # fail_at at or past the text: the fault comes after the tool calls
+        yield from _fault(sc)
+        return
     finish = "tool_calls" if sc.tool_calls and sc.finish == "stop" else sc.finish
     yield Usage(sc.input_tokens, sc.tokens + sc.reasoning, sc.reasoning)
     yield Finish(finish)

@@ -33,6 +33,7 @@ class RecordedRequest:
     target: str
     headers: dict[str, str]
     body: bytes
+    at: float = 0.0  # trio time of arrival
 
     @property
     def path(self) -> str:
@@ -58,6 +59,8 @@ class FakeUpstream:
     midstream_rate: float = 0.0
     seed: int = 0
     record: int = 1000
+    #: Lifetime of the OAuth2 tokens `/token` issues (google-auth refreshes within ~3m45s of expiry).
+    token_expires_in: int = 3600
     host: str = "127.0.0.1"
     port: int = 0
     requests: collections.deque[RecordedRequest] = attrs.field(init=False)
@@ -68,6 +71,7 @@ class FakeUpstream:
     responses_aborted: int = attrs.field(init=False, default=0)
     chunks_sent: int = attrs.field(init=False, default=0)
     tokens_issued: int = attrs.field(init=False, default=0)
+    error_sent_at: collections.deque[float] = attrs.field(init=False, factory=lambda: collections.deque(maxlen=1000))
     _rng: random.Random = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -132,7 +136,7 @@ class FakeUpstream:
     async def _respond(self, stream: trio.SocketStream, request: h11.Request, body: bytes) -> bool:
         target = request.target.decode("latin-1")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
-        self.requests.append(RecordedRequest(request.method.decode(), target, headers, body))
+        self.requests.append(RecordedRequest(request.method.decode(), target, headers, body, trio.current_time()))
         try:
             payload = orjson.loads(body) if body else {}
         except orjson.JSONDecodeError:
@@ -141,7 +145,11 @@ class FakeUpstream:
         if path.endswith("/token"):  # an OAuth2 token endpoint, for google-auth's refresh
             self.tokens_issued += 1
             token = orjson.dumps(
-                {"access_token": f"ya29.fake-token-{self.tokens_issued}", "expires_in": 3600, "token_type": "Bearer"}
+                {
+                    "access_token": f"ya29.fake-token-{self.tokens_issued}",
+                    "expires_in": self.token_expires_in,
+                    "token_type": "Bearer",
+                }
             )
             await stream.send_all(
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%b"
@@ -164,6 +172,7 @@ class FakeUpstream:
             if scenario.retry_after is not None:
                 extra.append((b"retry-after", str(scenario.retry_after).encode()))
             await self._send_error(stream, status, fmt.error_body(status, f"injected HTTP {status}"), extra)
+            self.error_sent_at.append(trio.current_time())
             return True
         self.responses_started += 1
         head = (
@@ -182,7 +191,9 @@ class FakeUpstream:
                 if pending:
                     await self._send_chunk(stream, pending)
                 if isinstance(item, Delay):
-                    await trio.sleep(item.seconds)
+                    if await self._client_left_during(stream, item.seconds):
+                        self.responses_aborted += 1
+                        return False
                 elif isinstance(item, Drop):
                     self.responses_aborted += 1
                     return False
@@ -194,6 +205,20 @@ class FakeUpstream:
             return False
         self.responses_completed += 1
         return True
+
+    @staticmethod
+    async def _client_left_during(stream: trio.SocketStream, seconds: float) -> bool:
+        """Sleep, but notice at once if the client closes the connection meanwhile."""
+        with trio.move_on_after(seconds):
+            try:
+                data = await stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return True
+            if not data:
+                return True
+            # A client does not send while its response streams; treat stray bytes as a close.
+            return True
+        return False
 
     async def _send_chunk(self, stream: trio.SocketStream, pending: list[bytes]) -> None:
         data = b"".join(pending) if len(pending) > 1 else pending[0]
@@ -208,6 +233,7 @@ class FakeUpstream:
         reason = {
             400: b"Bad Request",
             401: b"Unauthorized",
+            403: b"Forbidden",
             404: b"Not Found",
             429: b"Too Many Requests",
             500: b"Internal Server Error",

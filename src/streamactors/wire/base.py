@@ -56,6 +56,14 @@ class StreamDecoder(Protocol):
         if the stream ended before its terminator or finish reason."""
         ...
 
+    def feed_into(self, data: bytes, out: list[StreamEvent]) -> None:
+        """Like `feed`, appending to `out`; on `WireError`, `out` keeps the events before it."""
+        ...
+
+    def close_into(self, out: list[StreamEvent]) -> None:
+        """Like `close`, appending to `out`."""
+        ...
+
 
 class ProviderCodec(Protocol):
     """Everything provider-specific that needs no I/O: request building, stream decoding,

@@ -362,6 +362,15 @@ class BedrockStreamDecoder:
             if self._finish is not None and self._metadata:
                 self._close_into(out)
 
+    def feed_into(self, data: bytes, out: list[StreamEvent]) -> None:
+        """Like `feed`, appending to `out` (events before an error are returned by `feed`
+        itself, the error is raised by the next call)."""
+        out.extend(self.feed(data))
+
+    def close_into(self, out: list[StreamEvent]) -> None:
+        """Like `close`, appending to `out`."""
+        out.extend(self.close())
+
     def close(self) -> list[StreamEvent]:
         """End of body: the usage and finish events, or `WireError` if `messageStop` never came."""
         if self._error is not None:

@@ -287,7 +287,7 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
 
     @staticmethod
     def _stream_error(obj: Any) -> WireError:
-        err = obj.get("error", obj) if isinstance(obj, dict) else obj
+        err = (obj.get("error") or obj) if isinstance(obj, dict) else obj
         if isinstance(err, dict):
             message = str(err.get("message") or err)
             code = err.get("code")

@@ -16,13 +16,27 @@ def _sse(obj: Any) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
+_SAFE = {k: {"filtered": False, "severity": "safe"} for k in ("hate", "self_harm", "sexual", "violence")}
+_FILTERED = {**_SAFE, "violence": {"filtered": True, "severity": "high"}}
+
+
 def render(
-    steps: Iterable[Step], model: str, request_body: dict[str, Any], *, reasoning_field: str = "reasoning_content",
+    steps: Iterable[Step],
+    model: str,
+    request_body: dict[str, Any],
+    *,
+    reasoning_field: str = "reasoning_content",
     keepalive: bool = False,
+    azure: bool = False,
+    error_in_chunk: bool = False,
 ) -> Iterator[bytes | Delay | Drop]:
     """Render steps as chat.completion.chunk events ending in `data: [DONE]`.
 
-    `keepalive` adds the SSE comments OpenRouter sends while a model is working."""
+    `keepalive` adds the SSE comments OpenRouter sends while a model is working.
+    `azure` adds Azure OpenAI's content filtering: a first chunk with empty `choices` and
+    `prompt_filter_results`, and `content_filter_results` in every choice.
+    `error_in_chunk` sends a mid-stream error as OpenRouter does: an `error` object inside
+    a regular chunk whose choice has `finish_reason: "error"`, then `[DONE]`."""
     base: dict[str, Any] = {
         "id": "chatcmpl-fake0001",
         "object": "chat.completion.chunk",
@@ -33,11 +47,25 @@ def render(
     include_usage = bool((request_body.get("stream_options") or {}).get("include_usage"))
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return _sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        if azure:
+            choice["content_filter_results"] = _FILTERED if finish == "content_filter" else _SAFE
+        return _sse({**base, "choices": [choice]})
 
     pending_usage: dict[str, Any] | None = None
     if keepalive:
         yield b": OPENROUTER PROCESSING\n\n"
+    if azure:
+        yield _sse(
+            {
+                "choices": [],
+                "created": 0,
+                "id": "",
+                "model": "",
+                "object": "",
+                "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": _SAFE}],
+            }
+        )
     yield chunk({"role": "assistant", "content": "", "refusal": None})
     for step in steps:
         if isinstance(step, Text):
@@ -66,7 +94,18 @@ def render(
                 yield _sse({**base, "choices": [], "usage": pending_usage})
             yield b"data: [DONE]\n\n"
         elif isinstance(step, MidStreamError):
-            yield _sse({"error": {"message": step.message, "type": "server_error", "param": None, "code": None}})
+            if error_in_chunk:  # OpenRouter has no 529: an overloaded provider shows as 502
+                code = 502 if step.status == 529 else step.status
+                yield _sse(
+                    {
+                        **base,
+                        "error": {"code": code, "message": step.message, "metadata": {"provider_name": "Fake"}},
+                        "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error", "logprobs": None}],
+                    }
+                )
+                yield b"data: [DONE]\n\n"
+            else:
+                yield _sse({"error": {"message": step.message, "type": "server_error", "param": None, "code": None}})
         elif isinstance(step, Raw):
             yield step.data
         else:

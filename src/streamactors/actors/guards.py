@@ -1,0 +1,252 @@
+"""Per-provider guard actors: the rate limiter and the circuit breaker.
+
+Each owns one pure policy object (`AdaptivePacer`, `CircuitBreaker`) and serves messages
+from its bounded mailbox, one at a time, so the policy is never touched concurrently.
+A request/reply goes over a fresh one-slot channel (the actor never blocks replying);
+fire-and-forget reports use `send_nowait` and are dropped, and counted, if the mailbox
+is full, so a stalled guard can never stall the data path.
+
+The limiter does not hold waiting requests: it answers with the time at which the
+request may go (admissions are first come, first served, so those times never
+decrease) and the requester sleeps until then. It counts requests still waiting, and
+past `max_queue` answers "rejected" at once: admission control.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import trio
+
+from ..config import CircuitBreakerConfig, RateLimitConfig
+from ..policy.adaptive import AdaptivePacer
+from ..policy.backoff import retry_after_seconds
+from ..policy.breaker import BreakerState, CircuitBreaker, Transition, is_breaker_failure
+from ..policy.ratelimit_headers import parse_quota
+
+__all__ = ["REJECTED", "BreakerActor", "LimiterActor"]
+
+#: The limiter's answer when its queue is full.
+REJECTED = -1.0
+_MAILBOX = 256
+
+
+@attrs.frozen(slots=True, eq=False)
+class _Acquire:
+    tokens: int
+    reply: trio.MemorySendChannel[float]
+
+
+@attrs.frozen(slots=True)
+class _Cancel:
+    tokens: int
+
+
+@attrs.frozen(slots=True)
+class _Feedback:
+    status: int | None
+    headers: Mapping[str, str]
+    wall: float
+
+
+@attrs.frozen(slots=True, eq=False)
+class _Allow:
+    reply: trio.MemorySendChannel[bool]
+
+
+@attrs.frozen(slots=True)
+class _Verdict:
+    outcome: str  # "success" | "failure" | "release"
+
+
+class _GuardBase:
+    """Mailbox plumbing shared by the two guards."""
+
+    def __init__(self) -> None:
+        send, recv = trio.open_memory_channel[Any](_MAILBOX)
+        self._mailbox = send
+        self._inbox = recv
+        self.dropped_reports = 0
+
+    def _report(self, msg: Any) -> None:
+        try:
+            self._mailbox.send_nowait(msg)
+        except trio.WouldBlock:
+            self.dropped_reports += 1
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    async def _call(self, make: Callable[[Any], Any]) -> Any:
+        send, recv = trio.open_memory_channel[Any](1)
+        await self._mailbox.send(make(send))
+        try:
+            return await recv.receive()
+        except trio.EndOfChannel:
+            raise RuntimeError(f"{type(self).__name__} stopped before answering") from None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the mailbox until the service closes it (the mailbox outlives restarts)."""
+        task_status.started()
+        async for msg in self._inbox:
+            reply = getattr(msg, "reply", None)
+            try:
+                self._handle(msg)
+            finally:
+                if reply is not None:
+                    reply.close()
+
+    def close(self) -> None:
+        """Stop accepting messages (service shutdown)."""
+        self._mailbox.close()
+
+    def _handle(self, msg: Any) -> None:
+        raise NotImplementedError
+
+
+class LimiterActor(_GuardBase):
+    """Paces one provider's requests (budgets, quota headers, AIMD on 429s)."""
+
+    def __init__(self, provider: str, cfg: RateLimitConfig, logger: Any) -> None:
+        super().__init__()
+        self.provider = provider
+        self.config = cfg
+        self._log = logger.bind(provider=provider, actor="limiter")
+        self._pacer = AdaptivePacer(
+            requests_per_minute=cfg.requests_per_minute,
+            tokens_per_minute=cfg.tokens_per_minute,
+            adaptive=cfg.adaptive,
+        )
+        self._waiting: collections.deque[float] = collections.deque()
+        self.rejected = 0
+        self.delayed = 0
+
+    async def acquire(self, tokens: int) -> float:
+        """The trio time at which a request of about `tokens` tokens may go, or `REJECTED`."""
+        result: float = await self._call(lambda reply: _Acquire(tokens, reply))
+        return result
+
+    def cancel(self, tokens: int) -> None:
+        """An admitted request was never sent."""
+        self._report(_Cancel(tokens))
+
+    def feedback(self, status: int | None, headers: Mapping[str, str]) -> None:
+        """Report a response's status and headers (quota headers, Retry-After)."""
+        self._report(_Feedback(status, headers, time.time()))
+
+    def _handle(self, msg: Any) -> None:
+        now = trio.current_time()
+        if type(msg) is _Acquire:
+            waiting = self._waiting
+            while waiting and waiting[0] <= now:
+                waiting.popleft()
+            if len(waiting) >= self.config.max_queue:
+                self.rejected += 1
+                msg.reply.send_nowait(REJECTED)
+                return
+            ready = now + self._pacer.admit(msg.tokens, now)
+            if ready > now:
+                waiting.append(ready)
+                self.delayed += 1
+            msg.reply.send_nowait(ready)
+        elif type(msg) is _Feedback:
+            snapshot = parse_quota(msg.headers, msg.wall) if msg.headers else None
+            retry_after = retry_after_seconds(msg.headers, msg.wall) if msg.headers else None
+            self._pacer.on_response(msg.status, snapshot, retry_after, now)
+            if msg.status == 429:
+                self._log.info("rate_limit_backoff", factor=self._pacer.factor, retry_after_s=retry_after)
+        elif type(msg) is _Cancel:
+            self._pacer.cancel(msg.tokens)
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot for `Service.health()`."""
+        now = trio.current_time()
+        blocked = self._pacer.blocked_until
+        return {
+            "waiting": sum(1 for t in self._waiting if t > now),
+            "max_queue": self.config.max_queue,
+            "rejected": self.rejected,
+            "delayed": self.delayed,
+            "aimd_factor": self._pacer.factor,
+            "blocked_for_s": max(0.0, blocked - now) if blocked is not None else 0.0,
+        }
+
+
+class BreakerActor(_GuardBase):
+    """Owns one provider's circuit breaker; logs and counts every transition."""
+
+    def __init__(self, provider: str, cfg: CircuitBreakerConfig, logger: Any) -> None:
+        super().__init__()
+        self.provider = provider
+        self._log = logger.bind(provider=provider, actor="breaker")
+        self._breaker = CircuitBreaker(
+            cfg.failure_threshold,
+            cfg.reset_timeout,
+            cfg.half_open_probes,
+            cfg.failure_rate,
+            cfg.window,
+            cfg.min_requests,
+            on_transition=self._on_transition,
+        )
+        self.rejected = 0
+
+    async def allow(self) -> bool:
+        """May a request go to the provider now? A True must be followed by one `verdict`."""
+        allowed: bool = await self._call(_Allow)
+        return allowed
+
+    def verdict(self, error_kind: str | None, status: int | None, *, cancelled: bool = False) -> None:
+        """Report how an allowed request ended: no error, an error (kind, status), or cancelled."""
+        if cancelled:
+            outcome = "release"
+        elif error_kind is not None and is_breaker_failure(error_kind, status):
+            outcome = "failure"
+        else:
+            outcome = "success"
+        self._report(_Verdict(outcome))
+
+    def _handle(self, msg: Any) -> None:
+        now = trio.current_time()
+        if type(msg) is _Allow:
+            allowed = self._breaker.allow(now)
+            if not allowed:
+                self.rejected += 1
+            msg.reply.send_nowait(allowed)
+        elif type(msg) is _Verdict:
+            if msg.outcome == "success":
+                self._breaker.record_success(now)
+            elif msg.outcome == "failure":
+                self._breaker.record_failure(now)
+            else:
+                self._breaker.release()
+
+    def _on_transition(self, t: Transition) -> None:
+        self._log.warning(
+            "circuit_transition",
+            old=t.old.name.lower(),
+            new=t.new.name.lower(),
+            reason=t.reason,
+            transitions=self._breaker.transition_count,
+        )
+
+    @property
+    def state(self) -> BreakerState:
+        """The breaker's current state."""
+        return self._breaker.state
+
+    def retry_in(self) -> float | None:
+        """Seconds until an open circuit lets a probe through, else None."""
+        at = self._breaker.retry_at
+        return None if at is None else max(0.0, at - trio.current_time())
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot for `Service.health()`."""
+        return {
+            "state": self._breaker.state.name.lower(),
+            "transitions": self._breaker.transition_count,
+            "rejected": self.rejected,
+            "retry_in_s": self.retry_in(),
+        }

@@ -1,0 +1,209 @@
+"""Retries, rate limiting and the circuit breaker in virtual time.
+
+The provider actor gets an httpx MockTransport (the seam `open_service(transports=...)`),
+so no socket is involved and `MockClock(autojump_threshold=0)` makes every wait exact
+and instant.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+import trio
+import trio.testing
+
+from conftest import LogCapture, user
+from streamactors import Config, ProviderError, open_service
+from streamactors.testing import Scenario
+from streamactors.testing.formats import openai as openai_format
+from streamactors.testing.script import build_steps
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+def sse_body(tokens: int = 3) -> bytes:
+    items = openai_format.render(
+        build_steps(Scenario(tokens=tokens)), "gpt-test", {"stream_options": {"include_usage": True}}
+    )
+    return b"".join(i for i in items if isinstance(i, bytes))
+
+
+def ok(headers: dict[str, str] | None = None, tokens: int = 3) -> httpx.Response:
+    return httpx.Response(
+        200, headers={"content-type": "text/event-stream", **(headers or {})}, content=sse_body(tokens)
+    )
+
+
+def err(status: int, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(
+        status,
+        headers={"content-type": "application/json", **(headers or {})},
+        content=b'{"error": {"message": "injected", "type": "x"}}',
+    )
+
+
+class Upstream:
+    """A scripted upstream: answers come from `script` in order (the last one repeats)."""
+
+    def __init__(self, script: list[Callable[[], httpx.Response]]) -> None:
+        self.script = script
+        self.calls: list[float] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append(trio.current_time())
+        step = self.script[min(len(self.calls) - 1, len(self.script) - 1)]
+        return step()
+
+
+def config(**provider: Any) -> Config:
+    table = {"kind": "openai", "api_key": "sk-test-key-123456", "base_url": "http://upstream.invalid/v1", **provider}
+    return Config.from_dict({"providers": {"openai": table}})
+
+
+async def run(
+    cfg: Config, upstream: Upstream, requests: int = 1, logs: LogCapture | None = None, seed: int = 7
+) -> list[Any]:
+    logs = logs or LogCapture([])
+    results: list[Any] = []
+    async with open_service(
+        cfg, logger=logs.logger, transports={"openai": httpx.MockTransport(upstream)}, rng=random.Random(seed)
+    ) as service:
+        for _ in range(requests):
+            try:
+                results.append(await service.complete({"model": "openai/gpt-test", "messages": user()}))
+            except ProviderError as exc:
+                results.append(exc)
+    return results
+
+
+# --- retries -----------------------------------------------------------------------------
+
+
+async def test_retry_after_is_honoured_exactly(autojump_clock: Any) -> None:
+    upstream = Upstream([lambda: err(503, {"retry-after": "2"}), lambda: err(529, {"retry-after-ms": "1500"}), ok])
+    [reply] = await run(config(max_retries=2), upstream)
+    assert reply.text == "t0 t1 t2 "
+    assert upstream.calls == [0.0, 2.0, 3.5]
+
+
+async def test_backoff_follows_the_sdk_schedule(autojump_clock: Any) -> None:
+    """No Retry-After: 0.5 s doubling, with up to 25% jitter taken off, from the injected rng."""
+    upstream = Upstream([lambda: err(500)])
+    [error] = await run(config(max_retries=3), upstream, seed=3)
+    assert isinstance(error, ProviderError) and error.status == 500
+    rng = random.Random(3)
+    expected = [0.0]
+    for attempt in range(3):
+        expected.append(expected[-1] + min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * rng.random()))
+    assert upstream.calls == pytest.approx(expected)
+
+
+async def test_retry_after_beyond_60s_is_not_waited_for(autojump_clock: Any) -> None:
+    upstream = Upstream([lambda: err(429, {"retry-after": "120"}), ok])
+    [error] = await run(config(max_retries=2), upstream)
+    assert isinstance(error, ProviderError) and error.status == 429 and error.retry_after == 120.0
+    assert upstream.calls == [0.0]
+
+
+async def test_x_should_retry_overrides_the_status(autojump_clock: Any) -> None:
+    upstream = Upstream([lambda: err(400, {"x-should-retry": "true"}), lambda: err(503, {"x-should-retry": "false"})])
+    [error] = await run(config(max_retries=2), upstream)
+    assert isinstance(error, ProviderError) and error.status == 503
+    assert len(upstream.calls) == 2
+
+
+# --- rate limiting -------------------------------------------------------------------------
+
+
+async def test_requests_per_minute_budget_spaces_requests(autojump_clock: Any) -> None:
+    """A budget of 60/min with its one-minute burst admits 60 at once, then one per second."""
+    upstream = Upstream([ok])
+    cfg = config(rate_limit={"requests_per_minute": 60, "adaptive": False})
+    await run(cfg, upstream, requests=63)
+    assert upstream.calls[:60] == [0.0] * 60
+    assert upstream.calls[60:] == pytest.approx([1.0, 2.0, 3.0])
+
+
+async def test_quota_header_saying_nothing_remains_holds_requests_until_reset(autojump_clock: Any) -> None:
+    headers = {
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-limit-requests": "100",
+        "x-ratelimit-reset-requests": "6s",
+    }
+    upstream = Upstream([lambda: ok(headers), ok])
+    await run(config(), upstream, requests=2)
+    assert upstream.calls == pytest.approx([0.0, 6.0])
+
+
+async def test_429_makes_the_limiter_back_off_for_later_requests(autojump_clock: Any) -> None:
+    """After a 429 with Retry-After, the next request waits for it (not only the retried one)."""
+    upstream = Upstream([lambda: err(429, {"retry-after": "5"}), ok])
+    results = await run(config(max_retries=0), upstream, requests=2)
+    assert isinstance(results[0], ProviderError)
+    assert upstream.calls == pytest.approx([0.0, 5.0])
+
+
+async def test_full_queue_rejects_at_once(autojump_clock: Any) -> None:
+    upstream = Upstream([ok])
+    cfg = config(rate_limit={"requests_per_minute": 1, "max_queue": 2, "adaptive": False})
+    outcomes: list[Any] = []
+    async with open_service(
+        cfg, logger=LogCapture([]).logger, transports={"openai": httpx.MockTransport(upstream)}
+    ) as service:
+
+        async def one() -> None:
+            try:
+                await service.complete({"model": "openai/gpt-test", "messages": user()})
+                outcomes.append((trio.current_time(), "ok"))
+            except ProviderError as exc:
+                outcomes.append((trio.current_time(), exc.kind, exc.retryable))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(5):
+                nursery.start_soon(one)
+    rejected = [o for o in outcomes if o[1] == "rate_limited"]
+    assert len(rejected) == 2 and all(o[0] == 0.0 and o[2] for o in rejected)
+    assert sorted(o[0] for o in outcomes if o[1] == "ok") == pytest.approx([0.0, 60.0, 120.0])
+
+
+# --- circuit breaker ------------------------------------------------------------------------
+
+
+async def test_breaker_opens_rejects_without_network_then_probes_and_closes(autojump_clock: Any) -> None:
+    upstream = Upstream([lambda: err(503)] * 3 + [ok])
+    cfg = config(max_retries=0, circuit_breaker={"failure_threshold": 3, "reset_timeout": 10.0})
+    logs = LogCapture([])
+    async with open_service(cfg, logger=logs.logger, transports={"openai": httpx.MockTransport(upstream)}) as service:
+
+        async def ask() -> Any:
+            try:
+                return await service.complete({"model": "openai/gpt-test", "messages": user()})
+            except ProviderError as exc:
+                return exc
+
+        kinds = [(await ask()).kind for _ in range(5)]
+        assert kinds == ["http_status"] * 3 + ["circuit_open"] * 2
+        assert len(upstream.calls) == 3  # the open circuit never touched the network
+        assert service.health()["openai"]["circuit"]["state"] == "open"
+        assert 'streamactors_circuit_state{provider="openai"} 1' in service.metrics_text()
+        await trio.sleep(10.0)
+        reply = await ask()
+        assert reply.text == "t0 t1 t2 "
+        assert service.health()["openai"]["circuit"]["state"] == "closed"
+    transitions = [(r["old"], r["new"]) for r in logs.records() if r["event"] == "circuit_transition"]
+    assert transitions == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+
+
+async def test_client_errors_do_not_open_the_breaker(autojump_clock: Any) -> None:
+    upstream = Upstream([lambda: err(400)])
+    cfg = config(max_retries=0, circuit_breaker={"failure_threshold": 2})
+    results = await run(cfg, upstream, requests=4)
+    assert [r.kind for r in results] == ["http_status"] * 4
+    assert len(upstream.calls) == 4

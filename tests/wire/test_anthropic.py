@@ -1,0 +1,516 @@
+"""The Anthropic Messages codec: request bodies as the anthropic SDK sends them, and
+stream decoding that is exact for every split of the bytes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from wire_harness import (
+    byte_by_byte,
+    decode,
+    event_dicts,
+    every_split,
+    load,
+    mismatches,
+    split_at,
+    three_way_splits,
+    transcripts,
+)
+
+from streamactors.errors import WireError
+from streamactors.models import ChatRequest, Message, Reasoning, StreamEvent, TextEvent, Tool, ToolCall
+from streamactors.wire.anthropic import (
+    DEFAULT_MAX_TOKENS,
+    AnthropicCodec,
+    AnthropicStreamDecoder,
+    anthropic_body,
+)
+
+TRANSCRIPTS = transcripts("anthropic")
+URL = "https://api.anthropic.com/v1/messages"
+
+
+def run(*pieces: bytes) -> list[dict[str, Any]]:
+    return decode(AnthropicStreamDecoder, pieces)
+
+
+def ev(name: str, **fields: Any) -> bytes:
+    return f"event: {name}\ndata: ".encode() + orjson.dumps({"type": name, **fields}) + b"\n\n"
+
+
+def start(usage: dict[str, Any] | None = None, model: str = "claude-x") -> bytes:
+    return ev("message_start", message={"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                                        "content": [], "stop_reason": None, "stop_sequence": None,
+                                        "usage": usage or {"input_tokens": 10, "output_tokens": 1}})
+
+
+def block(index: int, **content_block: Any) -> bytes:
+    return ev("content_block_start", index=index, content_block=content_block)
+
+
+def delta(index: int, **d: Any) -> bytes:
+    return ev("content_block_delta", index=index, delta=d)
+
+
+def stop_block(index: int) -> bytes:
+    return ev("content_block_stop", index=index)
+
+
+def message_delta(stop_reason: str | None = "end_turn", **usage: Any) -> bytes:
+    return ev("message_delta", delta={"stop_reason": stop_reason, "stop_sequence": None},
+              usage=usage or {"output_tokens": 5})
+
+
+END = message_delta() + ev("message_stop")
+
+
+def text(t: str) -> dict[str, Any]:
+    return {"type": "text", "text": t}
+
+
+def tc_ev(index: int, args: str = "", id: str | None = None, name: str | None = None) -> dict[str, Any]:
+    return {"type": "tool_call", "index": index, "id": id, "name": name, "arguments": args}
+
+
+def usage(inp: int | None, out: int | None) -> dict[str, Any]:
+    return {"type": "usage", "input_tokens": inp, "output_tokens": out}
+
+
+def fin(reason: str) -> dict[str, Any]:
+    return {"type": "finish", "reason": reason}
+
+
+# --- request side -----------------------------------------------------------------------
+
+CONVERSATION = (
+    Message("system", "Be brief."),
+    Message("user", "Weather in Paris and Tokyo?"),
+    Message(
+        "assistant",
+        "Checking.",
+        tool_calls=(
+            ToolCall("call_a", "get_weather", '{"city": "Paris"}'),
+            ToolCall("call_b", "get_time", '{"tz":"Asia/Tokyo"}'),
+        ),
+    ),
+    Message("tool", '{"temp": 21}', tool_call_id="call_a"),
+    Message("tool", "noon", tool_call_id="call_b"),
+    Message("user", "Thanks — 日本語 too?"),
+)
+TOOLS = (
+    Tool("get_weather", "Current weather",
+         {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+    Tool("get_time"),
+)
+
+# What anthropic 2.12.0 (`Anthropic().messages.create(..., stream=True)`) put on the wire
+# for the same conversation, with system="Be brief.", thinking enabled (1024) and
+# tool_choice auto; captured with an httpx2 MockTransport.
+SDK_BODY = (
+    '{"max_tokens":2048,"messages":[{"role":"user","content":"Weather in Paris and Tokyo?"},{"role":"assi'
+    'stant","content":[{"type":"text","text":"Checking."},{"type":"tool_use","id":"call_a","name":"get_we'
+    'ather","input":{"city":"Paris"}},{"type":"tool_use","id":"call_b","name":"get_time","input":{"tz":"A'
+    'sia/Tokyo"}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"call_a","content":"{\\"'
+    'temp\\": 21}"},{"type":"tool_result","tool_use_id":"call_b","content":"noon"},{"type":"text","text":"'
+    'Thanks — 日本語 too?"}]}],"model":"claude-sonnet-4-5","stop_sequences":["END"],"stream":true,"system":"'
+    'Be brief.","thinking":{"type":"enabled","budget_tokens":1024},"tool_choice":{"type":"auto"},"tools":'
+    '[{"name":"get_weather","description":"Current weather","input_schema":{"type":"object","properties":'
+    '{"city":{"type":"string"}},"required":["city"]}},{"name":"get_time","input_schema":{"type":"object",'
+    '"properties":{}}}]}'
+)
+# anthropic-sdk-python v0.121.0 `resources/messages/messages.py` create(): the body's key order.
+SDK_KEY_ORDER = ["max_tokens", "messages", "model", "stop_sequences", "stream", "system", "temperature", "thinking",
+                 "tool_choice", "tools", "top_k", "top_p"]
+
+
+def request(**kw: Any) -> ChatRequest:
+    args: dict[str, Any] = {"model": "anthropic/claude-sonnet-4-5", "messages": (Message("user", "hi"),)}
+    args.update(kw)
+    return ChatRequest(**args)
+
+
+def full_request() -> ChatRequest:
+    return request(messages=CONVERSATION, max_tokens=2048, temperature=0.5, stop=("END",), tools=TOOLS,
+                   tool_choice="auto", reasoning=Reasoning(budget_tokens=1024))
+
+
+def test_body_equals_what_the_sdk_sends() -> None:
+    headers = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
+    spec = AnthropicCodec(URL, headers).build_request(full_request(), "claude-sonnet-4-5")
+    assert orjson.loads(spec.body) == json.loads(SDK_BODY)  # temperature is dropped: thinking requires 1
+    assert (spec.method, spec.url, dict(spec.headers)) == ("POST", URL, headers)
+
+
+def test_body_keys_follow_the_sdk_order() -> None:
+    body = anthropic_body(full_request(), "m")
+    assert list(body) == [k for k in SDK_KEY_ORDER if k in body]
+    body = anthropic_body(request(temperature=0.2, top_p=0.9, stop=("x",), tool_choice="none"), "m")
+    assert list(body) == [k for k in SDK_KEY_ORDER if k in body]
+
+
+def test_minimal_body_has_the_default_max_tokens() -> None:
+    assert anthropic_body(request(), "m") == {"max_tokens": DEFAULT_MAX_TOKENS,
+                                              "messages": [{"role": "user", "content": "hi"}], "model": "m",
+                                              "stream": True}
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [("auto", {"type": "auto"}), ("none", {"type": "none"}), ("required", {"type": "any"}),
+     ({"type": "function", "function": {"name": "f"}}, {"type": "tool", "name": "f"}),
+     ({"type": "tool", "name": "g", "disable_parallel_tool_use": True},
+      {"type": "tool", "name": "g", "disable_parallel_tool_use": True})],
+)
+def test_tool_choice(choice: Any, expected: dict[str, Any]) -> None:
+    assert anthropic_body(request(tool_choice=choice), "m")["tool_choice"] == expected
+
+
+@pytest.mark.parametrize(
+    ("reasoning", "max_tokens", "thinking", "sent_max"),
+    [(Reasoning(effort="low"), None, 1024, DEFAULT_MAX_TOKENS),
+     (Reasoning(effort="medium"), 8000, 4096, 8000),
+     (Reasoning(effort="high"), None, 16384, 16384 + DEFAULT_MAX_TOKENS),
+     (Reasoning(budget_tokens=100), 2000, 1024, 2000),
+     (Reasoning(budget_tokens=4096), 4096, 4096, 8192)],
+)
+def test_reasoning_becomes_thinking(reasoning: Reasoning, max_tokens: int | None, thinking: int, sent_max: int) -> None:
+    body = anthropic_body(request(reasoning=reasoning, max_tokens=max_tokens, temperature=0.3, top_p=0.5), "m")
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": thinking}
+    assert body["max_tokens"] == sent_max and body["max_tokens"] > thinking  # the API requires budget < max_tokens
+    assert "temperature" not in body and "top_p" not in body
+
+
+def test_messages_merge_turns_and_keep_the_system_prompt_apart() -> None:
+    msgs = (Message("developer", "Rule 1."), Message("user", "a"), Message("user", "b"), Message("system", "Rule 2."),
+            Message("assistant", None, tool_calls=(ToolCall("t1", "f", ""), ToolCall("t2", "g", "{bad"))),
+            Message("tool", "r1", tool_call_id="t1"), Message("tool", None, tool_call_id="t2"))
+    body = anthropic_body(request(messages=msgs), "m")
+    assert body["system"] == "Rule 1.\n\nRule 2."
+    assert body["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}},
+                                          {"type": "tool_use", "id": "t2", "name": "g",
+                                           "input": {"_raw_arguments": "{bad"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "r1"},
+                                     {"type": "tool_result", "tool_use_id": "t2", "content": ""}]},
+    ]
+
+
+def test_parse_error_reads_anthropic_error_bodies() -> None:
+    body = b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_1"}'
+    assert AnthropicCodec(URL, {}).parse_error(529, body) == ("Overloaded", "overloaded_error")
+
+
+# --- transcripts at every split --------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", TRANSCRIPTS, ids=lambda p: p.stem)
+def test_transcript_split_at_every_byte_offset(path: Path) -> None:
+    data, expected = load(path)
+    assert run(data) == expected
+    assert mismatches(AnthropicStreamDecoder, every_split(data), expected) == []
+
+
+@pytest.mark.parametrize("path", TRANSCRIPTS, ids=lambda p: p.stem)
+def test_transcript_in_three_pieces_and_byte_by_byte(path: Path) -> None:
+    data, expected = load(path)
+    assert mismatches(AnthropicStreamDecoder, three_way_splits(data, 150, seed=len(data)), expected) == []
+    assert run(*byte_by_byte(data)) == expected
+
+
+@pytest.mark.parametrize("path", TRANSCRIPTS, ids=lambda p: p.stem)
+def test_transcript_through_feed_and_close(path: Path) -> None:
+    """The plain `feed`/`close` API gives the same events when nothing fails."""
+    data, expected = load(path)
+    dec = AnthropicStreamDecoder()
+    if expected[-1]["type"] == "error":
+        with pytest.raises(WireError):
+            dec.feed(data)
+        return
+    events = [ev for piece in byte_by_byte(data) for ev in dec.feed(piece)] + dec.close()
+    assert event_dicts(events) == expected
+
+
+def test_transcript_metadata() -> None:
+    dec = AnthropicStreamDecoder()
+    data, _ = load(TRANSCRIPTS[0].parent / "anthropic_thinking.sse")
+    dec.feed(data)
+    assert dec.model == "claude-opus-4-1-20250805"
+    assert dec.unknown_events == set() and dec.invalid_utf8 is False
+
+
+# --- tool calls (PITFALL 4) ----------------------------------------------------------------
+
+
+def test_tool_positions_count_tool_blocks_only() -> None:
+    raw = (start() + block(0, type="thinking", thinking="", signature="")
+           + delta(0, type="thinking_delta", thinking="t") + stop_block(0)
+           + block(1, type="text", text="") + delta(1, type="text_delta", text="x") + stop_block(1)
+           + block(2, type="tool_use", id="toolu_a", name="f", input={})
+           + block(5, type="tool_use", id="toolu_b", name="g", input={})  # interleaved, as a proxy may
+           + delta(5, type="input_json_delta", partial_json='{"b":')
+           + delta(2, type="input_json_delta", partial_json="{}")
+           + delta(5, type="input_json_delta", partial_json="1}") + stop_block(2) + stop_block(5)
+           + message_delta("tool_use", output_tokens=9) + ev("message_stop"))
+    assert run(raw) == [{"type": "reasoning", "text": "t"}, text("x"), tc_ev(0, "", "toolu_a", "f"),
+                        tc_ev(1, "", "toolu_b", "g"), tc_ev(1, '{"b":'), tc_ev(0, "{}"), tc_ev(1, "1}"),
+                        usage(10, 9), fin("tool_calls")]
+
+
+def test_input_deltas_of_server_tool_blocks_are_not_tool_calls() -> None:
+    dec = AnthropicStreamDecoder()
+    raw = (start() + block(0, type="server_tool_use", id="srvtoolu_1", name="web_search", input={})
+           + delta(0, type="input_json_delta", partial_json='{"query": "x"}') + stop_block(0)
+           + block(1, type="web_search_tool_result", tool_use_id="srvtoolu_1", content=[])
+           + block(2, type="text", text="") + delta(2, type="text_delta", text="Found.")
+           + delta(2, type="citations_delta", citation={"type": "web_search_result_location"}) + END)
+    assert decode(lambda: dec, [raw]) == [text("Found."), usage(10, 5), fin("stop")]
+    assert dec.unknown_events == {"content_block_start:server_tool_use", "content_block_start:web_search_tool_result"}
+
+
+def test_tool_input_given_whole_in_the_start_block() -> None:
+    raw = start() + block(0, type="tool_use", id="t", name="f", input={"a": "é"}) + message_delta("tool_use")
+    assert run(raw)[:2] == [tc_ev(0, "", "t", "f"), tc_ev(0, '{"a":"é"}')]
+
+
+def test_empty_input_json_deltas_are_skipped() -> None:
+    raw = (start() + block(0, type="tool_use", id="t", name="f", input={})
+           + delta(0, type="input_json_delta", partial_json="") + delta(0, type="input_json_delta", partial_json="{}")
+           + message_delta("tool_use"))
+    assert run(raw) == [tc_ev(0, "", "t", "f"), tc_ev(0, "{}"), usage(10, 5), fin("tool_calls")]
+
+
+@pytest.mark.parametrize(("stop", "reason"), [("end_turn", "tool_calls"), ("tool_use", "tool_calls"),
+                                              ("max_tokens", "length")])
+def test_finish_after_tool_use(stop: str, reason: str) -> None:
+    raw = start() + block(0, type="tool_use", id="t", name="f", input={}) + message_delta(stop) + ev("message_stop")
+    assert run(raw)[-1] == fin(reason)
+
+
+# --- usage ----------------------------------------------------------------------------------
+
+
+def test_message_delta_output_tokens_keep_the_start_input_and_cache_tokens() -> None:
+    raw = (start({"input_tokens": 3, "cache_creation_input_tokens": 100, "cache_read_input_tokens": 2000,
+                  "output_tokens": 1}) + message_delta(output_tokens=42) + ev("message_stop"))
+    assert run(raw) == [usage(2103, 42), fin("stop")]
+
+
+def test_message_delta_fields_replace_the_same_fields_only() -> None:
+    # As the SDK's accumulate_event: each field present in message_delta replaces its value.
+    raw = (start({"input_tokens": 3, "cache_creation_input_tokens": 100, "cache_read_input_tokens": 0,
+                  "output_tokens": 1})
+           + message_delta(input_tokens=5, cache_read_input_tokens=50, output_tokens=9) + ev("message_stop"))
+    assert run(raw) == [usage(5 + 100 + 50, 9), fin("stop")]
+
+
+def test_null_usage_fields_are_ignored() -> None:
+    raw = start({"input_tokens": 7, "cache_creation_input_tokens": None, "cache_read_input_tokens": None,
+                 "output_tokens": 1}) + message_delta(output_tokens=2, input_tokens=None) + ev("message_stop")
+    assert run(raw) == [usage(7, 2), fin("stop")]
+
+
+def test_no_usage_anywhere_gives_no_usage_event() -> None:
+    raw = (ev("message_start", message={"id": "m", "model": "x"})
+           + ev("message_delta", delta={"stop_reason": "end_turn"}) + ev("message_stop"))
+    assert run(raw) == [fin("stop")]
+
+
+# --- stop reasons, ping, unknown events -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stop", "reason"),
+    [("end_turn", "stop"), ("stop_sequence", "stop"), ("pause_turn", "stop"), ("max_tokens", "length"),
+     ("model_context_window_exceeded", "length"), ("tool_use", "tool_calls"), ("refusal", "content_filter")],
+)
+def test_stop_reasons(stop: str, reason: str) -> None:
+    assert run(start() + message_delta(stop) + ev("message_stop"))[-1] == fin(reason)
+
+
+def test_unknown_stop_reason_and_events_are_recorded() -> None:
+    dec = AnthropicStreamDecoder()
+    raw = (start() + ev("ping") + ev("future_event", x=1) + block(0, type="text", text="")
+           + delta(0, type="future_delta", x=1) + message_delta("brand_new") + ev("message_stop"))
+    assert decode(lambda: dec, [raw]) == [usage(10, 5), fin("stop")]
+    assert dec.unknown_events == {"future_event", "content_block_delta:future_delta", "stop_reason:brand_new"}
+
+
+def test_redacted_thinking_and_signatures_are_skipped_quietly() -> None:
+    dec = AnthropicStreamDecoder()
+    raw = (start() + block(0, type="redacted_thinking", data="EmwKAhgBEgy3") + stop_block(0)
+           + block(1, type="thinking", thinking="", signature="") + delta(1, type="signature_delta", signature="c2ln")
+           + END)
+    assert decode(lambda: dec, [raw]) == [usage(10, 5), fin("stop")]
+    assert dec.unknown_events == set()
+
+
+def test_the_event_name_is_used_when_data_has_no_type() -> None:
+    untyped = b'event: content_block_start\ndata: {"index":0,"content_block":{"type":"text","text":"hi"}}\n\n'
+    raw = start() + untyped + END
+    assert run(raw)[0] == text("hi")
+
+
+# --- errors (PITFALL 9) -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error_type", "status", "retryable"),
+    [("overloaded_error", 529, True), ("api_error", 500, True), ("rate_limit_error", 429, True),
+     ("timeout_error", 504, True), ("invalid_request_error", 400, False), ("authentication_error", 401, False),
+     ("billing_error", 402, False), ("permission_error", 403, False), ("not_found_error", 404, False),
+     ("request_too_large", 413, False), ("something_new", None, True)],
+)
+def test_error_event_mid_stream(error_type: str, status: int | None, retryable: bool) -> None:
+    raw = (start() + block(0, type="text", text="") + delta(0, type="text_delta", text="Hi")
+           + ev("error", error={"type": error_type, "message": "it failed"}) + END)
+    assert run(raw) == [text("Hi"), {"type": "error", "kind": "upstream", "status": status, "retryable": retryable,
+                                     "error_type": error_type, "message": "it failed"}]
+
+
+def test_error_event_with_text_data() -> None:
+    got = run(start() + b"event: error\ndata: upstream connect error\n\n")
+    assert got == [{"type": "error", "kind": "upstream", "status": None, "retryable": True, "error_type": None,
+                    "message": "upstream connect error"}]
+
+
+@pytest.mark.parametrize("error", ["plain", None, {"message": "no type"}])
+def test_error_event_odd_shapes(error: Any) -> None:
+    got = run(ev("error", error=error))
+    assert got[-1]["kind"] == "upstream" and got[-1]["retryable"] is True
+
+
+def test_events_before_an_error_in_the_same_read_are_kept() -> None:
+    dec = AnthropicStreamDecoder()
+    out: list[StreamEvent] = []
+    raw = start() + block(0, type="text", text="") + delta(0, type="text_delta", text="a") + ev(
+        "error", error={"type": "overloaded_error", "message": "Overloaded"})
+    with pytest.raises(WireError) as info:
+        dec.feed_into(raw, out)
+    assert out == [TextEvent("a")] and info.value.status == 529
+    with pytest.raises(WireError):
+        dec.close()
+
+
+# --- end of stream ------------------------------------------------------------------------------
+
+
+def test_truncated_stream_is_a_protocol_error() -> None:
+    got = run(start() + block(0, type="text", text="") + delta(0, type="text_delta", text="Hel"))
+    assert got[:-1] == [text("Hel")] and got[-1]["kind"] == "protocol"
+
+
+def test_stop_reason_without_message_stop_is_complete() -> None:
+    assert run(start() + message_delta("max_tokens", output_tokens=3)) == [usage(10, 3), fin("length")]
+
+
+def test_message_delta_without_stop_reason_is_not_a_finish() -> None:
+    assert run(start() + message_delta(None))[-1]["kind"] == "protocol"
+
+
+def test_events_after_message_stop_are_ignored() -> None:
+    raw = start() + END + delta(0, type="text_delta", text="late") + b"data: {broken\n\n"
+    assert run(raw) == [usage(10, 5), fin("stop")]
+
+
+# --- malformed payloads ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"event: message_start\ndata: {oops\n\n",
+        b"event: ping\ndata: [1]\n\n",
+        ev("message_start", message=[]),
+        ev("message_start", message={"usage": {"input_tokens": "12"}}),
+        ev("message_start", message={"model": 5}),
+        ev("content_block_start", index="0", content_block={"type": "tool_use"}),
+        ev("content_block_start", index=0, content_block="text"),
+        ev("content_block_start", index=0, content_block={"type": "tool_use", "id": 5}),
+        ev("content_block_start", index=0, content_block={"type": "tool_use", "input": "{}"}),
+        ev("content_block_start", index=0, content_block={"type": "text", "text": ["a"]}),
+        ev("content_block_delta", index=0, delta="x"),
+        ev("content_block_delta", index=0, delta={"type": "text_delta", "text": 1}),
+        ev("content_block_delta", index=[0], delta={"type": "input_json_delta", "partial_json": "{"}),
+        ev("content_block_delta", index=0, delta={"type": "input_json_delta", "partial_json": {}}),
+        ev("message_delta", delta={"stop_reason": 1}),
+        ev("message_delta", delta=[], usage={}),
+        ev("message_delta", delta={}, usage={"output_tokens": True}),
+    ],
+)
+def test_malformed_payloads_are_protocol_errors(payload: bytes) -> None:
+    got = run(start() + payload + END)
+    assert got[-1]["type"] == "error" and got[-1]["kind"] == "protocol"
+    assert not got[-1]["message"].startswith("malformed stream event"), "a shape the decoder does not check"
+
+
+# --- properties -------------------------------------------------------------------------------------
+
+_PIECES = [
+    b"event: ", b"data: ", b"\n", b"\n\n", b"\r\n", b"\r", b"message_start", b"error", b"ping",
+    b'{"type":"message_start","message":{"model":"m","usage":{"input_tokens":1}}}',
+    b'{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t","name":"f","input":{}}}',
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\\"a"}}',
+    b'{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"\xe6\x97\xa5"}}',
+    b'{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":3}}',
+    b'{"type":"message_stop"}', b'{"type":"error","error":{"type":"overloaded_error"}}', b"{", b"\xff", b":",
+]
+_BYTES = st.lists(st.sampled_from(_PIECES) | st.binary(max_size=4), max_size=25).map(b"".join)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_property_arbitrary_bytes_raise_only_wire_errors_and_split_invariantly(data: st.DataObject) -> None:
+    raw = data.draw(_BYTES)
+    offsets = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=5)))
+
+    def factory() -> AnthropicStreamDecoder:
+        return AnthropicStreamDecoder(max_event_bytes=96)
+
+    whole = decode(factory, [raw], message=False)  # anything but WireError propagates and fails
+    assert decode(factory, split_at(raw, offsets), message=False) == whole
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-1, 2) | st.sampled_from(["", "x", "text", "tool_use", "end_turn"]),
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.sampled_from(["type", "text", "index"]), inner,
+                                                                max_size=2),
+    max_leaves=5,
+)
+_EVENT_TYPES = ["message_start", "content_block_start", "content_block_delta", "content_block_stop",
+                "message_delta", "message_stop", "ping", "error"]
+_DELTA_TYPES = ["text_delta", "input_json_delta", "thinking_delta", "signature_delta", "citations_delta"]
+_BLOCK_TYPES = ["text", "thinking", "tool_use", "redacted_thinking", "server_tool_use"]
+
+
+@st.composite
+def events(draw: st.DrawFn) -> bytes:
+    etype = draw(st.sampled_from(_EVENT_TYPES))
+
+    def some(keys: list[str], **fixed: Any) -> dict[str, Any]:
+        d = {k: draw(_JSON) for k in keys if draw(st.booleans())}
+        d.update({k: v for k, v in fixed.items() if draw(st.integers(0, 3))})
+        return d
+
+    usage_obj = some(["input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"])
+    obj = some(["index", "error"], type=etype, usage=usage_obj,
+               message=some(["model", "id"], usage=usage_obj),
+               content_block=some(["id", "name", "input", "text", "thinking"],
+                                  type=draw(st.sampled_from(_BLOCK_TYPES))),
+               delta=some(["text", "partial_json", "thinking", "stop_reason"],
+                          type=draw(st.sampled_from(_DELTA_TYPES))))
+    return f"event: {etype}\ndata: ".encode() + orjson.dumps(obj) + b"\n\n"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(events(), min_size=1, max_size=3))
+def test_property_any_json_shape_is_handled_explicitly(evs: list[bytes]) -> None:
+    got = run(start() + b"".join(evs) + END)
+    if got and got[-1]["type"] == "error":
+        assert not got[-1]["message"].startswith("malformed stream event"), got[-1]["message"]

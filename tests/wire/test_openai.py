@@ -1,0 +1,602 @@
+"""The OpenAI chat-completions codec: request bodies as the openai SDK sends them, and
+stream decoding that is exact for every split of the bytes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from wire_harness import (
+    byte_by_byte,
+    decode,
+    event_dicts,
+    every_split,
+    load,
+    mismatches,
+    split_at,
+    three_way_splits,
+    transcripts,
+)
+
+from streamactors.errors import WireError
+from streamactors.models import (
+    ChatRequest,
+    FinishEvent,
+    Message,
+    Reasoning,
+    StreamEvent,
+    TextEvent,
+    Tool,
+    ToolCall,
+    ToolCallEvent,
+    UsageEvent,
+)
+from streamactors.wire.openai import OpenAICodec, OpenAIStreamDecoder, effort_for_budget
+
+TRANSCRIPTS = transcripts("openai")
+URL = "https://api.openai.com/v1/chat/completions"
+
+
+def run(*pieces: bytes) -> list[dict[str, Any]]:
+    return decode(OpenAIStreamDecoder, pieces)
+
+
+def chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    choice = {"index": 0, "delta": {} if delta is None else delta, "logprobs": None, "finish_reason": finish}
+    return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o",
+            "choices": [choice], **extra}
+
+
+def sse(*objs: Any) -> bytes:
+    return b"".join(b"data: " + orjson.dumps(o) + b"\n\n" for o in objs)
+
+
+def tool(index: int, args: str = "", id: str | None = None, name: str | None = None) -> dict[str, Any]:
+    tc: dict[str, Any] = {"index": index}
+    if id is not None:
+        tc["id"], tc["type"] = id, "function"
+    fn: dict[str, Any] = {"arguments": args}
+    if name is not None:
+        fn["name"] = name
+    tc["function"] = fn
+    return tc
+
+
+DONE = b"data: [DONE]\n\n"
+STOP = sse(chunk({}, "stop")) + DONE
+
+
+def text(t: str) -> dict[str, Any]:
+    return {"type": "text", "text": t}
+
+
+def tc_ev(index: int, args: str = "", id: str | None = None, name: str | None = None) -> dict[str, Any]:
+    return {"type": "tool_call", "index": index, "id": id, "name": name, "arguments": args}
+
+
+def fin(reason: str) -> dict[str, Any]:
+    return {"type": "finish", "reason": reason}
+
+
+# --- request side -----------------------------------------------------------------------
+
+CONVERSATION = (
+    Message("system", "Be brief."),
+    Message("user", "Weather in Paris and Tokyo?"),
+    Message(
+        "assistant",
+        "Checking.",
+        tool_calls=(
+            ToolCall("call_a", "get_weather", '{"city": "Paris"}'),
+            ToolCall("call_b", "get_time", '{"tz":"Asia/Tokyo"}'),
+        ),
+    ),
+    Message("tool", '{"temp": 21}', tool_call_id="call_a"),
+    Message("tool", "noon", tool_call_id="call_b"),
+    Message("user", "Thanks — 日本語 too?"),
+)
+TOOLS = (
+    Tool("get_weather", "Current weather",
+         {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+    Tool("get_time"),
+)
+
+# What openai 3.54.0 (`OpenAI().chat.completions.create(..., stream=True)`) put on the
+# wire for the same conversation, captured with an httpx2 MockTransport.
+SDK_BODY = (
+    '{"model":"gpt-4o","stream":true,"messages":[{"role":"system","content":"Be brief."},{"role":"user","'
+    'content":"Weather in Paris and Tokyo?"},{"role":"assistant","content":"Checking.","tool_calls":[{"id'
+    '":"call_a","type":"function","function":{"name":"get_weather","arguments":"{\\"city\\": \\"Paris\\"}"}},'
+    '{"id":"call_b","type":"function","function":{"name":"get_time","arguments":"{\\"tz\\":\\"Asia/Tokyo\\"}"'
+    '}}]},{"role":"tool","content":"{\\"temp\\": 21}","tool_call_id":"call_a"},{"role":"tool","content":"no'
+    'on","tool_call_id":"call_b"},{"role":"user","content":"Thanks — 日本語 too?"}],"max_completion_tokens":'
+    '512,"reasoning_effort":"medium","stop":["END"],"stream_options":{"include_usage":true},"temperature"'
+    ':0.5,"tool_choice":{"type":"function","function":{"name":"get_weather"}},"tools":[{"type":"function"'
+    ',"function":{"name":"get_weather","description":"Current weather","parameters":{"type":"object","pro'
+    'perties":{"city":{"type":"string"}},"required":["city"]}}},{"type":"function","function":{"name":"ge'
+    't_time","parameters":{"type":"object","properties":{}}}}],"top_p":0.9}'
+)
+# openai-python v3.3.1 `resources/chat/completions/completions.py` create(): the body's key order.
+SDK_KEY_ORDER = ["messages", "model", "max_completion_tokens", "max_tokens", "reasoning_effort", "stop", "stream",
+                 "stream_options", "temperature", "tool_choice", "tools", "top_p"]
+
+
+def full_request(**kw: Any) -> ChatRequest:
+    args: dict[str, Any] = {
+        "model": "openai/gpt-4o", "messages": CONVERSATION, "max_tokens": 512, "temperature": 0.5, "top_p": 0.9,
+        "stop": ("END",), "tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "reasoning": Reasoning(effort="medium"),
+    }
+    args.update(kw)
+    return ChatRequest(**args)
+
+
+def test_body_equals_what_the_sdk_sends() -> None:
+    spec = OpenAICodec(URL, {"authorization": "Bearer sk-x"}).build_request(full_request(), "gpt-4o")
+    assert orjson.loads(spec.body) == json.loads(SDK_BODY)
+    assert (spec.method, spec.url, spec.headers) == ("POST", URL, (("authorization", "Bearer sk-x"),))
+
+
+def test_body_keys_follow_the_sdk_order() -> None:
+    body = OpenAICodec(URL, {}).body(full_request(), "gpt-4o")
+    assert list(body) == [k for k in SDK_KEY_ORDER if k in body]
+
+
+def test_minimal_body() -> None:
+    body = OpenAICodec(URL, {}).body(ChatRequest("openai/gpt-4o", (Message("user", "hi"),)), "gpt-4o")
+    assert body == {"messages": [{"role": "user", "content": "hi"}], "model": "gpt-4o", "stream": True,
+                    "stream_options": {"include_usage": True}}
+
+
+def test_codec_options_max_tokens_usage_and_model() -> None:
+    req = ChatRequest("x/m", (Message("user", "hi"),), max_tokens=7)
+    body = OpenAICodec(URL, {}, max_tokens_field="max_tokens", include_usage=False, send_model=False).body(req, "m")
+    assert body == {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 7, "stream": True}
+
+
+def test_assistant_tool_call_turn_without_text_sends_null_content() -> None:
+    msg = Message("assistant", None, tool_calls=(ToolCall("c1", "f", "{}"),))
+    body = OpenAICodec(URL, {}).body(ChatRequest("x/m", (msg,)), "m")
+    assert body["messages"] == [{"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}]
+
+
+@pytest.mark.parametrize(("budget", "effort"), [(1024, "low"), (2048, "low"), (2049, "medium"), (8192, "medium"),
+                                                (8193, "high"), (32000, "high")])
+def test_reasoning_budget_maps_to_effort(budget: int, effort: str) -> None:
+    assert effort_for_budget(budget) == effort
+    body = OpenAICodec(URL, {}).body(ChatRequest("x/m", (Message("user", "hi"),),
+                                                 reasoning=Reasoning(budget_tokens=budget)), "m")
+    assert body["reasoning_effort"] == effort
+
+
+def test_parse_error_reads_openai_error_bodies() -> None:
+    body = b'{"error": {"message": "Rate limit reached", "type": "requests", "param": null, "code": "rate_limit"}}'
+    assert OpenAICodec(URL, {}).parse_error(429, body) == ("Rate limit reached", "requests")
+
+
+# --- transcripts at every split --------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", TRANSCRIPTS, ids=lambda p: p.stem)
+def test_transcript_split_at_every_byte_offset(path: Path) -> None:
+    data, expected = load(path)
+    assert run(data) == expected
+    assert mismatches(OpenAIStreamDecoder, every_split(data), expected) == []
+
+
+@pytest.mark.parametrize("path", TRANSCRIPTS, ids=lambda p: p.stem)
+def test_transcript_in_three_pieces_and_byte_by_byte(path: Path) -> None:
+    data, expected = load(path)
+    assert mismatches(OpenAIStreamDecoder, three_way_splits(data, 150, seed=len(data)), expected) == []
+    assert run(*byte_by_byte(data)) == expected
+
+
+@pytest.mark.parametrize("path", TRANSCRIPTS, ids=lambda p: p.stem)
+def test_transcript_through_feed_and_close(path: Path) -> None:
+    """The plain `feed`/`close` API gives the same events when nothing fails."""
+    data, expected = load(path)
+    dec = OpenAIStreamDecoder()
+    if expected[-1]["type"] == "error":
+        with pytest.raises(WireError):
+            dec.feed(data)
+        return
+    events = [ev for piece in byte_by_byte(data) for ev in dec.feed(piece)] + dec.close()
+    assert event_dicts(events) == expected
+
+
+def test_transcript_metadata() -> None:
+    dec = OpenAIStreamDecoder()
+    data, _ = load(Path(TRANSCRIPTS[0]).parent / "openai_azure_content_filter.sse")
+    dec.feed(data)
+    assert dec.model == "gpt-4o-2024-11-20"  # not the empty model of Azure's first chunk
+    dec = OpenAIStreamDecoder()
+    dec.feed(load(TRANSCRIPTS[0].parent / "openai_openrouter_reasoning_length.sse")[0])
+    assert dec._sse.comments == 3 and dec.invalid_utf8 is False
+
+
+# --- tool calls (PITFALLS 1-3) -----------------------------------------------------------
+
+
+def test_later_fragments_without_id_are_attributed_by_index() -> None:
+    raw = sse(
+        chunk({"role": "assistant", "content": None}),
+        chunk({"tool_calls": [tool(0, "", "call_a", "f")]}),
+        chunk({"tool_calls": [tool(1, "", "call_b", "g")]}),
+        chunk({"tool_calls": [tool(0, '{"x":')]}),
+        chunk({"tool_calls": [tool(1, '{"y":')]}),
+        chunk({"tool_calls": [tool(1, "2}"), tool(0, "1}")]}),
+    ) + STOP
+    assert run(raw) == [tc_ev(0, "", "call_a", "f"), tc_ev(1, "", "call_b", "g"), tc_ev(0, '{"x":'),
+                        tc_ev(1, '{"y":'), tc_ev(1, "2}"), tc_ev(0, "1}"), fin("tool_calls")]
+
+
+def test_provider_indexes_need_not_start_at_zero() -> None:
+    raw = sse(chunk({"tool_calls": [tool(3, "{}", "c3", "f")]}), chunk({"tool_calls": [tool(7, "{}", "c7", "g")]}),
+              chunk({"tool_calls": [tool(3, " ")]})) + STOP
+    assert run(raw) == [tc_ev(0, "{}", "c3", "f"), tc_ev(1, "{}", "c7", "g"), tc_ev(0, " "), fin("tool_calls")]
+
+
+def test_missing_index_falls_back_to_list_position() -> None:
+    a, b = tool(0, "{}", "ca", "f"), tool(1, "{}", "cb", "g")
+    del a["index"], b["index"]
+    assert run(sse(chunk({"tool_calls": [a, b]})) + STOP) == [tc_ev(0, "{}", "ca", "f"), tc_ev(1, "{}", "cb", "g"),
+                                                             fin("tool_calls")]
+
+
+@pytest.mark.parametrize(
+    "fragment",
+    [{"index": 0, "function": {"arguments": ""}}, {"index": 0}, {"index": 0, "function": None},
+     {"index": 0, "type": "function"}, {"index": 0, "id": "", "function": {"name": "", "arguments": None}}],
+)
+def test_empty_fragments_do_not_break_the_stream(fragment: dict[str, Any]) -> None:
+    raw = sse(chunk({"tool_calls": [tool(0, "", "c", "f")]}), chunk({"tool_calls": [fragment]}),
+              chunk({"tool_calls": [tool(0, "{}")]})) + STOP
+    assert run(raw) == [tc_ev(0, "", "c", "f"), tc_ev(0, "{}"), fin("tool_calls")]
+
+
+def test_id_and_name_repeated_on_every_fragment_are_emitted_once() -> None:
+    raw = sse(chunk({"tool_calls": [tool(0, '{"a"', "c", "f")]}), chunk({"tool_calls": [tool(0, ":1}", "c", "f")]}))
+    assert run(raw + STOP) == [tc_ev(0, '{"a"', "c", "f"), tc_ev(0, ":1}"), fin("tool_calls")]
+
+
+def test_a_new_call_reusing_an_index_gets_a_new_position() -> None:
+    # Some OpenAI-compatible servers number every call 0; a new id with a name starts a call.
+    raw = sse(chunk({"tool_calls": [tool(0, "", "c1", "f")]}), chunk({"tool_calls": [tool(0, "{}")]}),
+              chunk({"tool_calls": [tool(0, "", "c2", "g")]}), chunk({"tool_calls": [tool(0, "[]")]}))
+    assert run(raw + STOP) == [tc_ev(0, "", "c1", "f"), tc_ev(0, "{}"), tc_ev(1, "", "c2", "g"), tc_ev(1, "[]"),
+                               fin("tool_calls")]
+
+
+def test_a_new_id_without_a_name_stays_on_the_same_call() -> None:
+    # Servers that mint a fresh id per fragment must not split one call into many.
+    raw = sse(chunk({"tool_calls": [tool(0, "", "c1", "f")]}), chunk({"tool_calls": [tool(0, "{}", "c1-bis")]}))
+    assert run(raw + STOP) == [tc_ev(0, "", "c1", "f"), tc_ev(0, "{}"), fin("tool_calls")]
+
+
+def test_an_id_arriving_late_is_emitted_once() -> None:
+    raw = sse(chunk({"tool_calls": [tool(0, "", None, "f")]}), chunk({"tool_calls": [tool(0, "{}", "c9")]}),
+              chunk({"tool_calls": [tool(0, " ", "c9")]}))
+    assert run(raw + STOP) == [tc_ev(0, "", None, "f"), tc_ev(0, "{}", "c9"), tc_ev(0, " "), fin("tool_calls")]
+
+
+def test_arguments_sent_as_an_object_become_json_text() -> None:
+    raw = sse(chunk({"tool_calls": [{"index": 0, "id": "c", "function": {"name": "f", "arguments": {"a": [1]}}}]}))
+    assert run(raw + STOP) == [tc_ev(0, '{"a":[1]}', "c", "f"), fin("tool_calls")]
+
+
+@pytest.mark.parametrize(("finish", "reason"), [("stop", "tool_calls"), ("tool_calls", "tool_calls"),
+                                                ("length", "length"), ("function_call", "tool_calls")])
+def test_finish_after_tool_calls(finish: str, reason: str) -> None:
+    raw = sse(chunk({"tool_calls": [tool(0, "{}", "c", "f")]}), chunk({}, finish)) + DONE
+    assert run(raw)[-1] == fin(reason)
+
+
+# --- chunk shapes (PITFALLS 7, 8, final chunk) ------------------------------------------
+
+
+def test_azure_first_chunk_with_empty_choices_and_prompt_filter_results() -> None:
+    first = {"choices": [], "created": 0, "id": "", "model": "", "object": "",
+             "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]}
+    raw = sse(first, chunk({"role": "assistant", "content": "Hi"})) + STOP
+    dec = OpenAIStreamDecoder()
+    assert decode(lambda: dec, [raw]) == [text("Hi"), fin("stop")]
+    assert dec.model == "gpt-4o"
+
+
+@pytest.mark.parametrize("choices", [[], None], ids=["empty", "null"])
+def test_chunks_without_choices_are_skipped(choices: Any) -> None:
+    raw = sse(chunk({"content": "a"}), {"id": "x", "choices": choices}, chunk({"content": "b"})) + STOP
+    assert run(raw) == [text("a"), text("b"), fin("stop")]
+
+
+@pytest.mark.parametrize("final", [{}, {"content": ""}, {"content": None}, {"role": "assistant"}, None])
+def test_final_chunk_delta_shapes(final: Any) -> None:
+    last = chunk({"content": "x"}, "stop")
+    last["choices"][0]["delta"] = final
+    assert run(sse(chunk({"content": "a"}), last) + DONE) == [text("a"), fin("stop")]
+
+
+def test_choice_without_delta() -> None:
+    # Azure's asynchronous content filter sends choices with only content_filter_results.
+    raw = sse(chunk({"content": "a"}), {"id": "x", "choices": [{"index": 0, "finish_reason": None,
+                                                                  "content_filter_results": {}}]}) + STOP
+    assert run(raw) == [text("a"), fin("stop")]
+
+
+def test_other_choices_are_ignored() -> None:
+    second = chunk({"content": "B"})
+    second["choices"][0]["index"] = 1
+    assert run(sse(chunk({"content": "A"}), second) + STOP) == [text("A"), fin("stop")]
+
+
+def test_usage_chunk_and_usage_on_every_chunk() -> None:
+    u = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+    raw = sse(chunk({"content": "a"}, usage=None), chunk({}, "stop", usage=None),
+              {"id": "x", "choices": [], "usage": u})
+    assert run(raw + DONE) == [text("a"), {"type": "usage", "input_tokens": 5, "output_tokens": 2}, fin("stop")]
+    # vLLM's continuous usage stats: the last one wins, reported once.
+    raw = sse(chunk({"content": "a"}, usage={"prompt_tokens": 5, "completion_tokens": 1}),
+              chunk({}, "stop", usage={"prompt_tokens": 5, "completion_tokens": 2}))
+    assert run(raw + DONE) == [text("a"), {"type": "usage", "input_tokens": 5, "output_tokens": 2}, fin("stop")]
+
+
+def test_groq_usage_under_x_groq() -> None:
+    raw = sse(chunk({"content": "a"}), chunk({}, "stop", x_groq={"id": "req_1", "usage": {
+        "prompt_tokens": 9, "completion_tokens": 3}})) + DONE
+    assert run(raw)[-2:] == [{"type": "usage", "input_tokens": 9, "output_tokens": 3}, fin("stop")]
+
+
+# --- reasoning (xAI, OpenRouter, DeepSeek) ----------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_reasoning_deltas(field: str) -> None:
+    raw = sse(chunk({"role": "assistant", "content": None, field: "Let me"}), chunk({field: " think", "content": None}),
+              chunk({"content": "42", field: None})) + STOP
+    reasoning = [{"type": "reasoning", "text": "Let me"}, {"type": "reasoning", "text": " think"}]
+    assert run(raw) == [*reasoning, text("42"), fin("stop")]
+
+
+def test_reasoning_sent_in_both_fields_is_reported_once() -> None:
+    raw = sse(chunk({"reasoning": "hm", "reasoning_content": "hm", "content": ""})) + STOP
+    assert run(raw) == [{"type": "reasoning", "text": "hm"}, fin("stop")]
+
+
+def test_mistral_content_parts() -> None:
+    parts = [{"type": "thinking", "thinking": [{"type": "text", "text": "Hmm."}]}, {"type": "text", "text": "Yes"},
+             {"type": "image_url", "image_url": "x"}]
+    dec = OpenAIStreamDecoder()
+    assert decode(lambda: dec, [sse(chunk({"content": parts})) + STOP]) == [
+        {"type": "reasoning", "text": "Hmm."}, text("Yes"), fin("stop")]
+    assert dec.unknown_events == {"content_part:image_url"}
+
+
+# --- refusal and finish reasons ---------------------------------------------------------
+
+
+def test_refusal_with_length_keeps_length() -> None:
+    raw = sse(chunk({"refusal": "I can't"}), chunk({}, "length")) + DONE
+    assert run(raw) == [text("I can't"), fin("length")]
+
+
+def test_unknown_finish_reason_is_stop_and_recorded() -> None:
+    dec = OpenAIStreamDecoder()
+    assert decode(lambda: dec, [sse(chunk({"content": "a"}, "recitation")) + DONE]) == [text("a"), fin("stop")]
+    assert dec.unknown_events == {"finish_reason:recitation"}
+
+
+def test_legacy_function_call_delta_is_recorded() -> None:
+    dec = OpenAIStreamDecoder()
+    decode(lambda: dec, [sse(chunk({"function_call": {"name": "f", "arguments": "{}"}}, "function_call")) + DONE])
+    assert "delta.function_call" in dec.unknown_events
+
+
+# --- end of stream (PITFALL 11) ----------------------------------------------------------
+
+
+def test_truncated_stream_without_done_or_finish_is_an_error() -> None:
+    got = run(sse(chunk({"role": "assistant", "content": ""}), chunk({"content": "Hel"})))
+    assert got[:-1] == [text("Hel")]
+    assert got[-1]["kind"] == "protocol" and "terminator" in got[-1]["message"]
+
+
+def test_finish_without_done_is_complete() -> None:
+    u = {"prompt_tokens": 1, "completion_tokens": 1}
+    assert run(sse(chunk({"content": "a"}), chunk({}, "stop"), {"choices": [], "usage": u})) == [
+        text("a"), {"type": "usage", "input_tokens": 1, "output_tokens": 1}, fin("stop")]
+
+
+def test_done_without_its_blank_line_is_not_an_event() -> None:
+    # WHATWG drops an event left without its blank line: [DONE] must be terminated.
+    assert run(sse(chunk({"content": "a"}, "stop")) + b"data: [DONE]\n") == [text("a"), fin("stop")]
+    assert run(sse(chunk({"content": "a"})) + b"data: [DONE]")[-1]["kind"] == "protocol"
+
+
+def test_done_without_finish_reason_is_stop() -> None:
+    assert run(sse(chunk({"content": "a"})) + DONE) == [text("a"), fin("stop")]
+
+
+def test_bytes_after_done_are_ignored_even_malformed() -> None:
+    raw = sse(chunk({"content": "a"})) + DONE + b"data: {not json\n\n" + b"x" * 5000
+    expected = [text("a"), fin("stop")]
+    assert decode(lambda: OpenAIStreamDecoder(max_event_bytes=1000), [raw]) == expected
+    for pieces in every_split(raw[:200] + raw[-50:]):
+        assert decode(lambda: OpenAIStreamDecoder(max_event_bytes=1000), pieces) == expected
+
+
+def test_done_prefix_as_the_sdk_checks_it() -> None:
+    assert run(sse(chunk({"content": "a"})) + b"data: [DONE] \n\n") == [text("a"), fin("stop")]
+
+
+# --- errors inside the stream ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        ({"message": "The server had an error", "type": "server_error", "param": None, "code": None},
+         ("The server had an error", None, True, "server_error")),
+        ({"code": 502, "message": "Provider returned error", "metadata": {}},
+         ("Provider returned error", 502, True, "502")),
+        ({"code": "429", "message": "slow down"}, ("slow down", 429, True, "429")),
+        ({"code": 400, "message": "bad", "type": "invalid_request_error"},
+         ("bad", 400, False, "invalid_request_error")),
+        ({"message": "context too long", "type": "invalid_request_error", "code": "context_length_exceeded"},
+         ("context too long", None, False, "invalid_request_error")),
+        ("plain text error", ("plain text error", None, True, None)),
+    ],
+)
+def test_error_object_inside_a_chunk(error: Any, expected: tuple[Any, ...]) -> None:
+    got = run(sse(chunk({"content": "partial"}), {"error": error}) + STOP)
+    assert got[0] == text("partial")
+    err = got[1]
+    assert (err["kind"], err["message"], err["status"], err["retryable"], err["error_type"]) == ("upstream", *expected)
+    assert len(got) == 2
+
+
+def test_null_or_empty_error_field_is_not_an_error() -> None:
+    # openai-python raises only on a truthy "error".
+    assert run(sse(chunk({"content": "a"}, error=None), chunk({"content": "b"}, error={})) + STOP) == [
+        text("a"), text("b"), fin("stop")]
+
+
+def test_error_event_with_text_data() -> None:
+    got = run(sse(chunk({"content": "a"})) + b"event: error\ndata: upstream timed out\n\n")
+    assert got == [text("a"), {"type": "error", "kind": "upstream", "status": None, "retryable": True,
+                                "error_type": None, "message": "upstream timed out"}]
+
+
+def test_error_event_with_json_data() -> None:
+    got = run(b'event: error\ndata: {"error": {"message": "overloaded", "code": 503}}\n\n')
+    assert got[-1]["status"] == 503 and got[-1]["message"] == "overloaded"
+
+
+def test_events_before_an_error_in_the_same_read_are_kept() -> None:
+    raw = sse(chunk({"content": "a"}), chunk({"content": "b"}), {"error": {"message": "boom"}})
+    dec = OpenAIStreamDecoder()
+    out: list[StreamEvent] = []
+    with pytest.raises(WireError):
+        dec.feed_into(raw, out)
+    assert out == [TextEvent("a"), TextEvent("b")]
+
+
+def test_a_failed_decoder_keeps_failing() -> None:
+    dec = OpenAIStreamDecoder()
+    with pytest.raises(WireError) as first:
+        dec.feed(sse({"error": {"message": "boom", "code": 500}}))
+    for call in (lambda: dec.feed(STOP), dec.close):
+        with pytest.raises(WireError) as again:
+            call()
+        assert (again.value.kind, again.value.status) == (first.value.kind, first.value.status)
+
+
+# --- malformed payloads are protocol errors, never Python errors ------------------------------
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"data: {not json\n\n",
+        b"data: [1, 2]\n\n",
+        b'data: "text"\n\n',
+        sse({"choices": {"index": 0}}),
+        sse({"choices": ["x"]}),
+        sse({"choices": [{"index": "0", "delta": {}}]}),
+        sse({"choices": [{"index": 0, "delta": ["x"]}]}),
+        sse({"choices": [{"index": 0, "delta": {"content": 5}}]}),
+        sse({"choices": [{"index": 0, "delta": {"reasoning": ["x"]}}]}),
+        sse({"choices": [{"index": 0, "delta": {"tool_calls": {"index": 0}}}]}),
+        sse({"choices": [{"index": 0, "delta": {"tool_calls": ["x"]}}]}),
+        sse({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": True}]}}]}),
+        sse({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": "f"}]}}]}),
+        sse({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": 3}}]}}]}),
+        sse({"choices": [{"index": 0, "delta": {}, "finish_reason": 1}]}),
+        sse({"choices": [], "usage": [1]}),
+        sse({"choices": [], "usage": {"prompt_tokens": "5"}}),
+    ],
+)
+def test_malformed_payloads_are_protocol_errors(payload: bytes) -> None:
+    got = run(payload + STOP)
+    assert got[-1]["type"] == "error" and got[-1]["kind"] == "protocol"
+    assert not got[-1]["message"].startswith("malformed stream event"), "a shape the decoder does not check"
+
+
+# --- properties -------------------------------------------------------------------------------
+
+_PIECES = [
+    b"data: ", b"data:", b"\n", b"\n\n", b"\r\n", b"\r", b": ping\n\n", b"event: error\n", b"[DONE]",
+    b'{"choices":[{"index":0,"delta":{"content":"h\xc3\xa9"},"finish_reason":null}]}',
+    b'{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c","function":{"name":"f","arguments":"{"}}]}}]}',
+    b'{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}', b'{"choices":[],"usage":{"prompt_tokens":1}}',
+    b'{"error":{"message":"x","code":500}}', b"{", b"}", b"\xff", b"\xef\xbb\xbf", b"null",
+]
+_BYTES = st.lists(st.sampled_from(_PIECES) | st.binary(max_size=4), max_size=25).map(b"".join)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_property_arbitrary_bytes_raise_only_wire_errors_and_split_invariantly(data: st.DataObject) -> None:
+    raw = data.draw(_BYTES)
+    offsets = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=5)))
+
+    def factory() -> OpenAIStreamDecoder:
+        return OpenAIStreamDecoder(max_event_bytes=64)
+
+    whole = decode(factory, [raw], message=False)  # anything but WireError propagates and fails
+    assert decode(factory, split_at(raw, offsets), message=False) == whole
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-2, 3) | st.sampled_from(["", "x", "stop", "tool_calls", "0"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["index", "type", "text"]), inner,
+                                                                max_size=2),
+    max_leaves=6,
+)
+
+
+def _shaped(draw: st.DrawFn, keys: list[str]) -> Any:
+    """A dict with some of `keys`, each a random JSON value or a plausible one."""
+    return {k: draw(_JSON) for k in keys if draw(st.booleans())}
+
+
+@st.composite
+def chunks(draw: st.DrawFn) -> Any:
+    fn = _shaped(draw, ["name", "arguments"]) if draw(st.booleans()) else draw(_JSON)
+    tc = {**_shaped(draw, ["index", "id", "type"]), "function": fn} if draw(st.booleans()) else draw(_JSON)
+    delta = _shaped(draw, ["role", "content", "reasoning", "reasoning_content", "refusal", "function_call"])
+    delta["tool_calls"] = [tc] if draw(st.booleans()) else draw(_JSON)
+    choice = {**_shaped(draw, ["index", "finish_reason", "logprobs"]), "delta": delta if draw(st.booleans())
+              else draw(_JSON)}
+    obj = {**_shaped(draw, ["model", "usage", "error", "x_groq"]), "choices": [choice] if draw(st.booleans())
+           else draw(_JSON)}
+    return obj if draw(st.integers(0, 9)) else draw(_JSON)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(chunks(), min_size=1, max_size=3))
+def test_property_any_json_shape_is_handled_explicitly(objs: list[Any]) -> None:
+    got = run(sse(*objs) + STOP)
+    if got and got[-1]["type"] == "error":
+        assert not got[-1]["message"].startswith("malformed stream event"), got[-1]["message"]
+
+
+def test_feed_returns_events_as_they_complete() -> None:
+    dec = OpenAIStreamDecoder()
+    raw = sse(chunk({"content": "a"}), chunk({"content": "b"}, "stop"))
+    assert dec.feed(raw[:-1]) == [TextEvent("a")]
+    assert dec.feed(raw[-1:]) == [TextEvent("b")]
+    assert dec.feed(DONE) == [FinishEvent("stop")]
+    assert dec.close() == [] and dec.feed(b"data: more\n\n") == []
+
+
+def test_usage_and_tool_events_are_typed() -> None:
+    dec = OpenAIStreamDecoder()
+    events = dec.feed(sse(chunk({"tool_calls": [tool(0, "{}", "c", "f")]}), {"choices": [], "usage": {
+        "prompt_tokens": 3, "completion_tokens": 4}}) + DONE)
+    assert events == [ToolCallEvent(0, "c", "f", "{}"), UsageEvent(3, 4), FinishEvent("tool_calls")]
