@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from typing import IO, Any
+from typing import IO, Any, BinaryIO, TextIO, cast
 
 import orjson
 import structlog
@@ -72,13 +72,13 @@ def make_logger(
         processors.append(_render_json)
         binary = out if "b" in getattr(out, "mode", "") else getattr(out, "buffer", None)
         if binary is not None:
-            logger: Any = structlog.BytesLogger(binary)
+            logger: Any = structlog.BytesLogger(cast(BinaryIO, binary))
         else:  # a text stream with no buffer (io.StringIO in tests)
             processors[-1] = structlog.processors.JSONRenderer()
-            logger = structlog.WriteLogger(out)
+            logger = structlog.WriteLogger(cast(TextIO, out))
     else:
         processors.append(structlog.dev.ConsoleRenderer(colors=False))
-        logger = structlog.WriteLogger(out)
+        logger = structlog.WriteLogger(cast(TextIO, out))
     bound: structlog.typing.FilteringBoundLogger = structlog.wrap_logger(
         logger,
         processors=processors,

@@ -17,6 +17,7 @@ from .config import (
     ProviderConfig,
 )
 from .errors import ConfigError
+from .models import ChatRequest
 from .wire.anthropic import AnthropicCodec
 from .wire.base import HttpRequestSpec, ProviderCodec
 from .wire.openai import OpenAICodec
@@ -132,10 +133,10 @@ class AzureCodec(OpenAICodec):
         self.endpoint = endpoint
         self.api_version = api_version
 
-    def build_request(self, request: object, model_id: str) -> HttpRequestSpec:  # type: ignore[override]
+    def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
         from urllib.parse import quote
 
-        spec = super().build_request(request, model_id)  # type: ignore[arg-type]
+        spec = super().build_request(request, model_id)
         url = f"{self.endpoint}/openai/deployments/{quote(model_id, safe='')}/chat/completions"
         return HttpRequestSpec(spec.method, f"{url}?api-version={self.api_version}", spec.headers, spec.body)
 

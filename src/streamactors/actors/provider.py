@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import httpx
@@ -166,6 +166,7 @@ class ProviderActor:
     def _record(self, job: StreamJob, p: _Progress, end: StreamEnd | None, start: float, cancelled: bool) -> None:
         assert self._metrics is not None
         error = end.error if end is not None else None
+        kind: str | None
         if error is not None:
             outcome, kind = "error", error.kind
         elif end is None:
@@ -375,7 +376,7 @@ class ProviderActor:
         """Feed every body chunk to the decoder; send each non-empty batch on."""
         idle = self.config.timeouts.idle
         now = trio.current_time
-        async with aclosing(response.aiter_bytes()) as chunks:
+        async with aclosing(cast(AsyncGenerator[bytes, None], response.aiter_bytes())) as chunks:
             async for chunk in chunks:
                 events: Batch = []
                 try:
@@ -416,7 +417,7 @@ class ProviderActor:
     async def _response_error(self, response: httpx.Response) -> _AttemptFailed:
         """Read a bounded error body and build the error for a non-2xx or wrong-type response."""
         body = bytearray()
-        async with aclosing(response.aiter_bytes()) as chunks:
+        async with aclosing(cast(AsyncGenerator[bytes, None], response.aiter_bytes())) as chunks:
             async for chunk in chunks:
                 body += chunk
                 if len(body) >= MAX_ERROR_BODY:

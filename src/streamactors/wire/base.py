@@ -45,7 +45,11 @@ class StreamDecoder(Protocol):
 
     model: str | None
     unknown_events: set[str]
-    invalid_utf8: bool
+
+    @property
+    def invalid_utf8(self) -> bool:
+        """True once invalid UTF-8 was replaced by U+FFFD."""
+        ...
 
     def feed(self, data: bytes) -> list[StreamEvent]:
         """Take body bytes; return the events they complete. Raises `WireError`."""
