@@ -50,6 +50,10 @@ def _render_json(logger: WrappedLogger, method: str, event_dict: EventDict) -> b
     return orjson.dumps(event_dict, default=_json_default)
 
 
+def _render_json_text(logger: WrappedLogger, method: str, event_dict: EventDict) -> str:
+    return orjson.dumps(event_dict, default=_json_default).decode()
+
+
 def make_logger(
     cfg: LoggingConfig, secrets: Iterable[str] = (), stream: IO[Any] | None = None
 ) -> structlog.typing.FilteringBoundLogger:
@@ -69,12 +73,12 @@ def make_logger(
     else:
         out = sys.stderr
     if cfg.format == "json":
-        processors.append(_render_json)
-        binary = out if "b" in getattr(out, "mode", "") else getattr(out, "buffer", None)
-        if binary is not None:
-            logger: Any = structlog.BytesLogger(cast(BinaryIO, binary))
-        else:  # a text stream with no buffer (io.StringIO in tests)
-            processors[-1] = structlog.processors.JSONRenderer()
+        if "b" in getattr(out, "mode", ""):
+            processors.append(_render_json)
+            logger: Any = structlog.BytesLogger(cast(BinaryIO, out))
+        else:
+            # Write text to the stream we were given (holding it keeps it open).
+            processors.append(_render_json_text)
             logger = structlog.WriteLogger(cast(TextIO, out))
     else:
         processors.append(structlog.dev.ConsoleRenderer(colors=False))
