@@ -126,7 +126,8 @@ def build_codec(name: str, pc: ProviderConfig) -> ProviderCodec:
 
 
 class AzureCodec(OpenAICodec):
-    """Azure OpenAI: the deployment (our model id) goes in the URL; the body carries no model."""
+    """Azure OpenAI: the deployment (our model id) goes in the URL (the body keeps `model`,
+    as the openai SDK's AzureOpenAI client sends it)."""
 
     def __init__(self, endpoint: str, api_version: str, headers: dict[str, str], *, max_event_bytes: int) -> None:
         super().__init__(endpoint, headers, max_tokens_field="max_completion_tokens", max_event_bytes=max_event_bytes)

@@ -261,6 +261,7 @@ async def open_service(
         ]
     service = Service(config, actors, log, metrics=metrics, router=router)
     settings = config.service
+    body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
 
         async def run_tree(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -277,6 +278,10 @@ async def open_service(
         log.info("service_started", providers=list(actors))
         try:
             yield service
+        except BaseException as exc:
+            # Re-raised below, outside the nursery: an error from the caller's block (a
+            # ProviderError, say) then leaves `open_service` as itself, not in an ExceptionGroup.
+            body_error = exc
         finally:
             await service._shutdown()
             # In-flight streams get the grace period to finish; then everything is cancelled.
@@ -285,3 +290,5 @@ async def open_service(
                     await actor.stopped.wait()
             nursery.cancel_scope.cancel()
             log.info("service_stopped")
+    if body_error is not None:
+        raise body_error

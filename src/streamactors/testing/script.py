@@ -25,10 +25,13 @@ __all__ = [
     "MidStreamError",
     "Raw",
     "Reasoning",
+    "Reset",
     "Scenario",
     "Step",
     "Text",
     "ToolCallStep",
+    "TruncatedChunk",
+    "UnknownEvent",
     "Usage",
     "build_steps",
     "parse_scenario",
@@ -62,9 +65,27 @@ class Scenario:
     # Faults: "status:<code>" before the body; "midstream" (an in-band error event);
     # "drop" (connection closed mid-body); "truncate" (body ends without its terminator);
     # "garbage" (invalid JSON in an event); "hang" (stop sending, keep the socket open).
+    # Adversarial ones: "endless" (one event that never ends: 1 GiB with no line break);
+    # "drip" (one byte every `drip_ms`, never completing an event); "badchunk" (a chunk
+    # promising more bytes than are sent, then close); "reset" (TCP RST: SO_LINGER 0);
+    # "badcrc" / "hugeframe" (a Bedrock event-stream frame with a bad CRC / an absurd
+    # declared length); and, replacing the response head, "html200" (an HTML page with
+    # status 200), "json200" (a JSON error body with status 200), "ctype" (the stream
+    # sent as text/plain).
     fail: str | None = None
     fail_at: int = 0
     retry_after: float | None = None
+    # Harmless injections before every token from `inject_at` on (`inject=unknown@3`):
+    # "unknown" (an event type no decoder knows), "badutf8" (a text delta holding an
+    # invalid UTF-8 byte; SSE formats only).
+    inject: str | None = None
+    inject_at: int = 0
+    drip_ms: float = 1000.0
+    gzip: bool = False  # send the body with Content-Encoding: gzip
+    # With echo_auth, error messages repeat the request's credentials (as some real
+    # upstreams do); the server fills `echo` from the request headers.
+    echo_auth: bool = False
+    echo: str = ""
 
     @property
     def fail_status(self) -> int | None:
@@ -83,9 +104,9 @@ def parse_scenario(model: str, defaults: Scenario | None = None) -> Scenario:
     changes: dict[str, Any] = {"model": name}
     for opt in opts:
         key, _, value = opt.partition("=")
-        if key == "fail" and "@" in value:
+        if key in ("fail", "inject") and "@" in value:
             value, _, at = value.partition("@")
-            changes["fail_at"] = int(at)
+            changes[f"{key}_at"] = int(at)
         field = _FIELDS.get(key)
         if field is None:
             continue
@@ -162,7 +183,38 @@ class Raw:
     data: bytes
 
 
+# The steps below subclass Drop and Delay, which every format passes through to the
+# server untouched; the server then acts on the subclass.
+
+
+@attrs.frozen
+class TruncatedChunk(Drop):
+    """Send a chunk header promising `declared` bytes, then only `data`, then close."""
+
+    data: bytes
+    declared: int
+
+
+@attrs.frozen
+class Reset(Drop):
+    """Abort the connection with a TCP reset (SO_LINGER 0, then close)."""
+
+
+@attrs.frozen
+class UnknownEvent(Delay):
+    """An event of a type no decoder knows (with no delay); the server renders it in the
+    response's format."""
+
+    name: str = "x_future_event"
+
+
 Step = Text | Reasoning | ToolCallStep | Usage | Finish | MidStreamError | Delay | Drop | Raw
+
+#: `inject=badutf8` text carries this character; the server swaps its UTF-8 bytes for 0xFF.
+BAD_UTF8_MARK = "\uffff"
+BAD_UTF8_TEXT = f"bad{BAD_UTF8_MARK}byte "
+#: How many 64 KiB blocks `fail=endless` sends: 1 GiB, far more than any event limit.
+ENDLESS_BLOCKS = 16384
 
 
 def _tool_args(i: int) -> str:
@@ -189,6 +241,8 @@ def build_steps(sc: Scenario) -> Iterator[Step]:
         if sc.fail is not None and i >= sc.fail_at and sc.fail_status is None:
             yield from _fault(sc)
             return
+        if sc.inject is not None and i >= sc.inject_at:
+            yield from _injection(sc)
         n = min(per, sc.tokens - i)
         if sc.fail is not None and sc.fail_status is None and i + n > sc.fail_at:
             n = max(1, sc.fail_at - i)
@@ -211,9 +265,16 @@ def build_steps(sc: Scenario) -> Iterator[Step]:
     yield Finish(finish)
 
 
+def _injection(sc: Scenario) -> Iterator[Step]:
+    if sc.inject == "unknown":
+        yield UnknownEvent(0.0)
+    elif sc.inject == "badutf8":
+        yield Text(BAD_UTF8_TEXT)
+
+
 def _fault(sc: Scenario) -> Iterator[Step]:
     if sc.fail == "midstream":
-        yield MidStreamError("Overloaded (injected mid-stream fault)")
+        yield MidStreamError("Overloaded (injected mid-stream fault)" + (f": {sc.echo}" if sc.echo else ""))
     elif sc.fail == "drop":
         yield Drop()
     elif sc.fail == "truncate":
@@ -222,3 +283,34 @@ def _fault(sc: Scenario) -> Iterator[Step]:
         yield Raw(b"data: {not json\n\n")
     elif sc.fail == "hang":
         yield Delay(3600.0)
+    else:
+        yield from _adversarial_fault(sc)
+
+
+def _adversarial_fault(sc: Scenario) -> Iterator[Step]:
+    if sc.fail == "endless":
+        yield Raw(b'data: {"never": "')
+        block = b"x" * 65536
+        for _ in range(ENDLESS_BLOCKS):
+            yield Raw(block)
+    elif sc.fail == "drip":
+        for _ in range(1_000_000):
+            yield Raw(b"x")
+            yield Delay(sc.drip_ms / 1000)
+    elif sc.fail == "badchunk":
+        yield TruncatedChunk(b'data: {"truncated', 4096)
+    elif sc.fail == "reset":
+        yield Reset()
+    elif sc.fail in ("badcrc", "hugeframe"):
+        import struct
+        import zlib
+
+        from .formats.bedrock import encode_frame  # a lazy import: the formats import this module
+
+        if sc.fail == "badcrc":
+            frame = bytearray(encode_frame({":event-type": "contentBlockDelta", ":message-type": "event"}, b"{}"))
+            frame[-1] ^= 0xFF
+            yield Raw(bytes(frame))
+        else:
+            head = struct.pack("!II", 0xFFFF_FFF0, 0)
+            yield Raw(head + struct.pack("!I", zlib.crc32(head)) + b"\0" * 64)

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import collections
 import random
+import socket
+import struct
+import zlib
+from types import ModuleType
 from typing import Any
 
 import attrs
@@ -18,11 +22,55 @@ import orjson
 import trio
 
 from .routing import route_request
-from .script import Delay, Drop, Scenario, build_steps, parse_scenario
+from .script import (
+    BAD_UTF8_MARK,
+    Delay,
+    Drop,
+    Reset,
+    Scenario,
+    TruncatedChunk,
+    UnknownEvent,
+    build_steps,
+    parse_scenario,
+)
 
 __all__ = ["FakeUpstream", "RecordedRequest", "serve_fake_upstream"]
 
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+#: Faults that replace the response head (and body) instead of breaking the stream.
+HEAD_FAULTS = ("html200", "json200", "ctype")
+#: Request headers that carry credentials (what `echo_auth=1` repeats in error messages).
+CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key", "x-amz-security-token")
+_HTML_PAGE = (
+    b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
+    b"<body><h1>502 Bad Gateway</h1><p>The upstream is having a bad day.</p></body></html>"
+)
+
+
+class _BodyFilter:
+    """Per-response byte transforms: the invalid-UTF-8 injection, then gzip."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.bad_utf8 = scenario.inject == "badutf8"
+        self.gzip = zlib.compressobj(wbits=31) if scenario.gzip else None
+
+    def __call__(self, data: bytes) -> bytes:
+        if self.bad_utf8:
+            data = data.replace(BAD_UTF8_MARK.encode(), b"\xff")
+        if self.gzip is not None:
+            data = self.gzip.compress(data) + self.gzip.flush(zlib.Z_SYNC_FLUSH)
+        return data
+
+    def finish(self) -> bytes:
+        return self.gzip.flush() if self.gzip is not None else b""
+
+
+def _unknown_event(fmt: ModuleType, name: str) -> bytes:
+    if fmt.CONTENT_TYPE == "application/vnd.amazon.eventstream":
+        headers = {":event-type": name, ":content-type": "application/json", ":message-type": "event"}
+        return fmt.encode_frame(headers, b'{"p": "abc"}')  # type: ignore[no-any-return]
+    return b'event: %b\ndata: {"type": "%b"}\n\n' % (name.encode(), name.encode())
 
 
 @attrs.frozen
@@ -166,30 +214,56 @@ class FakeUpstream:
             scenario = attrs.evolve(scenario, fail="status:503")
         elif self.midstream_rate and self._rng.random() < self.midstream_rate:
             scenario = attrs.evolve(scenario, fail="midstream", fail_at=scenario.tokens // 2)
+        if scenario.echo_auth:
+            echo = " ".join(headers[h] for h in CREDENTIAL_HEADERS if h in headers)
+            scenario = attrs.evolve(scenario, echo=echo)
         status = scenario.fail_status
         if status is not None:
             extra = []
             if scenario.retry_after is not None:
                 extra.append((b"retry-after", str(scenario.retry_after).encode()))
-            await self._send_error(stream, status, fmt.error_body(status, f"injected HTTP {status}"), extra)
+            message = f"injected HTTP {status}" + (f": {scenario.echo}" if scenario.echo else "")
+            await self._send_error(stream, status, fmt.error_body(status, message), extra)
             self.error_sent_at.append(trio.current_time())
             return True
+        content_type = fmt.CONTENT_TYPE
+        if scenario.fail in HEAD_FAULTS:
+            if scenario.fail != "ctype":
+                body = _HTML_PAGE if scenario.fail == "html200" else fmt.error_body(500, "injected error in a 200")
+                ctype = b"text/html" if scenario.fail == "html200" else b"application/json"
+                await stream.send_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: %b\r\ncontent-length: %d\r\n\r\n%b" % (ctype, len(body), body)
+                )
+                return True
+            content_type, scenario = "text/plain; charset=utf-8", attrs.evolve(scenario, fail=None)
         self.responses_started += 1
+        filt = _BodyFilter(scenario)
+        encoding = b"content-encoding: gzip\r\n" if scenario.gzip else b""
         head = (
-            b"HTTP/1.1 200 OK\r\ncontent-type: " + fmt.CONTENT_TYPE.encode() + b"\r\n"
-            b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\ncontent-type: %b\r\n%btransfer-encoding: chunked\r\ncache-control: no-cache\r\n\r\n"
+            % (content_type.encode(), encoding)
         )
         await stream.send_all(head)
         pending: list[bytes] = []
         try:
             for item in render(build_steps(scenario), scenario.model, payload):
+                if isinstance(item, UnknownEvent):
+                    item = _unknown_event(fmt, item.name)
                 if isinstance(item, bytes):
                     pending.append(item)
                     if len(pending) >= self.events_per_chunk:
-                        await self._send_chunk(stream, pending)
+                        await self._send_chunk(stream, pending, filt)
                     continue
                 if pending:
-                    await self._send_chunk(stream, pending)
+                    await self._send_chunk(stream, pending, filt)
+                if isinstance(item, TruncatedChunk):
+                    await stream.send_all(b"%x\r\n%b" % (item.declared, item.data))
+                    self.responses_aborted += 1
+                    return False
+                if isinstance(item, Reset):
+                    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.responses_aborted += 1
+                    return False
                 if isinstance(item, Delay):
                     if await self._client_left_during(stream, item.seconds):
                         self.responses_aborted += 1
@@ -198,7 +272,9 @@ class FakeUpstream:
                     self.responses_aborted += 1
                     return False
             if pending:
-                await self._send_chunk(stream, pending)
+                await self._send_chunk(stream, pending, filt)
+            if tail := filt.finish():
+                await self._send_chunk(stream, [tail])
             await stream.send_all(b"0\r\n\r\n")
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.responses_aborted += 1
@@ -220,9 +296,15 @@ class FakeUpstream:
             return True
         return False
 
-    async def _send_chunk(self, stream: trio.SocketStream, pending: list[bytes]) -> None:
+    async def _send_chunk(
+        self, stream: trio.SocketStream, pending: list[bytes], filt: _BodyFilter | None = None
+    ) -> None:
         data = b"".join(pending) if len(pending) > 1 else pending[0]
         pending.clear()
+        if filt is not None:
+            data = filt(data)
+            if not data:
+                return
         self.chunks_sent += 1
         await stream.send_all(b"%x\r\n%b\r\n" % (len(data), data))
 

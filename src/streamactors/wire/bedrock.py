@@ -264,7 +264,10 @@ class BedrockCodec:
         credentials_provider: CredentialsProvider | None,
         *,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> None:
+        #: Headers from the config, sent (and signed) with every request.
+        self.extra_headers = tuple((extra_headers or {}).items())
         self.endpoint_url = endpoint_url.rstrip("/")
         self.region = region
         self.credentials_provider = credentials_provider
@@ -276,7 +279,8 @@ class BedrockCodec:
 
     def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
         body = json.dumps(converse_body(request)).encode("utf-8")
-        spec = HttpRequestSpec("POST", self.url(model_id), (("Content-Type", "application/json"),), body)
+        headers = (("Content-Type", "application/json"), *self.extra_headers)
+        spec = HttpRequestSpec("POST", self.url(model_id), headers, body)
         if self.credentials_provider is None:
             return spec
         return sign_request(spec, self.credentials_provider(), self.region)
