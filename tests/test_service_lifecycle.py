@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from conftest import ANTHROPIC_KEY, OPENAI_KEY, eventually, user
 from streamactors import ErrorEvent, FinishEvent, ProviderError, open_service
@@ -82,6 +83,7 @@ async def test_leaving_the_service_leaves_no_tasks_or_sockets(fake: Any, make_co
         # The in-flight stream ends with an error within the grace period, not a hang.
     assert [f.kind for f in failures] == ["connection"]
     await eventually(lambda: fake.open_connections == 0)
+    await trio.testing.wait_all_tasks_blocked()  # the fake's handler may still be closing
     assert trio.lowlevel.current_statistics().tasks_living == tasks_before
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from .config import ProviderConfig
+from .fasthttp import FastTransport
 
 __all__ = ["classify_transport_error", "make_client"]
 
@@ -22,6 +23,10 @@ def make_client(pc: ProviderConfig, transport: httpx.AsyncBaseTransport | None =
         keepalive_expiry=30.0,
     )
     timeout = httpx.Timeout(connect=pc.timeouts.connect, read=None, write=pc.timeouts.connect, pool=None)
+    if transport is None:
+        # Bulk chunked decoding on trio sockets; falls back to httpx's own transport for
+        # proxies and HTTP/2 (see streamactors.fasthttp).
+        transport = FastTransport(limits=limits)
     return httpx.AsyncClient(limits=limits, timeout=timeout, transport=transport, follow_redirects=False)
 
 

@@ -1,0 +1,133 @@
+"""The socket side of one exchange: `send` and `receive` with httpx's timeouts and errors,
+and `ResponseStream`, the raw body handed to httpx.
+
+`receive` is one `receive_some` of up to `size` bytes; `ResponseStream` feeds each read to
+the body decoder and yields what it returns, so a read holding many chunks reaches httpx
+(and the SSE decoder after it) as one bytes object. The connection goes back to the pool
+the moment the decoder reports the end of the body; any failure, cancellation or early
+`aclose()` closes it instead.
+"""
+
+from __future__ import annotations
+
+import httpx
+import trio
+
+from .body import BodyDecoder, UntilCloseDecoder
+from .h1 import FramingError
+from .pool import Connection, ConnectionPool
+
+__all__ = ["ResponseStream", "describe", "receive", "send"]
+
+_IO_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+async def send(stream: trio.abc.Stream, data: bytes, write_timeout: float | None, request: httpx.Request) -> None:
+    """`stream.send_all(data)`, raising `httpx.WriteTimeout` or `httpx.WriteError`."""
+    try:
+        if write_timeout is None:
+            await stream.send_all(data)
+        else:
+            with trio.fail_after(write_timeout):
+                await stream.send_all(data)
+    except trio.TooSlowError as exc:
+        raise httpx.WriteTimeout(f"sending the request took over {write_timeout} s", request=request) from exc
+    except _IO_ERRORS as exc:
+        raise httpx.WriteError(describe(exc), request=request) from exc
+
+
+async def receive(stream: trio.abc.Stream, size: int, read_timeout: float | None, request: httpx.Request) -> bytes:
+    """One `stream.receive_some(size)` (b"" at EOF), raising `httpx.ReadTimeout` or `httpx.ReadError`."""
+    try:
+        if read_timeout is None:
+            data = await stream.receive_some(size)
+        else:
+            with trio.fail_after(read_timeout):
+                data = await stream.receive_some(size)
+    except trio.TooSlowError as exc:
+        raise httpx.ReadTimeout(f"no data for {read_timeout} s", request=request) from exc
+    except _IO_ERRORS as exc:
+        raise httpx.ReadError(describe(exc), request=request) from exc
+    return data if type(data) is bytes else bytes(data)
+
+
+def describe(exc: BaseException) -> str:
+    """A message naming the underlying error (trio wraps OSError and SSLError as `__cause__`)."""
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    return f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+
+
+class ResponseStream(httpx.AsyncByteStream):
+    """The raw body of one response: one bytes object per socket read, decoded in bulk.
+
+    An iterator class, not an async generator, so that nothing is left for a finalizer
+    when the consumer stops early: `aclose()` closes the connection at once.
+    """
+
+    __slots__ = ("_conn", "_decoder", "_first", "_keep_alive", "_pool", "_read_size", "_read_timeout", "_request")
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        conn: Connection,
+        decoder: BodyDecoder,
+        first: bytes,
+        request: httpx.Request,
+        read_timeout: float | None,
+        keep_alive: bool,
+        read_size: int,
+    ) -> None:
+        self._pool = pool
+        self._read_size = read_size
+        self._conn: Connection | None = conn
+        self._decoder = decoder
+        self._first = first
+        self._request = request
+        self._read_timeout = read_timeout
+        self._keep_alive = keep_alive
+        if decoder.done:
+            self._release()
+
+    def __aiter__(self) -> ResponseStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._first:
+            first, self._first = self._first, b""
+            return first
+        decoder = self._decoder
+        while (conn := self._conn) is not None:
+            try:
+                data = await receive(conn.stream, self._read_size, self._read_timeout, self._request)
+                if data:
+                    body = decoder.feed(data)
+                else:
+                    decoder.eof()
+                    body = b""
+            except FramingError as exc:
+                self._close()
+                raise httpx.RemoteProtocolError(str(exc), request=self._request) from exc
+            except BaseException:  # a failed or cancelled read leaves the connection in an unknown state
+                self._close()
+                raise
+            if decoder.done:
+                self._release()
+            if body:
+                return body
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        if self._conn is not None:
+            self._close()  # closed before its end: the rest of the body would still be on the wire
+
+    def _release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            decoder = self._decoder
+            reuse = self._keep_alive and not decoder.unused and type(decoder) is not UntilCloseDecoder
+            self._pool.release(conn, reuse=reuse)
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._pool.release(conn, reuse=False)
