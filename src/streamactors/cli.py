@@ -1,8 +1,9 @@
-"""The `streamactors` command: `stress`, `mock-upstream`."""
+"""The `streamactors` command: `stress`, `mock-upstream`, `logs`."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -27,9 +28,28 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--events-per-chunk", type=int, default=1, help="SSE events per HTTP chunk")
     s.add_argument("--fail-rate", type=float, default=0.0, help="fraction of requests failing with HTTP 503")
     s.add_argument("--midstream-rate", type=float, default=0.0, help="fraction of streams failing midway")
+    s.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="soak: keep submitting requests (of tokens/requests tokens each) until the time is up, then drain",
+    )
+    s.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also run the same requests through bare httpx + the same SSE parse, and report the ratio",
+    )
+    s.add_argument(
+        "--idle-streams",
+        type=int,
+        default=None,
+        metavar="N",
+        help="measure memory per idle stream with N open at once (default: min(concurrency, 1000); 0: skip)",
+    )
     s.add_argument("--log-file", default=None, help="write the service's JSON request logs here")
     s.add_argument("--json", action="store_true", help="print the report as one JSON object, last line")
-    s.add_argument("--no-progress", action="store_true", help="no periodic progress lines")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar or periodic progress lines")
 
     m = sub.add_parser("mock-upstream", help="run the fake upstream server")
     m.add_argument("--port", type=int, default=8787)
@@ -37,14 +57,37 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--events-per-chunk", type=int, default=1)
     m.add_argument("--fail-rate", type=float, default=0.0)
     m.add_argument("--midstream-rate", type=float, default=0.0)
+
+    lg = sub.add_parser("logs", help="summarize the service's JSON log lines (files, or stdin)")
+    lg.add_argument("files", nargs="*", metavar="FILE", help='log files; none or "-" reads stdin')
+    lg.add_argument("--request", metavar="ID", help="print every line of one request, in order")
+    lg.add_argument(
+        "--since", metavar="WHEN", help="only lines at or after WHEN: ISO 8601, or relative (90s, 10m, 2h, 1d)"
+    )
+    lg.add_argument("--provider", metavar="NAME", help="only this provider")
+    lg.add_argument("--errors", action="store_true", help="only failed requests")
+    lg.add_argument("--slowest", type=int, default=5, metavar="N", help="slowest requests to list (default 5)")
+    lg.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `streamactors` command."""
     args = _parser().parse_args(argv)
-    if args.command == "mock-upstream":
-        return _mock_upstream(args)
+    try:
+        if args.command == "mock-upstream":
+            return _mock_upstream(args)
+        if args.command == "logs":
+            return _logs(args)
+        return _stress(args)
+    except BrokenPipeError:
+        # The reader went away (`streamactors logs ... | head`): stop quietly, and keep
+        # Python from complaining when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _stress(args: argparse.Namespace) -> int:
     from .stress import StressOptions, run_stress
 
     opts = StressOptions(
@@ -62,11 +105,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_file=args.log_file,
         json=args.json,
         progress=not args.no_progress,
+        duration=args.duration,
+        baseline=args.baseline,
+        idle_streams=args.idle_streams,
     )
     report = trio.run(run_stress, opts)
     faults = opts.fail_rate > 0 or opts.midstream_rate > 0
-    healthy = report["lost"] == 0 and report["duplicated"] == 0 and (faults or report["errors"] == 0)
+    exact = report["lost"] == 0 and report["duplicated"] == 0 and report["reordered"] == 0
+    healthy = exact and (faults or report["failed"] == 0)
     return 0 if healthy else 1
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from .logreport import LogFilter, parse_since, print_story, print_summary, read_lines, summarize
+
+    try:
+        since = parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        print(f"streamactors logs: {exc}", file=sys.stderr)
+        return 2
+    try:
+        lines = read_lines(args.files or ["-"], sys.stdin)
+        if args.request:
+            return 0 if print_story(lines, args.request, sys.stdout, as_json=args.json) else 1
+        report = summarize(
+            lines, LogFilter(since=since, provider=args.provider, errors_only=args.errors), slowest=args.slowest
+        )
+    except OSError as exc:
+        print(f"streamactors logs: {exc}", file=sys.stderr)
+        return 2
+    print_summary(report, sys.stdout, as_json=args.json)
+    return 0
 
 
 def _mock_upstream(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from .actors.provider import ProviderActor
 from .actors.router import RouterActor
 from .config import Config
 from .errors import ProviderError, UsageError
-from .logs import make_logger
+from .logs import make_logger, open_log_file
 from .models import ChatRequest, ErrorEvent, Reply, StreamEvent
 from .providers import build_authorizer, build_codec
 from .stream import EventStream, Leg
@@ -232,8 +232,26 @@ async def open_service(
     On exit, no new requests are accepted; in-flight streams get
     `config.service.shutdown_grace` seconds to finish, then are cancelled.
     `transports` and `codecs` (by provider name) replace the defaults, for tests.
+    The configured log file (unless `logger` is given) is closed on exit.
     """
-    log = logger if logger is not None else make_logger(config.logging, config.secrets())
+    log_file = open_log_file(config.logging) if logger is None else None
+    try:
+        log = logger if logger is not None else make_logger(config.logging, config.secrets(), stream=log_file)
+        async with _run_service(config, log, transports, codecs, rng) as service:
+            yield service
+    finally:
+        if log_file is not None:
+            log_file.close()
+
+
+@asynccontextmanager
+async def _run_service(
+    config: Config,
+    log: Any,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None,
+    codecs: Mapping[str, ProviderCodec] | None,
+    rng: random.Random | None,
+) -> AsyncIterator[Service]:
     metrics = MetricsActor(config.providers)
     router = RouterActor(config.routes, rng)
     actors: dict[str, ProviderActor] = {}

@@ -1,8 +1,19 @@
 """`streamactors stress`: stream N tokens over C concurrent requests through the service,
 against the built-in fake upstream (in its own process), and prove none was lost.
 
-Every stream's tokens are checked as they arrive (token i must be "t{i}"), so memory
-does not grow with the number of tokens: the checker keeps one partial token per stream.
+A run has up to three phases, each on the same fake upstream:
+
+1. idle streams: open `idle_streams` requests whose upstream waits before its first
+   token, and take the RSS delta per open stream (what a waiting stream costs);
+2. the workload: `tokens` split over `requests`, `concurrency` at a time (or, with
+   `duration`, new requests until the time is up, then a drain), every token checked
+   as it arrives (token i must be "t{i}"), with time to first token and the gaps
+   between text events in fixed-size histograms, so memory does not grow with tokens;
+   RSS is sampled after warm-up (every stream of the first wave has started and a tenth
+   of the tokens arrived) and at the end: the difference is growth with tokens;
+3. with `baseline`, the same requests through a bare httpx client (`stress_bare`).
+
+The report is printed for people, and with `json` as one JSON object on the last line.
 """
 
 from __future__ import annotations
@@ -11,19 +22,24 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
+import httpx
 import orjson
 import psutil
 import trio
 
 from .config import Config
 from .errors import ProviderError
-from .service import open_service
+from .service import Service, open_service
+from .stress_bare import BareClient, BareFailure
+from .stress_report import ProgressDisplay, build_report, print_report
+from .stress_stats import Phase, StreamRecord, Tally, TokenChecker
 
-__all__ = ["FAKE_PROVIDER_KINDS", "StressOptions", "TokenChecker", "fake_config", "run_stress"]
+__all__ = ["FAKE_PROVIDER_KINDS", "StressOptions", "TokenChecker", "UpstreamProcess", "fake_config", "run_stress"]
 
 #: Provider kinds the fake upstream speaks, each configured against it by `fake_config`.
 FAKE_PROVIDER_KINDS: dict[str, dict[str, Any]] = {
@@ -51,10 +67,18 @@ FAKE_PROVIDER_KINDS: dict[str, dict[str, Any]] = {
 }
 _URL_KEYS = ("base_url", "endpoint_url", "endpoint")
 
+#: How long the fake upstream holds an idle stream before its first token. The
+#: measurement is taken long before; the server then finds the socket closed.
+IDLE_TTFT_MS = 20_000
+WARMUP_FRACTION = 0.10
+
 
 @attrs.frozen
 class StressOptions:
-    """Knobs of one stress run (see `streamactors stress --help`)."""
+    """Knobs of one stress run (see `streamactors stress --help`).
+
+    `idle_streams` None means min(concurrency, 1000); 0 skips that phase.
+    """
 
     tokens: int = 1_000_000
     concurrency: int = 1000
@@ -70,50 +94,9 @@ class StressOptions:
     log_file: str | None = None
     json: bool = False
     progress: bool = True
-
-
-class TokenChecker:
-    """Checks one stream's text, fragment by fragment, against t0 t1 t2 ... in O(1) memory."""
-
-    __slots__ = ("_partial", "duplicated", "expected", "lost", "received")
-
-    def __init__(self) -> None:
-        self.expected = 0
-        self.received = 0
-        self.lost = 0
-        self.duplicated = 0
-        self._partial = ""
-
-    def feed(self, text: str) -> None:
-        """Take the next text fragment."""
-        buf = self._partial + text if self._partial else text
-        parts = buf.split(" ")
-        self._partial = parts.pop()
-        for word in parts:
-            self._token(word)
-
-    def _token(self, word: str) -> None:
-        if not word.startswith("t") or not word[1:].isdigit():
-            self.lost += 1  # a mangled token is as good as lost
-            return
-        n = int(word[1:])
-        if n == self.expected:
-            self.received += 1
-            self.expected += 1
-        elif n < self.expected:
-            self.duplicated += 1
-        else:
-            self.lost += n - self.expected
-            self.received += 1
-            self.expected = n + 1
-
-    def finish(self, total: int) -> None:
-        """End of stream: anything still missing is lost."""
-        if self._partial:
-            self._token(self._partial)
-            self._partial = ""
-        if self.expected < total:
-            self.lost += total - self.expected
+    duration: float | None = None
+    baseline: bool = False
+    idle_streams: int | None = None
 
 
 def fake_config(base_url: str, providers: Sequence[str], concurrency: int) -> Config:
@@ -137,16 +120,11 @@ def fake_config(base_url: str, providers: Sequence[str], concurrency: int) -> Co
     )
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[k]
+class UpstreamProcess:
+    """The fake upstream in a child process (so it does not compete for our core).
 
-
-class _Upstream:
-    """The fake upstream in a child process (so it does not compete for our core)."""
+    `start()` returns its base URL (or `opts.upstream`, starting nothing); `stop()` ends it.
+    """
 
     def __init__(self, opts: StressOptions) -> None:
         self.opts = opts
@@ -178,159 +156,257 @@ class _Upstream:
         return line.removeprefix("listening on ")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+# --- the workload --------------------------------------------------------------------
+
+
+class _Plan:
+    """Hands out requests: `total` of them, or (with a deadline) until time is up."""
+
+    def __init__(self, opts: StressOptions, providers: list[str], total: int | None, deadline: float | None) -> None:
+        n = opts.requests or max(1, min(opts.concurrency, opts.tokens))
+        self.per_request, self.extra = divmod(opts.tokens, n)
+        if total is None and deadline is None:
+            total = n
+        self.total = total
+        self.deadline = deadline
+        self.providers = providers
+        self.handed = 0
+        self.tokens_due = 0
+        # Only the options that differ from the fake upstream's defaults, so logs stay readable.
+        self._suffix = "".join(
+            f"~{key}={value:g}"
+            for key, value, default in (
+                ("ttft_ms", opts.ttft_ms, 0),
+                ("delay_ms", opts.delay_ms, 0),
+                ("tokens_per_chunk", opts.tokens_per_chunk, 1),
+            )
+            if value != default
+        )
+
+    def planned_tokens(self) -> int:
+        """Tokens in all the planned requests; 0 in a soak (its progress is measured in time)."""
+        n = self.total or 0
+        return n * self.per_request + min(self.extra, n)
+
+    def next(self) -> tuple[str, int, dict[str, Any]] | None:
+        i = self.handed
+        if self.total is not None and i >= self.total:
+            return None
+        if self.deadline is not None and time.perf_counter() >= self.deadline:
+            return None
+        self.handed += 1
+        count = max(1, self.per_request + (1 if i < self.extra else 0))
+        self.tokens_due += count
+        provider = self.providers[i % len(self.providers)]
+        request = {
+            "model": f"{provider}/fake-model~tokens={count}{self._suffix}",
+            "messages": [{"role": "user", "content": "stress"}],
+            "max_tokens": count,
+        }
+        return provider, count, request
+
+
+StreamOne = Callable[[dict[str, Any], StreamRecord], Awaitable[None]]
+
+
+async def _worker(phase: Phase, plan: _Plan, stream_one: StreamOne) -> None:
+    while (job := plan.next()) is not None:
+        provider, count, request = job
+        tally = phase.tallies[provider]
+        tally.submitted += 1
+        rec = StreamRecord(tally)
+        phase.active.add(rec.checker)
+        kind: str | None = None
+        try:
+            await stream_one(request, rec)
+        except ProviderError as exc:
+            kind = exc.kind
+        except BareFailure as exc:
+            kind = exc.kind
+        except httpx.HTTPError:
+            kind = "connection"
+        phase.active.discard(rec.checker)
+        tally.close(rec.checker, count, kind)
+
+
+def _cpu(proc: psutil.Process | None) -> float | None:
+    if proc is None:
+        return None
+    try:
+        t = proc.cpu_times()
+    except psutil.Error:
+        return None
+    return float(t.user + t.system)
+
+
+async def _drive(
+    label: str,
+    opts: StressOptions,
+    plan: _Plan,
+    stream_one: StreamOne,
+    proc: psutil.Process,
+    out: Any,
+    upstream: psutil.Process | None = None,
+) -> Phase:
+    """Run `plan` through `stream_one` with `opts.concurrency` workers; measure it."""
+    phase = Phase(label, {p: Tally() for p in plan.providers})
+    display = ProgressDisplay(label, opts, out)
+    target = plan.planned_tokens()
+    cpu0 = proc.cpu_times()
+    up0 = _cpu(upstream)
+    t0 = time.perf_counter()
+
+    # Warm once every stream of the first wave has started (each open stream holds memory
+    # of its own, which is not growth with tokens) and a tenth of the work is done.
+    first_wave = min(max(1, opts.concurrency), plan.total or opts.concurrency)
+
+    def warmed_up() -> bool:
+        started = sum(t.ttft.n + t.failed for t in phase.tallies.values())
+        if started < first_wave:
+            return False
+        if opts.duration:
+            return time.perf_counter() - t0 >= WARMUP_FRACTION * opts.duration
+        return phase.live_tokens() >= WARMUP_FRACTION * target
+
+    async def sample() -> None:
+        while True:
+            rss = proc.memory_info().rss
+            phase.rss_peak = max(phase.rss_peak, rss)
+            if phase.rss_warm is None and warmed_up():
+                phase.rss_warm = rss
+            display.update(phase, time.perf_counter() - t0, rss, target)
+            await trio.sleep(0.02)
+
+    display.start()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sample)
+            async with trio.open_nursery() as workers:
+                for _ in range(max(1, opts.concurrency)):
+                    workers.start_soon(_worker, phase, plan, stream_one)
+            nursery.cancel_scope.cancel()
+    finally:
+        display.stop()
+    phase.elapsed = time.perf_counter() - t0
+    cpu1 = proc.cpu_times()
+    phase.cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    up1 = _cpu(upstream)
+    phase.upstream_cpu_s = None if up0 is None or up1 is None else up1 - up0
+    phase.rss_end = proc.memory_info().rss
+    phase.rss_peak = max(phase.rss_peak, phase.rss_end)
+    if phase.rss_warm is None:  # too short to sample past warm-up
+        phase.rss_warm = phase.rss_end
+    phase.tokens_due = plan.tokens_due
+    return phase
+
+
+# --- idle streams ----------------------------------------------------------------------
+
+
+def _established(proc: psutil.Process, port: int) -> int:
+    conns = proc.net_connections(kind="tcp") if hasattr(proc, "net_connections") else proc.connections(kind="tcp")
+    return sum(1 for c in conns if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+
+
+async def _measure_idle(
+    service: Service, providers: list[str], n: int, proc: psutil.Process, port: int
+) -> dict[str, Any]:
+    """Open `n` streams that wait on their first token; the RSS they add, per stream."""
+    base = _established(proc, port)
+    rss0 = proc.memory_info().rss
+    opened = 0
+
+    async def hold(i: int) -> None:
+        provider = providers[i % len(providers)]
+        request = {
+            "model": f"{provider}/fake-model~tokens=1~ttft_ms={IDLE_TTFT_MS}",
+            "messages": [{"role": "user", "content": "idle"}],
+        }
+        async with service.stream(request) as events:
+            async for _ in events:  # blocks: the upstream holds the first token back
+                pass
+
+    async with trio.open_nursery() as nursery:
+        for i in range(n):
+            nursery.start_soon(hold, i)
+        with trio.move_on_after(IDLE_TTFT_MS / 2000):
+            # Polling: the connections live in the kernel; nothing here signals them.
+            while (opened := _established(proc, port) - base) < n:  # noqa: ASYNC110
+                await trio.sleep(0.1)
+        await trio.sleep(0.3)  # every request sent and its response head read
+        rss1 = proc.memory_info().rss
+        nursery.cancel_scope.cancel()
+    opened = max(1, opened)
+    return {"idle_streams": opened, "idle_stream_kb": round((rss1 - rss0) / opened / 1024, 2)}
+
+
+# --- the run ---------------------------------------------------------------------------
 
 
 async def run_stress(opts: StressOptions, out: Any = None) -> dict[str, Any]:
     """Run the harness; print a report (and a JSON line with `opts.json`); return the report."""
     out = out or sys.stdout
-    upstream = _Upstream(opts)
+    upstream = UpstreamProcess(opts)
     base_url = await trio.to_thread.run_sync(upstream.start)
     try:
-        return await _run(opts, base_url, out)
+        child = psutil.Process(upstream.proc.pid) if upstream.proc is not None else None
+        return await _run(opts, base_url, out, child)
     finally:
-        upstream.stop()
+        await trio.to_thread.run_sync(upstream.stop)
 
 
-async def _run(opts: StressOptions, base_url: str, out: Any) -> dict[str, Any]:
+async def _run(opts: StressOptions, base_url: str, out: Any, upstream: psutil.Process | None) -> dict[str, Any]:
     cfg = fake_config(base_url, opts.providers, opts.concurrency)
     if opts.log_file:
         cfg = attrs.evolve(cfg, logging=attrs.evolve(cfg.logging, level="info", file=opts.log_file))
     providers = list(cfg.providers)
-    n_requests = opts.requests or max(1, min(opts.concurrency, opts.tokens))
-    base, extra = divmod(opts.tokens, n_requests)
     proc = psutil.Process(os.getpid())
-    rss = {"start": proc.memory_info().rss, "peak": 0}
-    stats: dict[str, Any] = {
-        "received": 0,
-        "lost": 0,
-        "duplicated": 0,
-        "errors": 0,
-        "completed": 0,
-        "errors_by_kind": {},
-        "ttft": [],
-        "per_provider": {p: {"requests": 0, "tokens": 0, "errors": 0} for p in providers},
-    }
-    next_request = iter(range(n_requests))
-    options = f"~ttft_ms={opts.ttft_ms}~delay_ms={opts.delay_ms}~tokens_per_chunk={opts.tokens_per_chunk}"
+    rss_start = proc.memory_info().rss
+    port = urlsplit(base_url).port or 80
+    n_idle = min(opts.concurrency, 1000) if opts.idle_streams is None else opts.idle_streams
+    idle: dict[str, Any] = {"idle_streams": 0, "idle_stream_kb": None}
 
-    async def worker(service: Any) -> None:
-        for i in next_request:
-            count = base + (1 if i < extra else 0)
-            provider = providers[i % len(providers)]
-            model = f"{provider}/fake-model~tokens={count}{options}"
-            checker = TokenChecker()
-            started = trio.current_time()
-            first: float | None = None
-            per = stats["per_provider"][provider]
-            per["requests"] += 1
-            try:
-                async with service.stream(
-                    {"model": model, "messages": [{"role": "user", "content": "stress"}], "max_tokens": max(1, count)}
-                ) as events:
-                    async for ev in events:
-                        if ev.type == "text":
-                            if first is None:
-                                first = trio.current_time()
-                            checker.feed(ev.text)
-                stats["completed"] += 1
-                checker.finish(count)
-            except ProviderError as exc:
-                stats["errors"] += 1
-                per["errors"] += 1
-                stats["errors_by_kind"][exc.kind] = stats["errors_by_kind"].get(exc.kind, 0) + 1
-                checker.finish(checker.expected)  # a failed stream's tail is reported as failed, not lost
-                stats["lost_in_failed"] = stats.get("lost_in_failed", 0) + (count - checker.expected)
-            if first is not None:
-                stats["ttft"].append(first - started)
-            stats["received"] += checker.received
-            per["tokens"] += checker.received
-            stats["lost"] += checker.lost
-            stats["duplicated"] += checker.duplicated
+    async with open_service(cfg) as service:
+        if n_idle > 0:
+            idle = await _measure_idle(service, providers, n_idle, proc, port)
 
-    async def sample_rss(cancel: trio.CancelScope) -> None:
-        with cancel:
-            while True:
-                rss["peak"] = max(rss["peak"], proc.memory_info().rss)
-                await trio.sleep(0.05)
+        async def via_service(request: dict[str, Any], rec: StreamRecord) -> None:
+            async with service.stream(request) as events:
+                async for ev in events:
+                    if ev.type == "text":
+                        rec.text(ev.text)  # type: ignore[union-attr]
 
-    async def progress(cancel: trio.CancelScope, t0: float) -> None:
-        with cancel:
-            while True:
-                await trio.sleep(2.0)
-                elapsed = time.perf_counter() - t0
-                print(
-                    f"  {stats['received']:>10,} tokens  {stats['completed'] + stats['errors']:>6} requests  "
-                    f"{elapsed:6.1f} s",
-                    file=sys.stderr,
-                )
+        deadline = time.perf_counter() + opts.duration if opts.duration else None
+        main = await _drive("service", opts, _Plan(opts, providers, None, deadline), via_service, proc, out, upstream)
 
-    cpu0 = proc.cpu_times()
-    t0 = time.perf_counter()
-    async with open_service(cfg) as service, trio.open_nursery() as nursery:
-        side = trio.CancelScope()
-        nursery.start_soon(sample_rss, side)
-        if opts.progress:
-            nursery.start_soon(progress, side, t0)
-        async with trio.open_nursery() as workers:
-            for _ in range(min(opts.concurrency, n_requests)):
-                workers.start_soon(worker, service)
-        side.cancel()
-    elapsed = time.perf_counter() - t0
-    cpu1 = proc.cpu_times()
-    rss_end = proc.memory_info().rss
-    cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-    mb = 1024 * 1024
-    report = {
-        "tokens_expected": opts.tokens,
-        "tokens_received": stats["received"],
-        "lost": stats["lost"],
-        "duplicated": stats["duplicated"],
-        "errors": stats["errors"],
-        "errors_by_kind": stats["errors_by_kind"],
-        "tokens_lost_to_failed_requests": stats.get("lost_in_failed", 0),
-        "requests": n_requests,
-        "completed": stats["completed"],
-        "concurrency": opts.concurrency,
-        "providers": providers,
-        "elapsed_s": round(elapsed, 3),
-        "tokens_per_s": round(stats["received"] / elapsed, 1) if elapsed else None,
-        "cpu_s": round(cpu_s, 3),
-        "cpu_us_per_token": round(cpu_s * 1e6 / stats["received"], 3) if stats["received"] else None,
-        "ttft_p50_ms": _ms(_percentile(stats["ttft"], 50)),
-        "ttft_p99_ms": _ms(_percentile(stats["ttft"], 99)),
-        "rss_start_mb": round(rss["start"] / mb, 1),
-        "rss_peak_mb": round(max(rss["peak"], rss_end) / mb, 1),
-        "rss_end_mb": round(rss_end / mb, 1),
-        "per_provider": stats["per_provider"],
-    }
-    _print_report(report, out)
+    base: Phase | None = None
+    if opts.baseline:
+        bare = BareClient(cfg, max(1, opts.concurrency))
+
+        async def via_bare(request: dict[str, Any], rec: StreamRecord) -> None:
+            await bare.stream(request, rec.text)
+
+        try:
+            plan = _Plan(opts, providers, main.total().submitted, None)
+            base = await _drive("baseline", opts, plan, via_bare, proc, out, upstream)
+        finally:
+            await bare.aclose()
+
+    report = build_report(opts, providers, main, base, idle, rss_start)
+    print_report(report, out)
     if opts.json:
-        print(orjson.dumps(report).decode(), file=out)
+        print(orjson.dumps(report).decode(), file=out, flush=True)
     return report
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 3)
-
-
-def _print_report(r: dict[str, Any], out: Any) -> None:
-    ok = r["lost"] == 0 and r["duplicated"] == 0
-    print(
-        f"streamactors stress: {r['tokens_received']:,}/{r['tokens_expected']:,} tokens over "
-        f"{r['requests']} requests ({r['concurrency']} concurrent) via {', '.join(r['providers'])}",
-        file=out,
-    )
-    print(
-        f"  {'OK' if ok else 'FAILED'}: lost {r['lost']}, duplicated {r['duplicated']}, errors {r['errors']} "
-        f"{r['errors_by_kind'] or ''}",
-        file=out,
-    )
-    print(f"  {r['tokens_per_s']:,} tokens/s in {r['elapsed_s']} s; {r['cpu_us_per_token']} us CPU per token", file=out)
-    print(f"  time to first token p50 {r['ttft_p50_ms']} ms, p99 {r['ttft_p99_ms']} ms", file=out)
-    print(f"  RSS start {r['rss_start_mb']} MB, peak {r['rss_peak_mb']} MB, end {r['rss_end_mb']} MB", file=out)

@@ -28,6 +28,9 @@ from .sse import DEFAULT_MAX_EVENT_BYTES, SSEEvent
 
 __all__ = ["OpenAICodec", "OpenAIStreamDecoder", "effort_for_budget", "openai_messages"]
 
+# Delta keys that carry nothing but the content (or are empty or null in a plain text chunk).
+_PLAIN_DELTA_KEYS = frozenset({"content", "role"})
+
 FINISH_MAP = {
     "stop": "stop",
     "length": "length",
@@ -177,6 +180,18 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
             model = obj.get("model")
             if model and isinstance(model, str):
                 self.model = model
+        choices = obj.get("choices")
+        if type(choices) is list and len(choices) == 1 and obj.get("usage") is None and "x_groq" not in obj:
+            # The hot path: one choice with a plain content delta and nothing else.
+            choice = choices[0]
+            if type(choice) is dict and not choice.get("index") and choice.get("finish_reason") is None:
+                delta = choice.get("delta")
+                if type(delta) is dict:
+                    content = delta.get("content")
+                    if type(content) is str and delta.keys() <= _PLAIN_DELTA_KEYS:
+                        if content:
+                            out.append(TextEvent(content))
+                        return
         for choice in json_field(obj, "choices", list, "chunk") or ():
             if type(choice) is not dict:
                 raise WireError(f"chunk choice is not a JSON object: {data[:200]!r}", kind="protocol")

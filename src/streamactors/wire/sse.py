@@ -104,6 +104,25 @@ class SSEDecoder:
                 data = data[1:]
                 if not data:
                     return
+        if (
+            not self._line
+            and not self._data
+            and self._started
+            and data.startswith(b"data: ")
+            and data.find(b"\n") == len(data) - 2
+            and data.endswith(b"\n\n")
+            and b"\r" not in data
+        ):
+            # The hot path: exactly one whole `data:` event, as providers send one per chunk.
+            size = self._event_bytes + len(data) - 1
+            if size > self.max_event_bytes:
+                exc = self._too_big(size)
+                self._fail(exc)
+                raise exc
+            events.append(SSEEvent(self._event or None, self._decode(data[6:-2]), self.last_event_id))
+            self._event = None
+            self._event_bytes = 0
+            return
         if b"\r" in data:
             # A CR at the very end is a whole line end already; remember to skip an LF after it.
             self._skip_lf = data[-1] == 0x0D

@@ -1,0 +1,90 @@
+"""Each provider codec's stream decoder: normalized events per second, bytes in to events out.
+
+The input is what the fake upstream sends, in each provider's exact format, one event
+per chunk: a text reply of `--tokens` tokens (the common case), and a mixed reply with
+reasoning and four tool calls. Each run decodes the whole stream with a fresh decoder
+from the codec the service would build (`build_codec`), through `close()`.
+
+Usage: python stress/bench_codecs.py [--tokens 20000] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+from types import ModuleType
+
+from _common import best_of, emit_json, print_table
+from streamactors.providers import build_codec
+from streamactors.stress import fake_config
+from streamactors.testing.formats import anthropic, bedrock, gemini, openai
+from streamactors.testing.script import Scenario, build_steps
+from streamactors.wire.base import ProviderCodec
+
+FORMATS: dict[str, ModuleType] = {"openai": openai, "anthropic": anthropic, "gemini": gemini, "bedrock": bedrock}
+
+
+def codec(kind: str) -> ProviderCodec:
+    cfg = fake_config("http://127.0.0.1:9", [kind], 1)
+    return build_codec(kind, cfg.providers[kind])
+
+
+def rendered(kind: str, scenario: Scenario) -> list[bytes]:
+    body = {"stream_options": {"include_usage": True}}
+    return [item for item in FORMATS[kind].render(build_steps(scenario), "fake-model", body) if isinstance(item, bytes)]
+
+
+def decode_all(c: ProviderCodec, chunks: list[bytes]) -> int:
+    decoder = c.new_decoder("fake-model")
+    n = 0
+    for chunk in chunks:
+        n += len(decoder.feed(chunk))
+    return n + len(decoder.close())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tokens", type=int, default=20_000, help="tokens in the text reply (default 20,000)")
+    p.add_argument("--repeat", type=int, default=5, help="runs per measurement; the fastest counts (default 5)")
+    args = p.parse_args()
+
+    workloads = {
+        "text": Scenario(tokens=args.tokens),
+        "reasoning+tools": Scenario(tokens=args.tokens // 4, reasoning=args.tokens // 4, tool_calls=4),
+    }
+    rows = []
+    results: dict[str, dict[str, dict[str, float | int]]] = {}
+    for kind in FORMATS:
+        c = codec(kind)
+        for label, scenario in workloads.items():
+            chunks = rendered(kind, scenario)
+            size = sum(map(len, chunks))
+            seconds, events = best_of(lambda c=c, chunks=chunks: decode_all(c, chunks), args.repeat)
+            per_s = events / seconds
+            rows.append(
+                (
+                    kind,
+                    label,
+                    len(chunks),
+                    events,
+                    round(per_s / 1e3, 1),
+                    round(seconds * 1e6 / events, 2),
+                    round(size / seconds / 1e6, 2),
+                )
+            )
+            results.setdefault(kind, {})[label] = {
+                "chunks": len(chunks),
+                "events": events,
+                "events_per_s": round(per_s),
+                "us_per_event": round(seconds * 1e6 / events, 3),
+                "mb_per_s": round(size / seconds / 1e6, 2),
+            }
+    print_table(
+        f"Provider stream decoders, one event per chunk, best of {args.repeat}",
+        ["codec", "reply", "chunks", "events out", "k events/s", "us/event", "MB/s"],
+        rows,
+    )
+    emit_json("codecs", tokens=args.tokens, results=results)
+
+
+if __name__ == "__main__":
+    main()
