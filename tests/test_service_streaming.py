@@ -248,3 +248,17 @@ async def test_events_before_an_error_in_the_same_read_are_kept(provider: str, n
             await service.complete({"model": f"{provider}/m~tokens=10~fail=midstream@5", "messages": user()})
     assert info.value.kind == "upstream"
     assert info.value.partial is not None and info.value.partial.text == expected_text(5)
+
+
+async def test_keep_text_false_keeps_no_text_but_the_rest(make_config: Any, logs: Any) -> None:
+    """For consumers that keep their own copy: events flow as usual, the reply holds no text."""
+    async with open_service(make_config(), logger=logs.logger) as service:
+        request = {"model": "openai/m~tokens=600~tool_calls=1", "messages": user()}
+        async with service.stream(request, keep_text=False) as events:
+            texts = [e.text async for e in events if e.type == "text"]
+            reply = events.reply()
+        full = await service.complete(request)
+    assert "".join(texts) == expected_text(600) == full.text  # the kept text spans several joined blocks
+    assert reply.text == ""
+    assert reply.tool_calls == full.tool_calls and reply.finish_reason == "tool_calls"
+    assert reply.usage == full.usage

@@ -22,14 +22,59 @@ from .models import (
 __all__ = ["ReplyBuilder"]
 
 
+#: Fragments kept before they are joined into one block (a str object costs ~50 bytes
+#: beyond its text; a block of 256 tokens costs that once).
+_BLOCK = 256
+
+
+class _Text:
+    """Text fragments in O(n) time and about one byte per character of memory."""
+
+    __slots__ = ("blocks", "fragments")
+
+    def __init__(self) -> None:
+        self.fragments: list[str] = []
+        self.blocks: list[str] = []
+
+    def append(self, fragment: str) -> None:
+        fragments = self.fragments
+        fragments.append(fragment)
+        if len(fragments) >= _BLOCK:
+            self.blocks.append("".join(fragments))
+            fragments.clear()
+
+    def __bool__(self) -> bool:
+        return bool(self.fragments or self.blocks)
+
+    def join(self) -> str:
+        return "".join(self.blocks) + "".join(self.fragments)
+
+
 class ReplyBuilder:
-    """Accumulates events; `reply()` returns the aggregate so far."""
+    """Accumulates events; `reply()` returns the aggregate so far.
 
-    __slots__ = ("_reasoning", "_text", "_tools", "events", "finish_reason", "model", "provider", "usage")
+    With `keep_text=False` the text and reasoning are not kept (`reply().text` is empty),
+    for consumers that keep their own copy and do not want the memory spent twice.
+    """
 
-    def __init__(self, provider: str = "", model: str = "") -> None:
-        self._text: list[str] = []
-        self._reasoning: list[str] = []
+    __slots__ = (
+        "_reasoning",
+        "_saw_text",
+        "_text",
+        "_tools",
+        "events",
+        "finish_reason",
+        "keep_text",
+        "model",
+        "provider",
+        "usage",
+    )
+
+    def __init__(self, provider: str = "", model: str = "", *, keep_text: bool = True) -> None:
+        self._text = _Text()
+        self._reasoning = _Text()
+        self._saw_text = False
+        self.keep_text = keep_text
         self._tools: list[list[str]] = []  # [id, name, arguments fragments...]
         self.finish_reason: str | None = None
         self.usage = Usage()
@@ -42,9 +87,15 @@ class ReplyBuilder:
         self.events += 1
         cls = type(ev)
         if cls is TextEvent:
-            self._text.append(ev.text)  # type: ignore[union-attr]
+            if self.keep_text:
+                self._text.append(ev.text)  # type: ignore[union-attr]
+            else:
+                self._saw_text = True
         elif cls is ReasoningEvent:
-            self._reasoning.append(ev.text)  # type: ignore[union-attr]
+            if self.keep_text:
+                self._reasoning.append(ev.text)  # type: ignore[union-attr]
+            else:
+                self._saw_text = True
         elif cls is ToolCallEvent:
             assert isinstance(ev, ToolCallEvent)
             while len(self._tools) <= ev.index:
@@ -68,13 +119,13 @@ class ReplyBuilder:
     @property
     def has_content(self) -> bool:
         """True once any text, reasoning or tool call arrived."""
-        return bool(self._text or self._reasoning or self._tools)
+        return bool(self._text or self._reasoning or self._tools or self._saw_text)
 
     def reply(self) -> Reply:
         """The reply accumulated so far."""
         return Reply(
-            text="".join(self._text),
-            reasoning="".join(self._reasoning),
+            text=self._text.join(),
+            reasoning=self._reasoning.join(),
             tool_calls=tuple(ToolCall(t[0], t[1], "".join(t[2:])) for t in self._tools),
             finish_reason=self.finish_reason,
             usage=self.usage,

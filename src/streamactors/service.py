@@ -86,10 +86,15 @@ class Service:
             return events.reply()
 
     @asynccontextmanager
-    async def stream(self, request: ChatRequest | Mapping[str, Any]) -> AsyncIterator[EventStream]:
+    async def stream(
+        self, request: ChatRequest | Mapping[str, Any], *, keep_text: bool = True
+    ) -> AsyncIterator[EventStream]:
         """Stream a request's events. Leaving the block early cancels the upstream request.
 
         `model` is "<provider>/<model-id>" or the name of a route under `[routes]`.
+        With `keep_text=False` the stream does not keep the text it hands out (so
+        `reply().text` and an error's `.partial.text` are empty, and a route cannot
+        continue a broken reply): for consumers that keep their own copy.
         """
         req = self._coerce(request)
         route = self.config.routes.get(req.model)
@@ -104,7 +109,14 @@ class Service:
             return await self._open_leg(target, leg_request, request_id, max_retries)
 
         events = EventStream(
-            req, request_id, targets, open_leg, route=route, router=self._router, metrics=self._metrics
+            req,
+            request_id,
+            targets,
+            open_leg,
+            route=route,
+            router=self._router,
+            metrics=self._metrics,
+            keep_text=keep_text,
         )
         try:
             yield events

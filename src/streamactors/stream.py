@@ -104,6 +104,7 @@ class EventStream:
         route: RouteConfig | None = None,
         router: RouterActor | None = None,
         metrics: MetricsActor | None = None,
+        keep_text: bool = True,
     ) -> None:
         self._request = request
         self.request_id = request_id
@@ -119,7 +120,7 @@ class EventStream:
         self._legs: list[Leg] = []
         self._next_target = 0
         provider, _, model_id = targets[0].partition("/")
-        self._builder = ReplyBuilder(provider, model_id)
+        self._builder = ReplyBuilder(provider, model_id, keep_text=keep_text)
         self.provider = provider
         self.retries = 0
 

@@ -384,7 +384,8 @@ async def _run(opts: StressOptions, base_url: str, out: Any, upstream: psutil.Pr
             idle = await _measure_idle(service, providers, n_idle, proc, port)
 
         async def via_service(request: dict[str, Any], rec: StreamRecord) -> None:
-            async with service.stream(request) as events:
+            # The checker sees every token as it arrives; the stream need not keep them too.
+            async with service.stream(request, keep_text=False) as events:
                 async for ev in events:
                     if ev.type == "text":
                         rec.text(ev.text)  # type: ignore[union-attr]
