@@ -104,47 +104,65 @@ class SSEDecoder:
                 data = data[1:]
                 if not data:
                     return
-        if (
-            not self._line
-            and not self._data
-            and self._started
-            and data.startswith(b"data: ")
-            and data.find(b"\n") == len(data) - 2
-            and data.endswith(b"\n\n")
-            and b"\r" not in data
-        ):
-            # The hot path: exactly one whole `data:` event, as providers send one per chunk.
-            size = self._event_bytes + len(data) - 1
-            if size > self.max_event_bytes:
-                exc = self._too_big(size)
-                self._fail(exc)
-                raise exc
-            events.append(SSEEvent(self._event or None, self._decode(data[6:-2]), self.last_event_id))
-            self._event = None
-            self._event_bytes = 0
-            return
-        if b"\r" in data:
-            # A CR at the very end is a whole line end already; remember to skip an LF after it.
-            self._skip_lf = data[-1] == 0x0D
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         try:
-            if b"\n" not in data:
-                self._line += data
+            if self._started and b"\r" not in data:
+                if self._line or self._data:
+                    # Finish the event a previous read left open, line by line; what follows
+                    # starts on an event boundary and can take the fast path.
+                    if not self._line and data[0] == 0x0A:
+                        cut = 1
+                    else:
+                        cut = data.find(b"\n\n") + 2
+                    if cut <= 1 and data[0] != 0x0A:
+                        cut = len(data)  # no event boundary in this read
+                    self._feed_lines(data[:cut], events)
+                    data = data[cut:]
+                if data:
+                    self._feed_blocks(data, events)
             else:
-                lines = data.split(b"\n")
-                tail = lines.pop()
-                if self._line:
-                    self._line += lines[0]
-                    lines[0] = bytes(self._line)
-                    self._line.clear()
-                for line in lines:
-                    self._process(line, events)
-                self._line += tail
+                self._feed_lines(data, events)
             if self._event_bytes + len(self._line) > self.max_event_bytes:
                 raise self._too_big(self._event_bytes + len(self._line))
         except WireError as exc:
             self._fail(exc)
             raise
+
+    def _feed_blocks(self, data: bytes, events: list[SSEEvent]) -> None:
+        """The hot path, for LF-only input arriving on an event boundary: split into events
+        first, and take each that is a single `data: ` line whole, without going line by line."""
+        blocks = data.split(b"\n\n")
+        tail = blocks.pop()
+        limit = self.max_event_bytes
+        for block in blocks:
+            if block.startswith(b"data: ") and b"\n" not in block and not self._data:
+                size = self._event_bytes + len(block) + 1  # as the line-by-line path counts it
+                if size > limit:
+                    raise self._too_big(size)
+                events.append(SSEEvent(self._event or None, self._decode(block[6:]), self.last_event_id))
+                self._event = None
+                self._event_bytes = 0
+            else:
+                self._feed_lines(block + b"\n\n", events)
+        if tail:
+            self._feed_lines(tail, events)
+
+    def _feed_lines(self, data: bytes, events: list[SSEEvent]) -> None:
+        if b"\r" in data:
+            # A CR at the very end is a whole line end already; remember to skip an LF after it.
+            self._skip_lf = data[-1] == 0x0D
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if b"\n" not in data:
+            self._line += data
+            return
+        lines = data.split(b"\n")
+        tail = lines.pop()
+        if self._line:
+            self._line += lines[0]
+            lines[0] = bytes(self._line)
+            self._line.clear()
+        for line in lines:
+            self._process(line, events)
+        self._line += tail
 
     def close(self) -> list[SSEEvent]:
         """Signal end of stream. Returns no events: the standard discards an event that
@@ -205,8 +223,9 @@ class SSEDecoder:
             data = self._data
             # WHATWG: dispatch only if the data buffer is non-empty (one empty `data:` line is empty).
             if data and (len(data) > 1 or data[0]):
-                events.append(SSEEvent(self._event or None, data[0] if len(data) == 1 else "\n".join(data),
-                                       self.last_event_id))
+                events.append(
+                    SSEEvent(self._event or None, data[0] if len(data) == 1 else "\n".join(data), self.last_event_id)
+                )
             self._data = []
             self._event = None
             self._event_bytes = 0
