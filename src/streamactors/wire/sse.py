@@ -109,12 +109,7 @@ class SSEDecoder:
                 if self._line or self._data:
                     # Finish the event a previous read left open, line by line; what follows
                     # starts on an event boundary and can take the fast path.
-                    if not self._line and data[0] == 0x0A:
-                        cut = 1
-                    else:
-                        cut = data.find(b"\n\n") + 2
-                    if cut <= 1 and data[0] != 0x0A:
-                        cut = len(data)  # no event boundary in this read
+                    cut = self._open_event_end(data)
                     self._feed_lines(data[:cut], events)
                     data = data[cut:]
                 if data:
@@ -126,6 +121,13 @@ class SSEDecoder:
         except WireError as exc:
             self._fail(exc)
             raise
+
+    def _open_event_end(self, data: bytes) -> int:
+        """Where, in `data`, the event left open by the previous read ends (len(data) if not here)."""
+        if not self._line and data[0] == 0x0A:
+            return 1  # the previous read ended its last line; this byte is the blank line
+        end = data.find(b"\n\n")
+        return len(data) if end < 0 else end + 2
 
     def _feed_blocks(self, data: bytes, events: list[SSEEvent]) -> None:
         """The hot path, for LF-only input arriving on an event boundary: split into events
