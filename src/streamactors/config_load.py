@@ -6,10 +6,11 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_origin
 
 import attrs
 import cattrs
+from cattrs.cols import list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from .errors import ConfigError, FieldValueError
@@ -40,11 +41,28 @@ def _secret(value: Any, _: Any) -> Secret:
     return Secret(value)
 
 
+def _is_list(cl: Any) -> bool:
+    return get_origin(cl) is list
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     for kind in (str, int, float, bool):
         conv.register_structure_hook(kind, _strict(kind))
     conv.register_structure_hook(Secret, _secret)
+
+    def strict_list(cl: Any) -> Any:
+        # cattrs would make a list of a string's characters: targets = "a/b" -> ["a", "/", "b"].
+        items = list_structure_factory(cl, conv)
+
+        def hook(value: Any, _: Any) -> Any:
+            if not isinstance(value, list):
+                raise TypeError(f"expected a list (an array, [...]), got {type(value).__name__}")
+            return items(value, cl)
+
+        return hook
+
+    conv.register_structure_hook_factory(_is_list, strict_list)
     return conv
 
 
@@ -56,7 +74,11 @@ def _suggest(word: str, choices: Any) -> str:
     return f" (did you mean {near[0]!r}?)" if near else ""
 
 
-def _errors(exc: BaseException, path: str, cl: type | None) -> list[tuple[str, str]]:
+def _is_table(cl: Any) -> bool:
+    return attrs.has(cl) or get_origin(cl) is dict or cl is dict
+
+
+def _errors(exc: BaseException, path: str, cl: Any) -> list[tuple[str, str]]:
     """(key path, message) pairs for every leaf error in a cattrs exception tree."""
     if isinstance(exc, ForbiddenExtraKeysError):
         names = [a.name for a in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
@@ -71,7 +93,7 @@ def _errors(exc: BaseException, path: str, cl: type | None) -> list[tuple[str, s
             name = getattr(note, "name", None)
             index = getattr(note, "index", None)
             sub_path = f"{path}.{name}" if name is not None else f"{path}[{index!r}]"
-            out += _errors(sub, sub_path, None)
+            out += _errors(sub, sub_path, getattr(note, "type", None))
         for sub in without:
             out += _errors(sub, path, exc.cl if isinstance(exc, ClassValidationError) else None)
         return out
@@ -79,6 +101,9 @@ def _errors(exc: BaseException, path: str, cl: type | None) -> list[tuple[str, s
         return [(path, "required key is missing")]
     if isinstance(exc, FieldValueError):
         return [(f"{path}.{exc.field}", str(exc))]
+    if isinstance(exc, TypeError | AttributeError) and _is_table(cl):
+        # A scalar or a list where a table belongs fails inside cattrs with a Python message.
+        return [(path, f"expected a table ([{path}] or {{...}}), got a value of another type")]
     return [(path, str(exc))]
 
 

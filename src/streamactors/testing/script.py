@@ -33,6 +33,7 @@ __all__ = [
     "TruncatedChunk",
     "UnknownEvent",
     "Usage",
+    "WrongShape",
     "build_steps",
     "parse_scenario",
     "token_text",
@@ -69,9 +70,9 @@ class Scenario:
     # "drip" (one byte every `drip_ms`, never completing an event); "badchunk" (a chunk
     # promising more bytes than are sent, then close); "reset" (TCP RST: SO_LINGER 0);
     # "badcrc" / "hugeframe" (a Bedrock event-stream frame with a bad CRC / an absurd
-    # declared length); and, replacing the response head, "html200" (an HTML page with
-    # status 200), "json200" (a JSON error body with status 200), "ctype" (the stream
-    # sent as text/plain).
+    # declared length); "badshape" (a text delta whose text is a number); and, replacing
+    # the response head, "html200" (an HTML page with status 200), "json200" (a JSON
+    # error body with status 200), "ctype" (the stream sent as text/plain).
     fail: str | None = None
     fail_at: int = 0
     retry_after: float | None = None
@@ -208,6 +209,12 @@ class UnknownEvent(Delay):
     name: str = "x_future_event"
 
 
+@attrs.frozen
+class WrongShape(Delay):
+    """A text delta whose text is a JSON number (with no delay); the server renders it in
+    the response's format."""
+
+
 Step = Text | Reasoning | ToolCallStep | Usage | Finish | MidStreamError | Delay | Drop | Raw
 
 #: `inject=badutf8` text carries this character; the server swaps its UTF-8 bytes for 0xFF.
@@ -298,9 +305,11 @@ def _adversarial_fault(sc: Scenario) -> Iterator[Step]:
             yield Raw(b"x")
             yield Delay(sc.drip_ms / 1000)
     elif sc.fail == "badchunk":
-        yield TruncatedChunk(b'data: {"truncated', 4096)
+        yield TruncatedChunk(b"data: {", 4096)  # under 12 bytes: not even a Bedrock prelude
     elif sc.fail == "reset":
         yield Reset()
+    elif sc.fail == "badshape":
+        yield WrongShape(0.0)
     elif sc.fail in ("badcrc", "hugeframe"):
         import struct
         import zlib

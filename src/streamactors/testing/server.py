@@ -30,6 +30,7 @@ from .script import (
     Scenario,
     TruncatedChunk,
     UnknownEvent,
+    WrongShape,
     build_steps,
     parse_scenario,
 )
@@ -64,6 +65,22 @@ class _BodyFilter:
 
     def finish(self) -> bytes:
         return self.gzip.flush() if self.gzip is not None else b""
+
+
+#: `fail=badshape`: a text delta whose text is the number 5, in each format.
+_WRONG_SHAPE = {
+    "openai": b'data: {"choices": [{"index": 0, "delta": {"content": 5}}]}\n\n',
+    "anthropic": b'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0, '
+    b'"delta": {"type": "text_delta", "text": 5}}\n\n',
+    "gemini": b'data: {"candidates": [{"content": {"parts": [{"text": 5}]}, "index": 0}]}\r\n\r\n',
+}
+
+
+def _wrong_shape(fmt: ModuleType) -> bytes:
+    if fmt.CONTENT_TYPE == "application/vnd.amazon.eventstream":
+        headers = {":event-type": "contentBlockDelta", ":content-type": "application/json", ":message-type": "event"}
+        return fmt.encode_frame(headers, b'{"contentBlockIndex": 0, "delta": {"text": 5}}')  # type: ignore[no-any-return]
+    return _WRONG_SHAPE[fmt.__name__.rpartition(".")[2]]
 
 
 def _unknown_event(fmt: ModuleType, name: str) -> bytes:
@@ -249,6 +266,8 @@ class FakeUpstream:
             for item in render(build_steps(scenario), scenario.model, payload):
                 if isinstance(item, UnknownEvent):
                     item = _unknown_event(fmt, item.name)
+                elif isinstance(item, WrongShape):
+                    item = _wrong_shape(fmt)
                 if isinstance(item, bytes):
                     pending.append(item)
                     if len(pending) >= self.events_per_chunk:

@@ -40,7 +40,7 @@ from ..models import (
     UsageEvent,
 )
 from .anthropic import DEFAULT_MAX_TOKENS, EFFORT_BUDGET
-from .base import HttpRequestSpec, error_message_from_body
+from .base import HttpRequestSpec, error_message_from_body, json_field
 from .sse import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = [
@@ -362,7 +362,14 @@ class BedrockStreamDecoder:
             msg = self._next()
             if msg is None:  # cannot happen: botocore was given the whole message
                 raise WireError("event-stream message incomplete after its declared length", kind="protocol")
-            self._on_message(msg, out)
+            try:
+                self._on_message(msg, out)
+            except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+                # A payload of a shape `_on_event` does not check for: the stream's fault, not ours.
+                raise WireError(
+                    f"malformed event-stream event ({type(exc).__name__}: {exc}): {msg.payload[:200]!r}",
+                    kind="protocol",
+                ) from exc
             if self._finish is not None and self._metadata:
                 self._close_into(out)
 
@@ -469,47 +476,56 @@ class BedrockStreamDecoder:
             raise WireError(f"event-stream message with :message-type {mtype!r}", kind="protocol")
 
     def _on_event(self, etype: str, obj: dict[str, Any], out: list[StreamEvent]) -> None:
+        # Every field is read through `json_field`: a value of the wrong JSON type is a
+        # protocol error here, never an event whose text is a number.
         if etype == "contentBlockDelta":
-            delta = obj.get("delta") or {}
+            delta = json_field(obj, "delta", dict, etype) or {}
             if "text" in delta:
-                if delta["text"]:
-                    out.append(TextEvent(delta["text"]))
+                text = json_field(delta, "text", str, "delta")
+                if text:
+                    out.append(TextEvent(text))
             elif "toolUse" in delta:
-                block = obj.get("contentBlockIndex")
-                pos = self._tool_pos.get(block)  # type: ignore[arg-type]
+                block = json_field(obj, "contentBlockIndex", int, etype)
+                pos = self._tool_pos.get(block) if block is not None else None
                 if pos is None:
                     raise WireError(f"tool input for content block {block!r}, which never started", kind="protocol")
-                fragment = (delta["toolUse"] or {}).get("input") or ""
+                tool_use = json_field(delta, "toolUse", dict, "delta") or {}
+                fragment = json_field(tool_use, "input", str, "delta.toolUse") or ""
                 if fragment:
                     out.append(ToolCallEvent(pos, None, None, fragment))
             elif "reasoningContent" in delta:
-                text = (delta["reasoningContent"] or {}).get("text")
+                content = json_field(delta, "reasoningContent", dict, "delta") or {}
+                text = json_field(content, "text", str, "delta.reasoningContent")
                 if text:
                     out.append(ReasoningEvent(text))  # signature and redactedContent are not ours to show
             else:
                 self.unknown_events.add(f"contentBlockDelta:{','.join(delta) or '(empty)'}")
         elif etype == "contentBlockStart":
-            start = obj.get("start") or {}
-            tool = start.get("toolUse")
+            start = json_field(obj, "start", dict, etype) or {}
+            tool = json_field(start, "toolUse", dict, "start")
             if tool is not None:
-                pos = self._tool_pos[obj.get("contentBlockIndex", -1 - len(self._tool_pos))] = len(self._tool_pos)
-                out.append(ToolCallEvent(pos, tool.get("toolUseId"), tool.get("name"), ""))
+                block = json_field(obj, "contentBlockIndex", int, etype)
+                pos = self._tool_pos[block if block is not None else -1 - len(self._tool_pos)] = len(self._tool_pos)
+                tool_id = json_field(tool, "toolUseId", str, "start.toolUse")
+                out.append(ToolCallEvent(pos, tool_id, json_field(tool, "name", str, "start.toolUse"), ""))
             else:
                 self.unknown_events.add(f"contentBlockStart:{','.join(start) or '(empty)'}")
         elif etype == "messageStop":
-            stop = obj.get("stopReason")
+            stop = json_field(obj, "stopReason", str, etype)
             self._finish = STOP_MAP.get(stop or "", "stop")
             if stop not in STOP_MAP:
                 self.unknown_events.add(f"messageStop:{stop}")
         elif etype == "metadata":
             self._metadata = True
-            usage = obj.get("usage")
-            if isinstance(usage, dict):
-                inp = usage.get("inputTokens")
+            usage = json_field(obj, "usage", dict, etype)
+            if usage is not None:
+                inp = json_field(usage, "inputTokens", int, "usage")
                 if inp is not None:
                     # Converse counts cached prompt tokens apart; OpenAI's prompt_tokens include them.
-                    inp += (usage.get("cacheReadInputTokens") or 0) + (usage.get("cacheWriteInputTokens") or 0)
-                self._usage = UsageEvent(inp, usage.get("outputTokens"))
+                    inp += (json_field(usage, "cacheReadInputTokens", int, "usage") or 0) + (
+                        json_field(usage, "cacheWriteInputTokens", int, "usage") or 0
+                    )
+                self._usage = UsageEvent(inp, json_field(usage, "outputTokens", int, "usage"))
         elif etype not in ("messageStart", "contentBlockStop"):
             self.unknown_events.add(etype)
 

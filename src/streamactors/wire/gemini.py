@@ -33,7 +33,7 @@ from ..models import (
     ToolCallEvent,
     UsageEvent,
 )
-from .base import HttpRequestSpec, SSEJsonDecoder, error_message_from_body
+from .base import HttpRequestSpec, SSEJsonDecoder, error_message_from_body, json_field
 from .sse import DEFAULT_MAX_EVENT_BYTES, SSEEvent
 
 __all__ = [
@@ -267,43 +267,55 @@ class GeminiStreamDecoder(SSEJsonDecoder):
             self._on_response(item, out)
 
     def _on_response(self, obj: dict[str, Any], out: list[StreamEvent]) -> None:
+        # Fields are read through `json_field`: a value of the wrong JSON type is a protocol
+        # error, never an event whose text is a number or a model name that is a list.
         if "error" in obj:
             raise _stream_error(obj["error"])
-        self.model = obj.get("modelVersion") or self.model
-        self.response_id = obj.get("responseId") or self.response_id
-        for cand in obj.get("candidates") or ():
-            if cand.get("index", 0) != 0:
+        self.model = json_field(obj, "modelVersion", str, "chunk") or self.model
+        self.response_id = json_field(obj, "responseId", str, "chunk") or self.response_id
+        candidates = json_field(obj, "candidates", list, "chunk")
+        for cand in candidates or ():
+            if type(cand) is not dict:
+                raise WireError(f"candidate is {type(cand).__name__}, expected a JSON object", kind="protocol")
+            if (json_field(cand, "index", int, "candidate") or 0) != 0:
                 continue
-            for part in (cand.get("content") or {}).get("parts") or ():
+            content = json_field(cand, "content", dict, "candidate") or {}
+            for part in json_field(content, "parts", list, "content") or ():
+                if type(part) is not dict:
+                    raise WireError(f"content part is {type(part).__name__}, expected a JSON object", kind="protocol")
                 self._part(part, out)
-            reason = cand.get("finishReason")
+            reason = json_field(cand, "finishReason", str, "candidate")
             if reason:
                 self.finish_reason_raw = reason
                 self._finish = FINISH_MAP.get(reason, "error")
-        block = (obj.get("promptFeedback") or {}).get("blockReason")
-        if block and not obj.get("candidates"):
+        feedback = json_field(obj, "promptFeedback", dict, "chunk") or {}
+        block = json_field(feedback, "blockReason", str, "promptFeedback")
+        if block and not candidates:
             self.finish_reason_raw = block
             self._finish = "content_filter"
-        usage = obj.get("usageMetadata")
-        if isinstance(usage, dict):
-            candidates, thoughts = usage.get("candidatesTokenCount"), usage.get("thoughtsTokenCount")
-            output = None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0)
-            self._usage = UsageEvent(usage.get("promptTokenCount"), output)
+        usage = json_field(obj, "usageMetadata", dict, "chunk")
+        if usage is not None:
+            candidates_n = json_field(usage, "candidatesTokenCount", int, "usageMetadata")
+            thoughts = json_field(usage, "thoughtsTokenCount", int, "usageMetadata")
+            output = None if candidates_n is None and thoughts is None else (candidates_n or 0) + (thoughts or 0)
+            self._usage = UsageEvent(json_field(usage, "promptTokenCount", int, "usageMetadata"), output)
 
     def _part(self, part: dict[str, Any], out: list[StreamEvent]) -> None:
         if "text" in part:
-            text = part["text"]
+            text = json_field(part, "text", str, "part")
             if text:
                 out.append(ReasoningEvent(text) if part.get("thought") else TextEvent(text))
         elif "functionCall" in part:
-            call = part["functionCall"] or {}
+            call = json_field(part, "functionCall", dict, "part") or {}
             pos = self._tool_count
             self._tool_count += 1
             self._tool_calls_seen = True
-            call_id = call.get("id") or (f"call_{self.response_id}_{pos}" if self.response_id else f"call_{pos}")
+            call_id = json_field(call, "id", str, "functionCall") or (
+                f"call_{self.response_id}_{pos}" if self.response_id else f"call_{pos}"
+            )
             args = call.get("args")
             arguments = orjson.dumps(args if args is not None else {}).decode()
-            out.append(ToolCallEvent(pos, call_id, call.get("name"), arguments))
+            out.append(ToolCallEvent(pos, call_id, json_field(call, "name", str, "functionCall"), arguments))
         elif "thoughtSignature" not in part:
             self.unknown_events.add("part:" + ",".join(sorted(part)))
 
@@ -319,5 +331,5 @@ def _stream_error(err: Any) -> WireError:
         kind="upstream",
         status=status,
         retryable=retryable,
-        error_type=err.get("status"),
+        error_type=err["status"] if isinstance(err.get("status"), str) else None,
     )
