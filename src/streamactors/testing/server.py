@@ -260,7 +260,7 @@ class FakeUpstream:
             b"HTTP/1.1 200 OK\r\ncontent-type: %b\r\n%btransfer-encoding: chunked\r\ncache-control: no-cache\r\n\r\n"
             % (content_type.encode(), encoding)
         )
-        await stream.send_all(head)
+        out = bytearray(head)  # framed chunks wait here until a pause, 64 KiB, or the end
         pending: list[bytes] = []
         try:
             for item in render(build_steps(scenario), scenario.model, payload):
@@ -271,10 +271,11 @@ class FakeUpstream:
                 if isinstance(item, bytes):
                     pending.append(item)
                     if len(pending) >= self.events_per_chunk:
-                        await self._send_chunk(stream, pending, filt)
+                        await self._send_chunk(stream, pending, filt, out)
                     continue
                 if pending:
-                    await self._send_chunk(stream, pending, filt)
+                    await self._send_chunk(stream, pending, filt, out)
+                await self._flush(stream, out)
                 if isinstance(item, TruncatedChunk):
                     await stream.send_all(b"%x\r\n%b" % (item.declared, item.data))
                     self.responses_aborted += 1
@@ -291,10 +292,11 @@ class FakeUpstream:
                     self.responses_aborted += 1
                     return False
             if pending:
-                await self._send_chunk(stream, pending, filt)
+                await self._send_chunk(stream, pending, filt, out)
             if tail := filt.finish():
-                await self._send_chunk(stream, [tail])
-            await stream.send_all(b"0\r\n\r\n")
+                await self._send_chunk(stream, [tail], None, out)
+            out += b"0\r\n\r\n"
+            await self._flush(stream, out)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.responses_aborted += 1
             return False
@@ -316,8 +318,12 @@ class FakeUpstream:
         return False
 
     async def _send_chunk(
-        self, stream: trio.SocketStream, pending: list[bytes], filt: _BodyFilter | None = None
+        self, stream: trio.SocketStream, pending: list[bytes], filt: _BodyFilter | None, out: bytearray
     ) -> None:
+        """Frame `pending` as one HTTP chunk into `out`; write `out` once it holds 64 KiB.
+
+        Each event stays its own HTTP chunk, as providers send them; only the socket writes
+        are batched, as TCP would batch them anyway when the sender is ahead."""
         data = b"".join(pending) if len(pending) > 1 else pending[0]
         pending.clear()
         if filt is not None:
@@ -325,7 +331,16 @@ class FakeUpstream:
             if not data:
                 return
         self.chunks_sent += 1
-        await stream.send_all(b"%x\r\n%b\r\n" % (len(data), data))
+        out += b"%x\r\n%b\r\n" % (len(data), data)
+        if len(out) >= 65536:
+            await self._flush(stream, out)
+
+    @staticmethod
+    async def _flush(stream: trio.SocketStream, out: bytearray) -> None:
+        if out:
+            data = bytes(out)
+            out.clear()
+            await stream.send_all(data)
 
     @staticmethod
     async def _send_error(
