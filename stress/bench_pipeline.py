@@ -1,0 +1,195 @@
+"""The fast path, before and after: tokens/s and CPU per token through the whole pipeline
+(actors, codecs, normalized events to the consumer) against the fake upstream, each
+event in its own HTTP chunk, next to a bare client doing the same SSE + JSON parse.
+
+Rows:
+- bare httpx: httpx's default transport, our SSE decoder, orjson (the baseline);
+- service, httpx transport: the service on httpx's default transport ("before");
+- service: the service as shipped, on FastTransport ("after");
+- bare FastTransport: the bare client on FastTransport (the floor for the service).
+
+Scenarios: one stream, and 1,000 concurrent streams; plus the CPU of one short
+(5-token) request at a time. Every figure is the best of `--repeat` runs.
+
+    .venv/bin/python stress/bench_pipeline.py [--tokens 200000] [--short 500] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import orjson
+import trio
+
+from _common import cpu_seconds, emit_json, fake_upstream, print_table
+from streamactors import Config, open_service
+from streamactors.config import LoggingConfig
+from streamactors.fasthttp import FastTransport
+from streamactors.logs import make_logger
+from streamactors.wire.sse import SSEDecoder
+
+Runner = Callable[[str, list[str]], Awaitable[int]]
+
+
+def _body(model: str) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": "bench"}], "stream": True,
+            "stream_options": {"include_usage": True}}
+
+
+def bare(make_transport: Callable[[], httpx.AsyncBaseTransport] | None) -> Runner:
+    async def run(url: str, models: list[str]) -> int:
+        count = 0
+        limits = httpx.Limits(max_connections=2000, max_keepalive_connections=2000)
+        transport = make_transport() if make_transport else None
+        async with httpx.AsyncClient(transport=transport, limits=limits, timeout=None) as client:
+
+            async def one(model: str) -> None:
+                nonlocal count
+                async with client.stream("POST", f"{url}/v1/chat/completions", json=_body(model)) as response:
+                    decoder = SSEDecoder()
+                    events: list[Any] = []
+                    async for chunk in response.aiter_bytes():
+                        events.clear()
+                        decoder.feed_into(chunk, events)
+                        for ev in events:
+                            if ev.data.startswith("[DONE]"):
+                                continue
+                            for choice in orjson.loads(ev.data).get("choices") or ():
+                                if (choice.get("delta") or {}).get("content"):
+                                    count += 1
+
+            async with trio.open_nursery() as nursery:
+                for m in models:
+                    nursery.start_soon(one, m)
+        return count
+
+    return run
+
+
+def service(httpx_transport: bool) -> Runner:
+    async def run(url: str, models: list[str]) -> int:
+        count = 0
+        cfg = Config.from_dict({"providers": {"openai": {
+            "kind": "openai", "api_key": "sk-bench", "base_url": f"{url}/v1", "max_retries": 0,
+            "max_concurrency": 2000}}})
+        logger = make_logger(LoggingConfig(level="info"), [], stream=io.StringIO())
+        transports = {"openai": httpx.AsyncHTTPTransport()} if httpx_transport else None
+        async with open_service(cfg, logger=logger, transports=transports) as svc:
+
+            async def one(model: str) -> None:
+                nonlocal count
+                request = {"model": f"openai/{model}", "messages": [{"role": "user", "content": "bench"}]}
+                async with svc.stream(request) as events:
+                    async for ev in events:
+                        if ev.type == "text":
+                            count += 1
+
+            async with trio.open_nursery() as nursery:
+                for m in models:
+                    nursery.start_soon(one, m)
+        return count
+
+    return run
+
+
+async def measure(runner: Runner, url: str, models: list[str], repeat: int) -> tuple[float, float]:
+    """(tokens/s, CPU µs per token), each the best over `repeat` runs."""
+    best_rate, best_cpu = 0.0, float("inf")
+    for _ in range(repeat):
+        c0, t0 = cpu_seconds(), time.perf_counter()
+        n = await runner(url, models)
+        wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+        best_rate, best_cpu = max(best_rate, n / wall), min(best_cpu, cpu / n * 1e6)
+    return best_rate, best_cpu
+
+
+async def _short_bare(url: str, n: int, make_transport: Callable[[], httpx.AsyncBaseTransport] | None) -> float:
+    """CPU ms per 5-token request, one after another, through one bare client."""
+    transport = make_transport() if make_transport else None
+    async with httpx.AsyncClient(transport=transport, timeout=None) as client:
+
+        async def one() -> None:
+            async with client.stream("POST", f"{url}/v1/chat/completions", json=_body("m~tokens=5")) as response:
+                decoder = SSEDecoder()
+                events: list[Any] = []
+                async for chunk in response.aiter_bytes():
+                    decoder.feed_into(chunk, events)
+                for ev in events:
+                    if not ev.data.startswith("[DONE]"):
+                        orjson.loads(ev.data)
+
+        for _ in range(20):
+            await one()
+        c0 = cpu_seconds()
+        for _ in range(n):
+            await one()
+        return (cpu_seconds() - c0) / n * 1000
+
+
+ROWS: list[tuple[str, Runner]] = [
+    ("bare httpx", bare(None)),
+    ("service, httpx transport (before)", service(httpx_transport=True)),
+    ("service (after)", service(httpx_transport=False)),
+    ("bare FastTransport", bare(FastTransport)),
+]
+
+
+async def main(args: argparse.Namespace, url: str) -> None:
+    results: dict[str, dict[str, float]] = {}
+    for name, runner in ROWS:
+        one = await measure(runner, url, [f"m~tokens={args.tokens}"], args.repeat)
+        many = await measure(runner, url, [f"m~tokens={args.tokens // 1000}"] * 1000, args.repeat)
+        results[name] = {"one_stream_tok_s": one[0], "one_stream_cpu_us": one[1],
+                         "streams_1000_tok_s": many[0], "streams_1000_cpu_us": many[1]}
+    # Short requests: one client or one service, `--short` requests one after another.
+    for name, _ in ROWS:
+        if name.startswith("service"):
+            results[name]["short_cpu_ms"] = await _short_through_one_service(url, args, "httpx" in name)
+        else:
+            make = FastTransport if "Fast" in name else None
+            results[name]["short_cpu_ms"] = await _short_bare(url, args.short, make)
+    base = results["bare httpx"]
+    rows = []
+    for name, r in results.items():
+        rows.append([name, round(r["one_stream_tok_s"]), round(r["one_stream_cpu_us"], 2),
+                     round(r["one_stream_tok_s"] / base["one_stream_tok_s"], 2),
+                     round(r["streams_1000_tok_s"]), round(r["streams_1000_cpu_us"], 2),
+                     round(r["streams_1000_tok_s"] / base["streams_1000_tok_s"], 2),
+                     round(r["short_cpu_ms"], 3), round(r["short_cpu_ms"] / base["short_cpu_ms"], 2)])
+    print_table(
+        f"Pipeline, OpenAI format, one event per HTTP chunk, {args.tokens:,} tokens (best of {args.repeat})",
+        ["client", "1 stream tok/s", "us/tok", "x httpx", "1000 streams tok/s", "us/tok", "x httpx",
+         "short req CPU ms", "x httpx"],
+        rows,
+    )
+    emit_json("pipeline", tokens=args.tokens, results=results)
+
+
+async def _short_through_one_service(url: str, args: argparse.Namespace, httpx_transport: bool) -> float:
+    cfg = Config.from_dict({"providers": {"openai": {
+        "kind": "openai", "api_key": "sk-bench", "base_url": f"{url}/v1", "max_retries": 0}}})
+    logger = make_logger(LoggingConfig(level="info"), [], stream=io.StringIO())
+    transports = {"openai": httpx.AsyncHTTPTransport()} if httpx_transport else None
+    request = {"model": "openai/m~tokens=5", "messages": [{"role": "user", "content": "bench"}]}
+    async with open_service(cfg, logger=logger, transports=transports) as svc:
+        for _ in range(20):
+            await svc.complete(request)
+        c0 = cpu_seconds()
+        for _ in range(args.short):
+            await svc.complete(request)
+        return (cpu_seconds() - c0) / args.short * 1000
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", type=int, default=200_000)
+    parser.add_argument("--short", type=int, default=500)
+    parser.add_argument("--repeat", type=int, default=3)
+    arguments = parser.parse_args()
+    with fake_upstream() as upstream_url:
+        trio.run(main, arguments, upstream_url)
