@@ -42,6 +42,11 @@ class _Acquire:
 
 
 @attrs.frozen(slots=True)
+class _Admitted:
+    tokens: int
+
+
+@attrs.frozen(slots=True)
 class _Cancel:
     tokens: int
 
@@ -121,6 +126,7 @@ class LimiterActor(_GuardBase):
             adaptive=cfg.adaptive,
         )
         self._waiting: collections.deque[float] = collections.deque()
+        self._unbudgeted = cfg.requests_per_minute is None and cfg.tokens_per_minute is None
         self.rejected = 0
         self.delayed = 0
 
@@ -128,6 +134,23 @@ class LimiterActor(_GuardBase):
         """The trio time at which a request of about `tokens` tokens may go, or `REJECTED`."""
         result: float = await self._call(lambda reply: _Acquire(tokens, reply))
         return result
+
+    @property
+    def admits_freely(self) -> bool:
+        """True while nothing can delay a request: no budgets, no quota information, no 429
+        back-off. A requester may then go at once and `note_admitted`, sparing a round trip;
+        the answer would have been "now" anyway."""
+        pacer = self._pacer
+        return (
+            self._unbudgeted
+            and pacer.snapshot is None
+            and pacer.factor == 1.0
+            and (pacer.blocked_until is None or pacer.blocked_until <= trio.current_time())
+        )
+
+    def note_admitted(self, tokens: int) -> None:
+        """Count a request that went without asking (see `admits_freely`)."""
+        self._report(_Admitted(tokens))
 
     def cancel(self, tokens: int) -> None:
         """An admitted request was never sent."""
@@ -160,6 +183,8 @@ class LimiterActor(_GuardBase):
                 self._log.info("rate_limit_backoff", factor=self._pacer.factor, retry_after_s=retry_after)
         elif type(msg) is _Cancel:
             self._pacer.cancel(msg.tokens)
+        elif type(msg) is _Admitted:
+            self._pacer.admit(msg.tokens, now)  # counted (send rate, quota use); no wait to hand out
 
     def status(self) -> dict[str, Any]:
         """A snapshot for `Service.health()`."""
@@ -192,6 +217,11 @@ class BreakerActor(_GuardBase):
             on_transition=self._on_transition,
         )
         self.rejected = 0
+
+    @property
+    def admits_freely(self) -> bool:
+        """True while the circuit is closed: `allow()` would say yes without changing anything."""
+        return self._breaker.state is BreakerState.CLOSED
 
     async def allow(self) -> bool:
         """May a request go to the provider now? A True must be followed by one `verdict`."""

@@ -264,12 +264,14 @@ class ProviderActor:
     ) -> None:
         """One attempt behind the circuit breaker and the rate limiter."""
         breaker, limiter = self.breaker, self.limiter
-        if breaker is not None and not await breaker.allow():
+        if breaker is not None and not (breaker.admits_freely or await breaker.allow()):
             retry_in = breaker.retry_in()
             hint = f"; next probe in {retry_in:.1f} s" if retry_in is not None else ""
             raise _AttemptFailed(self._fail(f"circuit open{hint}", "circuit_open", retryable=True), final=True)
         try:
-            if limiter is not None:
+            if limiter is not None and limiter.admits_freely:
+                limiter.note_admitted(estimate_tokens(job.request))
+            elif limiter is not None:
                 tokens = estimate_tokens(job.request)
                 ready = await limiter.acquire(tokens)
                 if ready == REJECTED:
