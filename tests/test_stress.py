@@ -128,6 +128,27 @@ class TestRunStress:
         assert r["tokens_received"] + r["tokens_lost_to_failed_requests"] == r["tokens_expected"]
         assert r["baseline_duplicated"] == 0 and r["baseline_lost"] == 0
 
+    async def test_fallback_routes_absorb_failures_before_the_first_token(self) -> None:
+        """With --fallback, a 503 before the first token moves to the next provider: only
+        mid-stream failures surface, and every request is still accounted for."""
+        r, _ = await _run(
+            tokens=4000,
+            requests=200,
+            concurrency=20,
+            providers=("openai", "anthropic", "gemini"),
+            fail_rate=0.1,
+            midstream_rate=0.05,
+            idle_streams=0,
+            fallback=True,
+        )
+        assert r["submitted"] == 200 and r["completed"] + r["failed"] == 200
+        # Without the routes about 20 requests would fail with a 503; with them only those whose
+        # both targets failed (1% of 200, so about 2), and mid-stream failures (about 5%).
+        assert set(r["errors_by_kind"]) <= {"upstream", "http_status"}
+        assert r["errors_by_kind"].get("http_status", 0) < 10
+        assert r["duplicated"] == 0 and r["lost"] == 0 and r["reordered"] == 0
+        assert r["tokens_received"] + r["tokens_lost_to_failed_requests"] == r["tokens_expected"]
+
     async def test_soak_submits_until_the_time_is_up_then_drains(self) -> None:
         """`duration` keeps submitting 50-token requests, then every submitted one finishes."""
         r, text = await _run(

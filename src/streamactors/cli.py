@@ -29,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--fail-rate", type=float, default=0.0, help="fraction of requests failing with HTTP 503")
     s.add_argument("--midstream-rate", type=float, default=0.0, help="fraction of streams failing midway")
     s.add_argument(
+        "--fallback",
+        action="store_true",
+        help="send each request through a route that falls back to the next provider",
+    )
+    s.add_argument(
         "--duration",
         type=float,
         default=None,
@@ -102,6 +107,7 @@ def _stress(args: argparse.Namespace) -> int:
         events_per_chunk=args.events_per_chunk,
         fail_rate=args.fail_rate,
         midstream_rate=args.midstream_rate,
+        fallback=args.fallback,
         log_file=args.log_file,
         json=args.json,
         progress=not args.no_progress,

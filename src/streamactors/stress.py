@@ -32,7 +32,7 @@ import orjson
 import psutil
 import trio
 
-from .config import Config
+from .config import Config, RouteConfig
 from .errors import ProviderError
 from .service import Service, open_service
 from .stress_bare import BareClient, BareFailure
@@ -97,6 +97,7 @@ class StressOptions:
     duration: float | None = None
     baseline: bool = False
     idle_streams: int | None = None
+    fallback: bool = False
 
 
 def fake_config(base_url: str, providers: Sequence[str], concurrency: int) -> Config:
@@ -185,6 +186,8 @@ class _Plan:
         self.providers = providers
         self.handed = 0
         self.tokens_due = 0
+        #: With `--fallback`, each request goes to a route whose second target is the next provider.
+        self.fallback = opts.fallback and len(providers) > 1
         # Only the options that differ from the fake upstream's defaults, so logs stay readable.
         self._suffix = "".join(
             f"~{key}={value:g}"
@@ -195,6 +198,25 @@ class _Plan:
             )
             if value != default
         )
+
+    def model(self, provider: str, count: int) -> str:
+        """The model id asking the fake upstream for `count` tokens from `provider`."""
+        return f"{provider}/fake-model~tokens={count}{self._suffix}"
+
+    @staticmethod
+    def route_alias(provider: str, count: int) -> str:
+        return f"via-{provider}-{count}"
+
+    def routes(self) -> dict[str, RouteConfig]:
+        """`--fallback`: for each provider and request size, a route to it, then to the next provider."""
+        out: dict[str, RouteConfig] = {}
+        for i, provider in enumerate(self.providers):
+            nxt = self.providers[(i + 1) % len(self.providers)]
+            for count in {max(1, self.per_request), max(1, self.per_request + 1)}:
+                out[self.route_alias(provider, count)] = RouteConfig(
+                    targets=[self.model(provider, count), self.model(nxt, count)]
+                )
+        return out
 
     def planned_tokens(self) -> int:
         """Tokens in all the planned requests; 0 in a soak (its progress is measured in time)."""
@@ -212,7 +234,7 @@ class _Plan:
         self.tokens_due += count
         provider = self.providers[i % len(self.providers)]
         request = {
-            "model": f"{provider}/fake-model~tokens={count}{self._suffix}",
+            "model": self.route_alias(provider, count) if self.fallback else self.model(provider, count),
             "messages": [{"role": "user", "content": "stress"}],
             "max_tokens": count,
         }
@@ -373,6 +395,10 @@ async def _run(opts: StressOptions, base_url: str, out: Any, upstream: psutil.Pr
     if opts.log_file:
         cfg = attrs.evolve(cfg, logging=attrs.evolve(cfg.logging, level="info", file=opts.log_file))
     providers = list(cfg.providers)
+    if opts.fallback:
+        if opts.baseline:
+            raise SystemExit("--fallback and --baseline do not go together (the bare client has no routes)")
+        cfg = attrs.evolve(cfg, routes=_Plan(opts, providers, None, None).routes())
     proc = psutil.Process(os.getpid())
     rss_start = proc.memory_info().rss
     port = urlsplit(base_url).port or 80
