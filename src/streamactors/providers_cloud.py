@@ -98,9 +98,7 @@ def build_cloud_codec(name: str, pc: ProviderConfig, headers: Mapping[str, str])
         from .wire.bedrock import BedrockCodec, default_endpoint
 
         endpoint = pc.endpoint_url or pc.base_url or default_endpoint(pc.region)
-        return BedrockCodec(
-            endpoint, pc.region, None, max_event_bytes=pc.max_event_bytes, extra_headers=pc.headers
-        )
+        return BedrockCodec(endpoint, pc.region, None, max_event_bytes=pc.max_event_bytes, extra_headers=pc.headers)
     return None
 
 

@@ -17,7 +17,7 @@ from ..models import (
     ToolCallEvent,
     UsageEvent,
 )
-from .base import HttpRequestSpec, SSEJsonDecoder, error_message_from_body, json_field
+from .base import HttpRequestSpec, SSEJsonDecoder, error_message_from_body, json_field, tool_arguments_object
 from .sse import DEFAULT_MAX_EVENT_BYTES, SSEEvent
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicCodec", "AnthropicStreamDecoder", "anthropic_body"]
@@ -50,16 +50,6 @@ ERROR_STATUS = {
     "timeout_error": 504,
     "overloaded_error": 529,
 }
-
-
-def _tool_input(arguments: str) -> Any:
-    if not arguments.strip():
-        return {}
-    try:
-        return orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        # Keep the model's text rather than fail the whole request on a bad replay.
-        return {"_raw_arguments": arguments}
 
 
 def _tool_choice(choice: Any) -> dict[str, Any] | None:
@@ -112,7 +102,9 @@ def anthropic_messages(messages: tuple[Message, ...]) -> tuple[str | None, list[
             if m.content:
                 blocks.append({"type": "text", "text": m.content})
             for tc in m.tool_calls:
-                blocks.append({"type": "tool_use", "id": tc.id, "name": tc.name, "input": _tool_input(tc.arguments)})
+                blocks.append(
+                    {"type": "tool_use", "id": tc.id, "name": tc.name, "input": tool_arguments_object(tc.arguments)}
+                )
             if blocks:
                 add("assistant", blocks)
         else:

@@ -19,6 +19,7 @@ __all__ = [
     "StreamDecoder",
     "error_message_from_body",
     "json_field",
+    "tool_arguments_object",
 ]
 
 _T = TypeVar("_T")
@@ -84,6 +85,21 @@ class ProviderCodec(Protocol):
     def parse_error(self, status: int, body: bytes) -> tuple[str, str | None]:
         """(message, error type) from an HTTP error response body."""
         ...
+
+
+def tool_arguments_object(arguments: str) -> dict[str, Any]:
+    """A replayed tool call's arguments as the JSON object providers want back.
+
+    Empty text is `{}`; text that is not a JSON object is kept visible, as
+    `{"_raw_arguments": text}`, rather than failing the whole request over a bad replay.
+    """
+    if not arguments.strip():
+        return {}
+    try:
+        value = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        value = None
+    return value if isinstance(value, dict) else {"_raw_arguments": arguments}
 
 
 def error_message_from_body(body: bytes) -> tuple[str, str | None]:
@@ -182,9 +198,7 @@ class SSEJsonDecoder:
             self._close_into(out)
             return
         if self._finish is None:
-            self._failed = WireError(
-                "stream ended before its terminator: the reply is incomplete", kind="protocol"
-            )
+            self._failed = WireError("stream ended before its terminator: the reply is incomplete", kind="protocol")
             raise self._failed
         self._close_into(out)
 

@@ -40,7 +40,7 @@ from ..models import (
     UsageEvent,
 )
 from .anthropic import DEFAULT_MAX_TOKENS, EFFORT_BUDGET
-from .base import HttpRequestSpec, error_message_from_body, json_field
+from .base import HttpRequestSpec, error_message_from_body, json_field, tool_arguments_object
 from .sse import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = [
@@ -109,16 +109,6 @@ def default_endpoint(region: str) -> str:
 # --- request ---------------------------------------------------------------------------
 
 
-def _tool_input(arguments: str) -> Any:
-    if not arguments.strip():
-        return {}
-    try:
-        return orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        # Keep the model's text rather than fail the whole request on a bad replay.
-        return {"_raw_arguments": arguments}
-
-
 def converse_messages(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(system blocks, messages) in the Converse shape.
 
@@ -145,7 +135,9 @@ def converse_messages(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any
         elif m.role == "assistant":
             blocks: list[dict[str, Any]] = [{"text": m.content}] if m.content else []
             for tc in m.tool_calls:
-                blocks.append({"toolUse": {"toolUseId": tc.id, "name": tc.name, "input": _tool_input(tc.arguments)}})
+                blocks.append(
+                    {"toolUse": {"toolUseId": tc.id, "name": tc.name, "input": tool_arguments_object(tc.arguments)}}
+                )
             if blocks:
                 add("assistant", blocks)
         else:

@@ -33,7 +33,7 @@ from ..models import (
     ToolCallEvent,
     UsageEvent,
 )
-from .base import HttpRequestSpec, SSEJsonDecoder, error_message_from_body, json_field
+from .base import HttpRequestSpec, SSEJsonDecoder, error_message_from_body, json_field, tool_arguments_object
 from .sse import DEFAULT_MAX_EVENT_BYTES, SSEEvent
 
 __all__ = [
@@ -92,17 +92,6 @@ def vertex_gemini_url(base_url: str, project: str, location: str, api_version: s
     return lambda model_id: f"{prefix}/{quote(model_id, safe='')}:streamGenerateContent?alt=sse"
 
 
-def _function_args(arguments: str) -> dict[str, Any]:
-    if not arguments.strip():
-        return {}
-    try:
-        value = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        value = None
-    # `args` is a protobuf Struct: only an object fits. Keep anything else visible.
-    return value if isinstance(value, dict) else {"_raw_arguments": arguments}
-
-
 def _function_response(content: str | None) -> dict[str, Any]:
     try:
         value = orjson.loads(content) if content else None
@@ -141,7 +130,7 @@ def gemini_contents(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any]]
             parts: list[dict[str, Any]] = [{"text": m.content}] if m.content else []
             for tc in m.tool_calls:
                 names[tc.id] = tc.name
-                parts.append({"functionCall": {"args": _function_args(tc.arguments), "name": tc.name}})
+                parts.append({"functionCall": {"args": tool_arguments_object(tc.arguments), "name": tc.name}})
             if parts:
                 contents.append({"parts": parts, "role": "model"})
         elif m.content:

@@ -218,9 +218,7 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
 
     def _delta(self, delta: dict[str, Any], out: list[StreamEvent]) -> None:
         # DeepSeek and xAI send reasoning_content; OpenRouter sends reasoning (and reasoning_details).
-        reasoning = json_field(delta, "reasoning_content", str, "delta") or json_field(
-            delta, "reasoning", str, "delta"
-        )
+        reasoning = json_field(delta, "reasoning_content", str, "delta") or json_field(delta, "reasoning", str, "delta")
         if reasoning:
             out.append(ReasoningEvent(reasoning))
         content = delta.get("content")
@@ -275,9 +273,7 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
         else:
             raise WireError(f"function.arguments is {type(raw_args).__name__}, expected str", kind="protocol")
         pos = self._tool_pos.get(raw_index)
-        if pos is None or (
-            tc_id is not None and name is not None and self._tool_ids[pos] not in (None, tc_id)
-        ):
+        if pos is None or (tc_id is not None and name is not None and self._tool_ids[pos] not in (None, tc_id)):
             pos = self._tool_pos[raw_index] = len(self._tool_ids)
             self._tool_ids.append(None)
             self._tool_names.append(None)

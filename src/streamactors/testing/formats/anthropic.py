@@ -20,11 +20,27 @@ def _event(name: str, obj: dict[str, Any]) -> bytes:
 
 def render(steps: Iterable[Step], model: str, request_body: dict[str, Any]) -> Iterator[bytes | Delay | Drop]:
     """Render steps as message_start ... message_stop, with a ping after the start."""
-    yield _event("message_start", {"type": "message_start", "message": {
-        "id": "msg_fake0001", "type": "message", "role": "assistant", "model": model, "content": [],
-        "stop_reason": None, "stop_sequence": None,
-        "usage": {"input_tokens": 10, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
-                  "output_tokens": 1}}})
+    yield _event(
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_fake0001",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {
+                    "input_tokens": 10,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 0,
+                    "output_tokens": 1,
+                },
+            },
+        },
+    )
     yield _event("ping", {"type": "ping"})
     index = -1
     open_kind: str | None = None
@@ -39,36 +55,63 @@ def render(steps: Iterable[Step], model: str, request_body: dict[str, Any]) -> I
             if open_kind != kind:
                 if open_kind is not None:
                     if open_kind == "thinking":
-                        yield _event("content_block_delta", {"type": "content_block_delta", "index": index,
-                                     "delta": {"type": "signature_delta", "signature": "c2lnbmF0dXJl"}})
+                        yield _event(
+                            "content_block_delta",
+                            {
+                                "type": "content_block_delta",
+                                "index": index,
+                                "delta": {"type": "signature_delta", "signature": "c2lnbmF0dXJl"},
+                            },
+                        )
                     yield close_block()
                 index += 1
                 open_kind = kind
                 block = {"type": "text", "text": ""} if kind == "text" else {"type": "thinking", "thinking": ""}
-                yield _event("content_block_start", {"type": "content_block_start", "index": index,
-                                                     "content_block": block})
-            delta = ({"type": "text_delta", "text": step.text} if kind == "text"
-                     else {"type": "thinking_delta", "thinking": step.text})
+                yield _event(
+                    "content_block_start", {"type": "content_block_start", "index": index, "content_block": block}
+                )
+            delta = (
+                {"type": "text_delta", "text": step.text}
+                if kind == "text"
+                else {"type": "thinking_delta", "thinking": step.text}
+            )
             yield _event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
         elif isinstance(step, ToolCallStep):
             if open_kind is not None:
                 yield close_block()
             index += 1
             open_kind = "tool_use"
-            yield _event("content_block_start", {"type": "content_block_start", "index": index, "content_block": {
-                "type": "tool_use", "id": f"toolu_{step.id}", "name": step.name, "input": {}}})
+            yield _event(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "tool_use", "id": f"toolu_{step.id}", "name": step.name, "input": {}},
+                },
+            )
             for piece in step.pieces:
-                yield _event("content_block_delta", {"type": "content_block_delta", "index": index,
-                             "delta": {"type": "input_json_delta", "partial_json": piece}})
+                yield _event(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "input_json_delta", "partial_json": piece},
+                    },
+                )
         elif isinstance(step, Usage):
             usage = step
         elif isinstance(step, Finish):
             if open_kind is not None:
                 yield close_block()
                 open_kind = None
-            yield _event("message_delta", {"type": "message_delta",
-                         "delta": {"stop_reason": STOP_REASON.get(step.reason, "end_turn"), "stop_sequence": None},
-                         "usage": {"output_tokens": usage.output_tokens if usage else 0}})
+            yield _event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": STOP_REASON.get(step.reason, "end_turn"), "stop_sequence": None},
+                    "usage": {"output_tokens": usage.output_tokens if usage else 0},
+                },
+            )
             yield _event("message_stop", {"type": "message_stop"})
         elif isinstance(step, MidStreamError):
             yield _event("error", {"type": "error", "error": {"type": step.error_type, "message": step.message}})
@@ -79,6 +122,12 @@ def render(steps: Iterable[Step], model: str, request_body: dict[str, Any]) -> I
 
 
 def error_body(status: int, message: str) -> bytes:
-    etype = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-             404: "not_found_error", 429: "rate_limit_error", 529: "overloaded_error"}.get(status, "api_error")
+    etype = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        429: "rate_limit_error",
+        529: "overloaded_error",
+    }.get(status, "api_error")
     return orjson.dumps({"type": "error", "error": {"type": etype, "message": message}})

@@ -68,8 +68,10 @@ def render(steps: Iterable[Step], model: str, request_body: dict[str, Any]) -> I
 
     def close_block() -> Iterator[bytes]:
         if open_kind == "reasoning":
-            yield _event("contentBlockDelta", {"contentBlockIndex": index,
-                         "delta": {"reasoningContent": {"signature": "c2lnbmF0dXJl"}}})
+            yield _event(
+                "contentBlockDelta",
+                {"contentBlockIndex": index, "delta": {"reasoningContent": {"signature": "c2lnbmF0dXJl"}}},
+            )
         yield _event("contentBlockStop", {"contentBlockIndex": index})
 
     for step in steps:
@@ -87,8 +89,13 @@ def render(steps: Iterable[Step], model: str, request_body: dict[str, Any]) -> I
                 yield from close_block()
             index += 1
             open_kind = "tool_use"
-            yield _event("contentBlockStart", {"contentBlockIndex": index, "start": {
-                "toolUse": {"name": step.name, "toolUseId": f"tooluse_{step.id}"}}})
+            yield _event(
+                "contentBlockStart",
+                {
+                    "contentBlockIndex": index,
+                    "start": {"toolUse": {"name": step.name, "toolUseId": f"tooluse_{step.id}"}},
+                },
+            )
             for piece in step.pieces:
                 yield _event("contentBlockDelta", {"contentBlockIndex": index, "delta": {"toolUse": {"input": piece}}})
         elif isinstance(step, Usage):
@@ -99,14 +106,21 @@ def render(steps: Iterable[Step], model: str, request_body: dict[str, Any]) -> I
                 open_kind = None
             yield _event("messageStop", {"stopReason": STOP_REASON.get(step.reason, "end_turn")})
             inp, out = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
-            yield _event("metadata", {"metrics": {"latencyMs": 42},
-                                      "usage": {"inputTokens": inp, "outputTokens": out, "totalTokens": inp + out}})
+            yield _event(
+                "metadata",
+                {
+                    "metrics": {"latencyMs": 42},
+                    "usage": {"inputTokens": inp, "outputTokens": out, "totalTokens": inp + out},
+                },
+            )
         elif isinstance(step, MidStreamError):
             if step.status == 429:
                 yield _exception("throttlingException", {"message": step.message})
             else:
-                yield _exception("modelStreamErrorException", {
-                    "message": step.message, "originalStatusCode": step.status, "originalMessage": step.message})
+                yield _exception(
+                    "modelStreamErrorException",
+                    {"message": step.message, "originalStatusCode": step.status, "originalMessage": step.message},
+                )
         elif isinstance(step, Raw):
             yield step.data
         else:

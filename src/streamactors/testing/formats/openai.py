@@ -73,8 +73,12 @@ def render(
         elif isinstance(step, Reasoning):
             yield chunk({reasoning_field: step.text})
         elif isinstance(step, ToolCallStep):
-            first = {"index": step.index, "id": step.id, "type": "function",
-                     "function": {"name": step.name, "arguments": ""}}
+            first = {
+                "index": step.index,
+                "id": step.id,
+                "type": "function",
+                "function": {"name": step.name, "arguments": ""},
+            }
             yield chunk({"tool_calls": [first]})
             for piece in step.pieces:
                 yield chunk({"tool_calls": [{"index": step.index, "function": {"arguments": piece}}]})
@@ -113,6 +117,10 @@ def render(
 
 
 def error_body(status: int, message: str) -> bytes:
-    etype = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
-             429: "rate_limit_error"}.get(status, "server_error")
+    etype = {
+        400: "invalid_request_error",
+        401: "invalid_request_error",
+        404: "invalid_request_error",
+        429: "rate_limit_error",
+    }.get(status, "server_error")
     return orjson.dumps({"error": {"message": message, "type": etype, "param": None, "code": None}})
