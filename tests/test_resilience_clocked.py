@@ -207,3 +207,18 @@ async def test_client_errors_do_not_open_the_breaker(autojump_clock: Any) -> Non
     results = await run(cfg, upstream, requests=4)
     assert [r.kind for r in results] == ["http_status"] * 4
     assert len(upstream.calls) == 4
+
+
+async def test_cookies_the_upstream_sets_go_back_with_later_requests(autojump_clock: Any) -> None:
+    """As with the SDKs' httpx clients: a load balancer's cookie is returned on the next request."""
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        return ok({"set-cookie": "__cf_bm=abc123; Path=/; HttpOnly"})
+
+    async with open_service(config(), logger=LogCapture([]).logger,
+                            transports={"openai": httpx.MockTransport(handler)}) as service:
+        for _ in range(2):
+            await service.complete({"model": "openai/gpt-test", "messages": user()})
+    assert seen == [None, "__cf_bm=abc123"]

@@ -99,6 +99,7 @@ class ProviderActor:
         self.limiter = limiter
         self.breaker = breaker
         self._metrics = metrics
+        self._urls: dict[str, httpx.URL] = {}
         send, recv = trio.open_memory_channel[StreamJob](config.max_concurrency)
         #: Where requests are submitted; bounded, so submitters feel backpressure.
         self.mailbox: trio.MemorySendChannel[StreamJob] = send
@@ -318,7 +319,7 @@ class ProviderActor:
         with trio.CancelScope() as scope:
             scope.deadline = now() + timeouts.first_token
             try:
-                request = client.build_request(spec.method, spec.url, headers=spec.headers, content=spec.body)
+                request = self._request(client, spec)
                 if progress.dispatched_at is None:
                     progress.dispatched_at = now()
                 response = await client.send(request, stream=True)
@@ -366,6 +367,23 @@ class ProviderActor:
             limit = timeouts.first_token if phase == "first_token" else timeouts.idle
             what = "no first event" if phase == "first_token" else "no data"
             raise _AttemptFailed(self._fail(f"{phase} timeout: {what} within {limit} s", "timeout", retryable=True))
+
+    def _request(self, client: httpx.AsyncClient, spec: HttpRequestSpec) -> httpx.Request:
+        """The httpx request for `spec`: what `client.build_request` makes, without re-merging
+        the client's defaults and re-parsing the same URL on every request."""
+        url = self._urls.get(spec.url)
+        if url is None:
+            if len(self._urls) >= 256:  # model ids in URL paths (Gemini, Azure...): keep it bounded
+                self._urls.clear()
+            url = self._urls[spec.url] = httpx.URL(spec.url)
+        headers = httpx.Headers(client.headers)
+        headers.update(spec.headers)
+        request = httpx.Request(
+            spec.method, url, headers=headers, content=spec.body, extensions={"timeout": client.timeout.as_dict()}
+        )
+        if client.cookies:  # what the upstream set (a load balancer's, say) goes back, as the SDKs' clients do
+            client.cookies.set_cookie_header(request)
+        return request
 
     async def _pump(
         self,
