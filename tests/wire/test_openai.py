@@ -12,14 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from wire_harness import (
-    byte_by_byte,
+    assert_every_split,
+    assert_feed_and_close,
+    assert_three_way_and_bytes,
     decode,
-    event_dicts,
     every_split,
     load,
-    mismatches,
     split_at,
-    three_way_splits,
     transcripts,
 )
 
@@ -185,29 +184,18 @@ def test_parse_error_reads_openai_error_bodies() -> None:
 
 @pytest.mark.parametrize("path", TRANSCRIPTS, ids=lambda p: p.stem)
 def test_transcript_split_at_every_byte_offset(path: Path) -> None:
-    data, expected = load(path)
-    assert run(data) == expected
-    assert mismatches(OpenAIStreamDecoder, every_split(data), expected) == []
+    assert_every_split(OpenAIStreamDecoder, path)
 
 
 @pytest.mark.parametrize("path", TRANSCRIPTS, ids=lambda p: p.stem)
 def test_transcript_in_three_pieces_and_byte_by_byte(path: Path) -> None:
-    data, expected = load(path)
-    assert mismatches(OpenAIStreamDecoder, three_way_splits(data, 150, seed=len(data)), expected) == []
-    assert run(*byte_by_byte(data)) == expected
+    assert_three_way_and_bytes(OpenAIStreamDecoder, path)
 
 
 @pytest.mark.parametrize("path", TRANSCRIPTS, ids=lambda p: p.stem)
 def test_transcript_through_feed_and_close(path: Path) -> None:
     """The plain `feed`/`close` API gives the same events when nothing fails."""
-    data, expected = load(path)
-    dec = OpenAIStreamDecoder()
-    if expected[-1]["type"] == "error":
-        with pytest.raises(WireError):
-            dec.feed(data)
-        return
-    events = [ev for piece in byte_by_byte(data) for ev in dec.feed(piece)] + dec.close()
-    assert event_dicts(events) == expected
+    assert_feed_and_close(OpenAIStreamDecoder, path)
 
 
 def test_transcript_metadata() -> None:

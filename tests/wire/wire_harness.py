@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
+import pytest
 
 from streamactors.errors import WireError
 from streamactors.models import (
@@ -144,3 +145,30 @@ def mismatches(
         if decode_objects(factory, pieces) != want:
             bad.append(([len(p) for p in pieces], decode(factory, pieces)))
     return bad
+
+
+def assert_every_split(factory: Callable[[], IntoDecoder], path: Path) -> None:
+    """The transcript at `path` decodes to its expected events whole and cut at every offset."""
+    data, expected = load(path)
+    assert decode(factory, [data]) == expected
+    assert mismatches(factory, every_split(data), expected) == []
+
+
+def assert_three_way_and_bytes(factory: Callable[[], IntoDecoder], path: Path) -> None:
+    """... cut in three (around line ends and at random), and fed byte by byte."""
+    data, expected = load(path)
+    assert mismatches(factory, three_way_splits(data, 150, seed=len(data)), expected) == []
+    assert decode(factory, byte_by_byte(data)) == expected
+
+
+def assert_feed_and_close(factory: Callable[[], IntoDecoder], path: Path) -> None:
+    """The plain `feed`/`close` API gives the same events when nothing fails."""
+    data, expected = load(path)
+    dec = factory()
+    if expected[-1]["type"] == "error":
+        with pytest.raises(WireError):
+            dec.feed(data)
+        return
+    events = [ev for piece in byte_by_byte(data) for ev in dec.feed(piece)] + dec.close()
+    assert event_dicts(events) == expected
+
