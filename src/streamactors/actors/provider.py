@@ -24,7 +24,7 @@ import trio
 from ..config import ProviderConfig
 from ..errors import ProviderError, WireError
 from ..models import FinishEvent, UsageEvent
-from ..policy.backoff import retry_delay, should_retry
+from ..policy.backoff import retry_after_seconds, retry_delay, should_retry
 from ..providers import Authorizer
 from ..secret import scrub
 from ..transport import classify_transport_error, make_client
@@ -105,13 +105,11 @@ class ProviderActor:
         self.mailbox: trio.MemorySendChannel[StreamJob] = send
         self._inbox = recv
         self.in_flight = 0
-        self.incarnation = 0
         #: Set once the mailbox is closed and every job has finished.
         self.stopped = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[ProviderActor] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve jobs until the mailbox is closed and every job has finished."""
-        self.incarnation += 1
         slots = trio.Semaphore(self.config.max_concurrency)
         async with make_client(self.config, self._transport) as client, trio.open_nursery() as nursery:
             task_status.started(self)
@@ -448,8 +446,6 @@ class ProviderActor:
         if status >= 400:
             message, error_type = self.codec.parse_error(status, bytes(body))
             retryable = should_retry(status, headers)
-            from ..policy.backoff import retry_after_seconds
-
             return _AttemptFailed(
                 self._fail(
                     message,
