@@ -155,6 +155,17 @@ def test_bom_on_its_own_line_is_a_blank_line() -> None:
     assert decode(b"\xef\xbb\xbf\ndata: x\n\n") == [E(None, "x")]
 
 
+@pytest.mark.parametrize("cut", [0, 1, 2, 3, 4, 10])
+def test_leading_bom_counts_toward_the_first_events_limit(cut: int) -> None:
+    # A first read that is the whole reply takes the fast path; the BOM's 3 bytes still count.
+    data = b"\xef\xbb\xbfdata: x\n\ndata: y\n\n"
+    size = 3 + len(b"data: x\n")
+    pieces = (data[:cut], data[cut:]) if cut else (data,)
+    assert decode(*pieces, max_event_bytes=size) == [E(None, "x"), E(None, "y")]
+    with pytest.raises(WireError, match="max_event_bytes"):
+        decode(*pieces, max_event_bytes=size - 1)
+
+
 # --- fields -----------------------------------------------------------------------------
 
 

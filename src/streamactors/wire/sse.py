@@ -104,8 +104,19 @@ class SSEDecoder:
                 data = data[1:]
                 if not data:
                     return
+        if not self._started and not self._line:
+            # The BOM can only lead the stream: settle it here, so the first read (often the
+            # whole of a short reply) can take the fast path too.
+            if data.startswith(_BOM):
+                data = data[3:]
+                self._event_bytes += 3  # the raw length is what the limit counts
+                self._started = True
+            elif len(data) >= 3 or not _BOM.startswith(data):
+                self._started = True
         try:
-            if self._started and b"\r" not in data:
+            if not data:
+                pass
+            elif self._started and b"\r" not in data:
                 if self._line or self._data:
                     # Finish the event a previous read left open, line by line; what follows
                     # starts on an event boundary and can take the fast path.
