@@ -93,6 +93,9 @@ class ProviderConfig:
     max_retries: int = attrs.field(default=2, validator=_non_negative)
     max_event_bytes: int = attrs.field(default=DEFAULT_MAX_EVENT_BYTES, validator=_positive)
     headers: dict[str, str] = attrs.field(factory=dict)
+    #: An HTTP(S) proxy URL for this provider (it may carry credentials, so it is a secret).
+    #: Without one, HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY apply, as in the SDKs.
+    proxy: Secret | None = attrs.field(default=None, repr=False)
     timeouts: Timeouts = Timeouts()
     rate_limit: RateLimitConfig = RateLimitConfig()
     circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()

@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import aclosing
-from typing import Any, cast
+from typing import Any
 
 import attrs
 import httpx
@@ -27,7 +27,7 @@ from ..models import FinishEvent, UsageEvent
 from ..policy.backoff import retry_after_seconds, retry_delay, should_retry
 from ..providers import Authorizer
 from ..secret import scrub
-from ..transport import classify_transport_error, make_client
+from ..transport import UpstreamClient, body_chunks, classify_transport_error
 from ..wire.base import HttpRequestSpec, ProviderCodec, StreamDecoder
 from .guards import REJECTED, BreakerActor, LimiterActor
 from .messages import Batch, ReplyMessage, StreamEnd, StreamJob, estimate_tokens
@@ -99,7 +99,6 @@ class ProviderActor:
         self.limiter = limiter
         self.breaker = breaker
         self._metrics = metrics
-        self._urls: dict[str, httpx.URL] = {}
         send, recv = trio.open_memory_channel[StreamJob](config.max_concurrency)
         #: Where requests are submitted; bounded, so submitters feel backpressure.
         self.mailbox: trio.MemorySendChannel[StreamJob] = send
@@ -111,16 +110,21 @@ class ProviderActor:
     async def run(self, *, task_status: trio.TaskStatus[ProviderActor] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve jobs until the mailbox is closed and every job has finished."""
         slots = trio.Semaphore(self.config.max_concurrency)
-        async with make_client(self.config, self._transport) as client, trio.open_nursery() as nursery:
-            task_status.started(self)
-            async for job in self._inbox:
-                await slots.acquire()
-                nursery.start_soon(self._serve, client, job, slots)
+        client = UpstreamClient(self.config, self._transport)
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started(self)
+                async for job in self._inbox:
+                    await slots.acquire()
+                    nursery.start_soon(self._serve, client, job, slots)
+        finally:
+            with trio.CancelScope(shield=True):
+                await client.aclose()
         self.stopped.set()
 
     # --- one job ----------------------------------------------------------------
 
-    async def _serve(self, client: httpx.AsyncClient, job: StreamJob, slots: trio.Semaphore) -> None:
+    async def _serve(self, client: UpstreamClient, job: StreamJob, slots: trio.Semaphore) -> None:
         self.in_flight += 1
         progress = _Progress()
         start = trio.current_time()
@@ -215,7 +219,7 @@ class ProviderActor:
         else:
             log.info("request_end", status="ok", **fields)
 
-    async def _stream(self, client: httpx.AsyncClient, job: StreamJob, progress: _Progress) -> StreamEnd:
+    async def _stream(self, client: UpstreamClient, job: StreamJob, progress: _Progress) -> StreamEnd:
         timeouts = self.config.timeouts
         max_retries = self.config.max_retries if job.max_retries is None else job.max_retries
         spec = self.codec.build_request(job.request, job.model_id)
@@ -259,7 +263,7 @@ class ProviderActor:
         return StreamEnd(progress.model, error, progress.retries)
 
     async def _guarded_attempt(
-        self, client: httpx.AsyncClient, job: StreamJob, spec: HttpRequestSpec, progress: _Progress
+        self, client: UpstreamClient, job: StreamJob, spec: HttpRequestSpec, progress: _Progress
     ) -> None:
         """One attempt behind the circuit breaker and the rate limiter."""
         breaker, limiter = self.breaker, self.limiter
@@ -303,7 +307,7 @@ class ProviderActor:
         return ProviderError(scrub(message, self._secrets), provider=self.name, kind=kind, **kw)
 
     async def _attempt(
-        self, client: httpx.AsyncClient, job: StreamJob, spec: HttpRequestSpec, progress: _Progress
+        self, client: UpstreamClient, job: StreamJob, spec: HttpRequestSpec, progress: _Progress
     ) -> None:
         timeouts = self.config.timeouts
         if self._authorizer is not None:
@@ -317,10 +321,10 @@ class ProviderActor:
         with trio.CancelScope() as scope:
             scope.deadline = now() + timeouts.first_token
             try:
-                request = self._request(client, spec)
+                request = client.build_request(spec)
                 if progress.dispatched_at is None:
                     progress.dispatched_at = now()
-                response = await client.send(request, stream=True)
+                response = await client.send(request)
             except httpx.HTTPError as exc:
                 if self.limiter is not None:
                     self.limiter.feedback(None, {})
@@ -366,23 +370,6 @@ class ProviderActor:
             what = "no first event" if phase == "first_token" else "no data"
             raise _AttemptFailed(self._fail(f"{phase} timeout: {what} within {limit} s", "timeout", retryable=True))
 
-    def _request(self, client: httpx.AsyncClient, spec: HttpRequestSpec) -> httpx.Request:
-        """The httpx request for `spec`: what `client.build_request` makes, without re-merging
-        the client's defaults and re-parsing the same URL on every request."""
-        url = self._urls.get(spec.url)
-        if url is None:
-            if len(self._urls) >= 256:  # model ids in URL paths (Gemini, Azure...): keep it bounded
-                self._urls.clear()
-            url = self._urls[spec.url] = httpx.URL(spec.url)
-        headers = httpx.Headers(client.headers)
-        headers.update(spec.headers)
-        request = httpx.Request(
-            spec.method, url, headers=headers, content=spec.body, extensions={"timeout": client.timeout.as_dict()}
-        )
-        if client.cookies:  # what the upstream set (a load balancer's, say) goes back, as the SDKs' clients do
-            client.cookies.set_cookie_header(request)
-        return request
-
     async def _pump(
         self,
         response: httpx.Response,
@@ -394,7 +381,7 @@ class ProviderActor:
         """Feed every body chunk to the decoder; send each non-empty batch on."""
         idle = self.config.timeouts.idle
         now = trio.current_time
-        async with aclosing(cast(AsyncGenerator[bytes, None], response.aiter_bytes())) as chunks:
+        async with aclosing(body_chunks(response)) as chunks:
             async for chunk in chunks:
                 events: Batch = []
                 try:
@@ -435,7 +422,7 @@ class ProviderActor:
     async def _response_error(self, response: httpx.Response) -> _AttemptFailed:
         """Read a bounded error body and build the error for a non-2xx or wrong-type response."""
         body = bytearray()
-        async with aclosing(cast(AsyncGenerator[bytes, None], response.aiter_bytes())) as chunks:
+        async with aclosing(body_chunks(response)) as chunks:
             async for chunk in chunks:
                 body += chunk
                 if len(body) >= MAX_ERROR_BODY:
