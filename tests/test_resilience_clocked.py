@@ -150,6 +150,28 @@ async def test_429_makes_the_limiter_back_off_for_later_requests(autojump_clock:
     assert upstream.calls == pytest.approx([0.0, 5.0])
 
 
+async def test_requests_that_went_freely_still_set_the_aimd_ceiling(autojump_clock: Any) -> None:
+    """No budgets: requests go without asking the limiter, which hears of each with its
+    response; so after a 429 it paces at half the rate actually sent (9 in 2 s: 2.25/s
+    allowed), not at half of a 1/s default (one request per 2 s)."""
+    upstream = Upstream([ok] * 8 + [lambda: err(429)] + [ok])
+    async with open_service(
+        config(max_retries=0), logger=LogCapture([]).logger, transports={"openai": httpx.MockTransport(upstream)}
+    ) as service:
+        for _ in range(9):
+            try:
+                await service.complete({"model": "openai/gpt-test", "messages": user()})
+            except ProviderError:
+                pass
+            await trio.sleep(0.25)
+        async with trio.open_nursery() as nursery:
+            for _ in range(4):
+                nursery.start_soon(service.complete, {"model": "openai/gpt-test", "messages": user()})
+    after = upstream.calls[9:]
+    gaps = [b - a for a, b in zip(after, after[1:], strict=False)]
+    assert len(gaps) == 3 and all(0.3 < g < 0.6 for g in gaps), gaps
+
+
 async def test_full_queue_rejects_at_once(autojump_clock: Any) -> None:
     upstream = Upstream([ok])
     cfg = config(rate_limit={"requests_per_minute": 1, "max_queue": 2, "adaptive": False})

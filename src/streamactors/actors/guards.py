@@ -42,11 +42,6 @@ class _Acquire:
 
 
 @attrs.frozen(slots=True)
-class _Admitted:
-    tokens: int
-
-
-@attrs.frozen(slots=True)
 class _Cancel:
     tokens: int
 
@@ -56,6 +51,7 @@ class _Feedback:
     status: int | None
     headers: Mapping[str, str]
     wall: float
+    admitted: int | None  # tokens of a request that went without asking (see `admits_freely`)
 
 
 @attrs.frozen(slots=True, eq=False)
@@ -96,13 +92,27 @@ class _GuardBase:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the mailbox until the service closes it (the mailbox outlives restarts)."""
         task_status.started()
-        async for msg in self._inbox:
-            reply = getattr(msg, "reply", None)
-            try:
-                self._handle(msg)
-            finally:
-                if reply is not None:
-                    reply.close()
+        inbox = self._inbox
+        async for msg in inbox:
+            self._serve(msg)
+            # Whatever queued up meanwhile is served in the same turn: a trip through the
+            # scheduler per report would cost more than the report itself.
+            while True:
+                try:
+                    msg = inbox.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                except trio.EndOfChannel:
+                    return
+                self._serve(msg)
+
+    def _serve(self, msg: Any) -> None:
+        reply = getattr(msg, "reply", None)
+        try:
+            self._handle(msg)
+        finally:
+            if reply is not None:
+                reply.close()
 
     def close(self) -> None:
         """Stop accepting messages (service shutdown)."""
@@ -148,17 +158,17 @@ class LimiterActor(_GuardBase):
             and (pacer.blocked_until is None or pacer.blocked_until <= trio.current_time())
         )
 
-    def note_admitted(self, tokens: int) -> None:
-        """Count a request that went without asking (see `admits_freely`)."""
-        self._report(_Admitted(tokens))
-
     def cancel(self, tokens: int) -> None:
         """An admitted request was never sent."""
         self._report(_Cancel(tokens))
 
-    def feedback(self, status: int | None, headers: Mapping[str, str]) -> None:
-        """Report a response's status and headers (quota headers, Retry-After)."""
-        self._report(_Feedback(status, headers, time.time()))
+    def feedback(self, status: int | None, headers: Mapping[str, str], *, admitted: int | None = None) -> None:
+        """Report a response's status and headers (quota headers, Retry-After); None: no response.
+
+        `admitted`: the estimated tokens of a request that went without asking because the
+        limiter `admits_freely`; it is counted now (send rate, quota use), one report per attempt.
+        """
+        self._report(_Feedback(status, headers, time.time(), admitted))
 
     def _handle(self, msg: Any) -> None:
         now = trio.current_time()
@@ -176,6 +186,8 @@ class LimiterActor(_GuardBase):
                 self.delayed += 1
             msg.reply.send_nowait(ready)
         elif type(msg) is _Feedback:
+            if msg.admitted is not None:
+                self._pacer.admit(msg.admitted, now)  # no wait to hand out: it went already
             snapshot = parse_quota(msg.headers, msg.wall) if msg.headers else None
             retry_after = retry_after_seconds(msg.headers, msg.wall) if msg.headers else None
             self._pacer.on_response(msg.status, snapshot, retry_after, now)
@@ -183,8 +195,6 @@ class LimiterActor(_GuardBase):
                 self._log.info("rate_limit_backoff", factor=self._pacer.factor, retry_after_s=retry_after)
         elif type(msg) is _Cancel:
             self._pacer.cancel(msg.tokens)
-        elif type(msg) is _Admitted:
-            self._pacer.admit(msg.tokens, now)  # counted (send rate, quota use); no wait to hand out
 
     def status(self) -> dict[str, Any]:
         """A snapshot for `Service.health()`."""

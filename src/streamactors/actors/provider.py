@@ -271,9 +271,10 @@ class ProviderActor:
             retry_in = breaker.retry_in()
             hint = f"; next probe in {retry_in:.1f} s" if retry_in is not None else ""
             raise _AttemptFailed(self._fail(f"circuit open{hint}", "circuit_open", retryable=True), final=True)
+        admitted = None  # tokens of an admission the limiter hears of with the response
         try:
             if limiter is not None and limiter.admits_freely:
-                limiter.note_admitted(estimate_tokens(job.request))
+                admitted = estimate_tokens(job.request)
             elif limiter is not None:
                 tokens = estimate_tokens(job.request)
                 ready = await limiter.acquire(tokens)
@@ -288,7 +289,7 @@ class ProviderActor:
                     except trio.Cancelled:
                         limiter.cancel(tokens)
                         raise
-            await self._attempt(client, job, spec, progress)
+            await self._attempt(client, job, spec, progress, admitted)
         except _AttemptFailed as failed:
             if breaker is not None:
                 if failed.error.kind in ("rate_limited", "circuit_open"):
@@ -307,7 +308,7 @@ class ProviderActor:
         return ProviderError(scrub(message, self._secrets), provider=self.name, kind=kind, **kw)
 
     async def _attempt(
-        self, client: UpstreamClient, job: StreamJob, spec: HttpRequestSpec, progress: _Progress
+        self, client: UpstreamClient, job: StreamJob, spec: HttpRequestSpec, progress: _Progress, admitted: int | None
     ) -> None:
         timeouts = self.config.timeouts
         if self._authorizer is not None:
@@ -327,11 +328,11 @@ class ProviderActor:
                 response = await client.send(request)
             except httpx.HTTPError as exc:
                 if self.limiter is not None:
-                    self.limiter.feedback(None, {})
+                    self.limiter.feedback(None, {}, admitted=admitted)
                 kind, message = classify_transport_error(exc)
                 raise _AttemptFailed(self._fail(message, kind, retryable=True)) from exc
             if self.limiter is not None:
-                self.limiter.feedback(response.status_code, response.headers)
+                self.limiter.feedback(response.status_code, response.headers, admitted=admitted)
             try:
                 progress.http_status = response.status_code
                 if response.status_code >= 400 or self._content_type not in response.headers.get(
