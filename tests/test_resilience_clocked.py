@@ -7,6 +7,7 @@ and instant.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 from typing import Any
@@ -168,7 +169,7 @@ async def test_requests_that_went_freely_still_set_the_aimd_ceiling(autojump_clo
             for _ in range(4):
                 nursery.start_soon(service.complete, {"model": "openai/gpt-test", "messages": user()})
     after = upstream.calls[9:]
-    gaps = [b - a for a, b in zip(after, after[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(after)]
     assert len(gaps) == 3 and all(0.3 < g < 0.6 for g in gaps), gaps
 
 

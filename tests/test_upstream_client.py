@@ -22,8 +22,11 @@ CLOSED_PORT_PROXY = "http://127.0.0.1:9"
 
 def openai_config(base_url: str, **extra: Any) -> Config:
     return Config.from_dict(
-        {"providers": {"openai": {"kind": "openai", "api_key": OPENAI_KEY, "base_url": base_url, "max_retries": 0,
-                                  **extra}}}
+        {
+            "providers": {
+                "openai": {"kind": "openai", "api_key": OPENAI_KEY, "base_url": base_url, "max_retries": 0, **extra}
+            }
+        }
     )
 
 
@@ -87,14 +90,18 @@ class TestProxies:
 
 
 class TestRequests:
-    async def test_headers_are_httpx_defaults_then_the_codecs(self) -> None:
+    @pytest.mark.parametrize(
+        ("method", "body"), [("POST", b'{"a": 1}'), ("POST", b""), ("GET", b""), ("PUT", "é".encode())]
+    )
+    async def test_same_request_as_httpx_client_builds(self, method: str, body: bytes) -> None:
         client = UpstreamClient(openai_config("http://127.0.0.1:1/v1").providers["openai"])
-        spec = HttpRequestSpec("POST", "http://127.0.0.1:1/v1/x", (("accept", "text/event-stream"), ("x-a", "1")), b"{}")
+        spec = HttpRequestSpec(method, "http://127.0.0.1:1/v1/x", (("accept", "text/event-stream"), ("x-a", "1")), body)
         first, second = client.build_request(spec), client.build_request(spec)
         expected = httpx.AsyncClient(trust_env=False).build_request(
-            "POST", "http://127.0.0.1:1/v1/x", headers=dict(spec.headers), content=b"{}"
+            method, "http://127.0.0.1:1/v1/x", headers=dict(spec.headers), content=body
         )
         assert first.headers.multi_items() == expected.headers.multi_items()
+        assert (first.method, first.url, first.content) == (expected.method, expected.url, expected.content)
         assert first.headers is not second.headers  # a cached header set is copied, never shared
         first.headers["x-a"] = "changed"
         assert client.build_request(spec).headers["x-a"] == "1"
@@ -108,4 +115,3 @@ class TestRequests:
         assert UpstreamClient(pc, given).transport is given
         await client.aclose()
         await given.aclose()
-

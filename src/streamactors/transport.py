@@ -61,18 +61,33 @@ class UpstreamClient:
         timeout = httpx.Timeout(connect=pc.timeouts.connect, read=None, write=pc.timeouts.connect, pool=None)
         self._extensions = {"timeout": timeout.as_dict()}
         self._urls: dict[str, tuple[httpx.URL, httpx.AsyncBaseTransport]] = {}
-        self._headers: dict[tuple[tuple[str, str], ...], httpx.Headers] = {}
+        self._headers: dict[tuple[bytes, tuple[tuple[str, str], ...]], httpx.Headers] = {}
 
     def build_request(self, spec: HttpRequestSpec) -> httpx.Request:
-        """The `httpx.Request` for `spec`, as `httpx.AsyncClient.build_request` would make it."""
+        """The `httpx.Request` for `spec`: what `httpx.AsyncClient.build_request` makes, header
+        for header and in the same order (Host, httpx's defaults, the codec's, Content-Length)."""
         url = self._route(spec.url)[0]
-        headers = self._headers.get(spec.headers)
-        if headers is None:
+        key = (url.netloc, spec.headers)
+        base = self._headers.get(key)
+        if base is None:
             if len(self._headers) >= _CACHE_LIMIT:
                 self._headers.clear()
-            headers = self._headers[spec.headers] = httpx.Headers(_HTTPX_DEFAULT_HEADERS)
-            headers.update(spec.headers)
-        request = httpx.Request(spec.method, url, headers=headers, content=spec.body, extensions=self._extensions)
+            base = httpx.Headers({"Host": url.netloc.decode("ascii")})
+            base.update(_HTTPX_DEFAULT_HEADERS)
+            base.update(spec.headers)
+            base = self._headers[key] = httpx.Headers(base.raw)  # as first set (no lookups later)
+        headers = httpx.Headers(base, encoding=base.encoding)
+        body = spec.body
+        if body:
+            headers["Content-Length"] = str(len(body))
+        elif spec.method in ("POST", "PUT", "PATCH"):  # httpx puts this one right after Host
+            raw = base.raw
+            headers = httpx.Headers([raw[0], (b"Content-Length", b"0"), *raw[1:]], encoding=base.encoding)
+        # Given as a stream with its headers complete, httpx adds none and looks none up.
+        request = httpx.Request(
+            spec.method, url, headers=headers, stream=httpx.ByteStream(body), extensions=self._extensions
+        )
+        request.read()
         if self.cookies:
             self.cookies.set_cookie_header(request)
         return request

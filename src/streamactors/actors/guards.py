@@ -23,6 +23,7 @@ import attrs
 import trio
 
 from ..config import CircuitBreakerConfig, RateLimitConfig
+from ..policy._headers import lowered
 from ..policy.adaptive import AdaptivePacer
 from ..policy.backoff import retry_after_seconds
 from ..policy.breaker import BreakerState, CircuitBreaker, Transition, is_breaker_failure
@@ -188,8 +189,9 @@ class LimiterActor(_GuardBase):
         elif type(msg) is _Feedback:
             if msg.admitted is not None:
                 self._pacer.admit(msg.admitted, now)  # no wait to hand out: it went already
-            snapshot = parse_quota(msg.headers, msg.wall) if msg.headers else None
-            retry_after = retry_after_seconds(msg.headers, msg.wall) if msg.headers else None
+            headers = lowered(msg.headers)  # once: reading an httpx.Headers decodes every entry
+            snapshot = parse_quota(headers, msg.wall) if headers else None
+            retry_after = retry_after_seconds(headers, msg.wall) if headers else None
             self._pacer.on_response(msg.status, snapshot, retry_after, now)
             if msg.status == 429:
                 self._log.info("rate_limit_backoff", factor=self._pacer.factor, retry_after_s=retry_after)

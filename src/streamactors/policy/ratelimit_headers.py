@@ -58,6 +58,8 @@ def parse_quota(headers: Mapping[str, str], now_epoch: float) -> QuotaSnapshot |
     `now_epoch` (Unix seconds) turns Anthropic's absolute reset times into durations.
     """
     h = lowered(headers)
+    if not any(key.startswith(_QUOTA_PREFIXES) for key in h):
+        return None
     a_req = _anthropic_group(h, "requests", now_epoch)
     a_tok = _anthropic_tokens(h, now_epoch)
     snap = QuotaSnapshot(
@@ -72,6 +74,7 @@ def parse_quota(headers: Mapping[str, str], now_epoch: float) -> QuotaSnapshot |
 
 
 _EMPTY = QuotaSnapshot()
+_QUOTA_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
 _T = TypeVar("_T")
 
 _GO_UNITS = {
