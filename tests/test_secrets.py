@@ -133,16 +133,16 @@ def assert_no_secret(texts: Iterator[str] | list[str], where: str) -> None:
 class CrashingDecoder(OpenAIStreamDecoder):
     """A decoder bug whose exception message carries a credential (as a careless f-string might)."""
 
-    def _on_event(self, sse: Any, out: list[StreamEvent]) -> None:
+    def _on_event(self, event: str | None, data: str, out: list[StreamEvent]) -> None:
         raise RuntimeError(f"bug while holding {SECRETS['openai']}")
 
 
 class EchoingDecoder(OpenAIStreamDecoder):
     """An upstream that names an unknown event type after our credential: it is logged in a list."""
 
-    def _on_event(self, sse: Any, out: list[StreamEvent]) -> None:
+    def _on_event(self, event: str | None, data: str, out: list[StreamEvent]) -> None:
         self.unknown_events.add(f"x-echo-{SECRETS['openai']}")
-        super()._on_event(sse, out)
+        super()._on_event(event, data, out)
 
 
 class CrashingCodec(OpenAICodec):

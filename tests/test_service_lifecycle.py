@@ -17,11 +17,11 @@ from streamactors.wire.openai import OpenAICodec, OpenAIStreamDecoder
 class BuggyDecoder(OpenAIStreamDecoder):
     """A decoder with a bug that fires on the third event (not a WireError: a crash)."""
 
-    def _on_event(self, sse: Any, out: list[Any]) -> None:
+    def _on_event(self, event: str | None, data: str, out: list[Any]) -> None:
         self._n = getattr(self, "_n", 0) + 1
         if self._n == 3:
             raise RuntimeError("decoder bug")
-        super()._on_event(sse, out)
+        super()._on_event(event, data, out)
 
 
 class BuggyCodec(OpenAICodec):

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from wire_harness import FIXTURES, byte_by_byte, every_split, split_at, three_way_splits
 
 from streamactors.errors import WireError
-from streamactors.wire.sse import SSEDecoder, SSEEvent
+from streamactors.wire.sse import SSEDecoder, SSEEvent, SSEItem
 
 E = SSEEvent
 
@@ -434,6 +434,36 @@ def test_property_encoded_events_decode_identically_under_any_split(data: st.Dat
     assert reference_events(raw) == expected
     offsets = data.draw(cuts(raw))
     assert decode(*split_at(raw, offsets)) == expected
+
+
+def decode_items(*pieces: bytes, max_event_bytes: int = 1 << 20) -> list[SSEItem]:
+    dec = SSEDecoder(max_event_bytes)
+    out: list[SSEItem] = []
+    for piece in pieces:
+        dec.feed_items_into(piece, out)
+    dec.close_into([])
+    return out
+
+
+def as_items(events: list[SSEEvent]) -> list[SSEItem]:
+    """What `feed_items_into` hands out for these events: nameless ones as their data alone."""
+    return [ev.data if ev.event is None else ev for ev in events]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_property_items_are_the_events_with_nameless_ones_bare(data: st.DataObject) -> None:
+    raw, expected = data.draw(sse_streams())
+    pieces = split_at(raw, data.draw(cuts(raw)))
+    assert decode_items(*pieces) == as_items(expected)
+
+
+def test_items_for_a_recorded_transcript_at_every_split() -> None:
+    raw = (FIXTURES / "openai_text_unicode.sse").read_bytes()
+    expected = as_items(reference_events(raw))
+    assert expected and all(type(item) is str for item in expected)
+    for pieces in every_split(raw):
+        assert decode_items(*pieces) == expected
 
 
 _TOKENS = st.sampled_from(

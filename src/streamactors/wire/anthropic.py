@@ -18,7 +18,7 @@ from ..models import (
     UsageEvent,
 )
 from .base import HttpRequestSpec, SSEJsonDecoder, error_message_from_body, json_field, tool_arguments_object
-from .sse import DEFAULT_MAX_EVENT_BYTES, SSEEvent
+from .sse import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicCodec", "AnthropicStreamDecoder", "anthropic_body"]
 
@@ -197,18 +197,18 @@ class AnthropicStreamDecoder(SSEJsonDecoder):
         self._block_tool: dict[int, int] = {}  # content block index -> tool position
         self._tool_count = 0
 
-    def _on_event(self, sse: SSEEvent, out: list[StreamEvent]) -> None:
-        if sse.event == "error":
+    def _on_event(self, event: str | None, data: str, out: list[StreamEvent]) -> None:
+        if event == "error":
             try:
-                obj = orjson.loads(sse.data)
+                obj = orjson.loads(data)
             except orjson.JSONDecodeError:  # the SDK, too, reports the raw text
-                raise WireError(sse.data[:1000] or "error event", kind="upstream", retryable=True) from None
+                raise WireError(data[:1000] or "error event", kind="upstream", retryable=True) from None
         else:
-            obj = self._json(sse.data)
+            obj = self._json(data)
         if not isinstance(obj, dict):
-            raise WireError(f"stream event is not a JSON object: {sse.data[:200]!r}", kind="protocol")
-        etype = json_field(obj, "type", str, "event") or sse.event
-        if sse.event == "error" or etype == "error":
+            raise WireError(f"stream event is not a JSON object: {data[:200]!r}", kind="protocol")
+        etype = json_field(obj, "type", str, "event") or event
+        if event == "error" or etype == "error":
             raise _stream_error(obj)
         if etype == "content_block_delta":
             self._block_delta(obj, out)

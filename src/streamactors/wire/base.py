@@ -10,7 +10,7 @@ import orjson
 
 from ..errors import WireError
 from ..models import ChatRequest, FinishEvent, StreamEvent, UsageEvent
-from .sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
+from .sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent, SSEItem
 
 __all__ = [
     "HttpRequestSpec",
@@ -129,7 +129,8 @@ def error_message_from_body(body: bytes) -> tuple[str, str | None]:
 class SSEJsonDecoder:
     """Base for providers whose stream is SSE with a JSON object per event.
 
-    Subclasses implement `_on_event(sse, out)`; they set `self._finish` when the
+    Subclasses implement `_on_event(event, data, out)` (`event` is the SSE event name, None
+    when the stream gave none); they set `self._finish` when the
     provider states a finish reason, and `self._done` when its terminator arrives.
     Bytes after the terminator are ignored, even malformed ones.
 
@@ -167,10 +168,10 @@ class SSEJsonDecoder:
             raise self._already_failed()
         if self._closed:
             return
-        events: list[SSEEvent] = []
+        events: list[SSEItem] = []
         sse_error: WireError | None = None
         try:
-            self._sse.feed_into(data, events)
+            self._sse.feed_items_into(data, events)
         except WireError as exc:
             sse_error = exc  # the events before it come first
         self._dispatch(events, out)
@@ -191,8 +192,8 @@ class SSEJsonDecoder:
             raise self._already_failed()
         if self._closed:
             return
-        events: list[SSEEvent] = []
-        self._sse.close_into(events)
+        events: list[SSEItem] = []
+        self._sse.close_into([])  # which never completes an event
         self._dispatch(events, out)
         if self._done:
             self._close_into(out)
@@ -202,19 +203,25 @@ class SSEJsonDecoder:
             raise self._failed
         self._close_into(out)
 
-    def _dispatch(self, events: list[SSEEvent], out: list[StreamEvent]) -> None:
-        for sse in events:
+    def _dispatch(self, events: list[SSEItem], out: list[StreamEvent]) -> None:
+        on_event = self._on_event
+        for item in events:
             if self._done:
                 return
+            if type(item) is str:
+                event, data = None, item
+            else:
+                assert isinstance(item, SSEEvent)
+                event, data = item.event, item.data
             try:
-                self._on_event(sse, out)
+                on_event(event, data, out)
             except WireError as exc:
                 self._failed = exc
                 raise
             except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
                 # A payload of an unexpected shape that a subclass did not check for.
                 self._failed = WireError(
-                    f"malformed stream event ({type(exc).__name__}: {exc}): {sse.data[:200]!r}", kind="protocol"
+                    f"malformed stream event ({type(exc).__name__}: {exc}): {data[:200]!r}", kind="protocol"
                 )
                 raise self._failed from exc
 
@@ -241,7 +248,7 @@ class SSEJsonDecoder:
             reason = "tool_calls"
         return reason
 
-    def _on_event(self, sse: SSEEvent, out: list[StreamEvent]) -> None:
+    def _on_event(self, event: str | None, data: str, out: list[StreamEvent]) -> None:
         raise NotImplementedError
 
     @staticmethod

@@ -34,7 +34,7 @@ from ..models import (
     UsageEvent,
 )
 from .base import HttpRequestSpec, SSEJsonDecoder, error_message_from_body, json_field, tool_arguments_object
-from .sse import DEFAULT_MAX_EVENT_BYTES, SSEEvent
+from .sse import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = [
     "EFFORT_BUDGET",
@@ -247,12 +247,12 @@ class GeminiStreamDecoder(SSEJsonDecoder):
         self.finish_reason_raw: str | None = None
         self._tool_count = 0
 
-    def _on_event(self, sse: SSEEvent, out: list[StreamEvent]) -> None:
-        obj = self._json(sse.data)
+    def _on_event(self, event: str | None, data: str, out: list[StreamEvent]) -> None:
+        obj = self._json(data)
         # Google sometimes wraps an error object in a one-element list.
         for item in obj if isinstance(obj, list) else (obj,):
             if not isinstance(item, dict):
-                raise WireError(f"stream event is not a JSON object: {sse.data[:200]!r}", kind="protocol")
+                raise WireError(f"stream event is not a JSON object: {data[:200]!r}", kind="protocol")
             self._on_response(item, out)
 
     def _on_response(self, obj: dict[str, Any], out: list[StreamEvent]) -> None:

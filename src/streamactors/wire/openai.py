@@ -24,7 +24,7 @@ from ..models import (
     UsageEvent,
 )
 from .base import HttpRequestSpec, SSEJsonDecoder, error_message_from_body, json_field
-from .sse import DEFAULT_MAX_EVENT_BYTES, SSEEvent
+from .sse import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = ["OpenAICodec", "OpenAIStreamDecoder", "effort_for_budget", "openai_messages"]
 
@@ -160,12 +160,11 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
         self._tool_names: list[str | None] = []  # position -> name given
         self._refused = False
 
-    def _on_event(self, sse: SSEEvent, out: list[StreamEvent]) -> None:
-        data = sse.data
+    def _on_event(self, event: str | None, data: str, out: list[StreamEvent]) -> None:
         if data.startswith(self.terminator):  # as openai-python's Stream does
             self._done = True
             return
-        if sse.event == "error":
+        if event == "error":
             try:
                 obj = orjson.loads(data)
             except orjson.JSONDecodeError:

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 from ..errors import WireError
 
-__all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "SSEEvent"]
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "SSEEvent", "SSEItem"]
 
 DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024
 
@@ -46,6 +46,11 @@ class SSEEvent(NamedTuple):
     id: str | None = None
 
 
+#: What `SSEDecoder.feed_items_into` hands out: an event with no `event:` name as its data
+#: string alone, any other as an `SSEEvent`.
+SSEItem = str | SSEEvent
+
+
 class SSEDecoder:
     """Incremental event-stream decoder: `feed(bytes) -> list[SSEEvent]`, then `close()`.
 
@@ -54,6 +59,7 @@ class SSEDecoder:
     """
 
     __slots__ = (
+        "_bare",
         "_data",
         "_event",
         "_event_bytes",
@@ -77,6 +83,7 @@ class SSEDecoder:
         self._event: str | None = None
         self._event_bytes = 0  # raw bytes (with terminators) of the lines of the current event
         self._failed: WireError | None = None
+        self._bare = False  # this feed hands nameless events out as bare strings
         #: True once any invalid UTF-8 was replaced by U+FFFD.
         self.invalid_utf8 = False
         #: The last `id:` value seen (the stream's reconnection id).
@@ -94,6 +101,17 @@ class SSEDecoder:
 
     def feed_into(self, data: bytes, events: list[SSEEvent]) -> None:
         """Like `feed`, appending to `events`; on `WireError` they hold what came before it."""
+        self._bare = False
+        self._feed(data, events)  # type: ignore[arg-type]  # with _bare off, only SSEEvents
+
+    def feed_items_into(self, data: bytes, items: list[SSEItem]) -> None:
+        """Like `feed_into`, but an event with no `event:` name (the `data:`-only events that
+        make up most streams) is appended as its data string alone, not wrapped in an
+        `SSEEvent`; its id, if the stream uses ids, is `last_event_id` when it is handed out."""
+        self._bare = True
+        self._feed(data, items)
+
+    def _feed(self, data: bytes, events: list[SSEItem]) -> None:
         if self._failed is not None:
             raise self._already_failed()
         if not data:
@@ -140,26 +158,72 @@ class SSEDecoder:
         end = data.find(b"\n\n")
         return len(data) if end < 0 else end + 2
 
-    def _feed_blocks(self, data: bytes, events: list[SSEEvent]) -> None:
-        """The hot path, for LF-only input arriving on an event boundary: split into events
-        first, and take each that is a single `data: ` line whole, without going line by line."""
+    def _feed_blocks(self, data: bytes, events: list[SSEItem]) -> None:
+        """The hot path, for LF-only input arriving on an event boundary: decode the complete
+        events of the read at once, split them, and take each that is a single `data: ` line
+        whole, without going line by line. (A character cut by the end of the read is in the
+        unfinished last event, which goes line by line; input with invalid UTF-8 goes event
+        by event, so each gets its U+FFFD replacements.)"""
+        tail = b""
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            end = data.rfind(b"\n\n")
+            end = end + 2 if end >= 0 else 0
+            try:
+                text = data[:end].decode("utf-8")  # "\n\n" never falls inside a character
+            except UnicodeDecodeError:
+                self._feed_byte_blocks(data, events)
+                return
+            tail = data[end:]
+        blocks = text.split("\n\n")
+        rest = blocks.pop()
+        limit = self.max_event_bytes
+        bare = self._bare
+        for block in blocks:
+            if len(block) > 6 and block.startswith("data: ") and "\n" not in block and not self._data:
+                size = self._event_bytes + len(block) + 1  # as the line-by-line path counts it...
+                if size + 3 * len(block) > limit:  # ... in bytes: a character is 1 to 4 of them
+                    size = self._event_bytes + len(block.encode("utf-8")) + 1
+                    if size > limit:
+                        raise self._too_big(size)
+                if bare and not self._event:
+                    events.append(block[6:])
+                else:
+                    events.append(SSEEvent(self._event or None, block[6:], self.last_event_id))
+                    self._event = None
+                self._event_bytes = 0
+            else:
+                self._feed_lines((block + "\n\n").encode("utf-8"), events)
+        if rest:  # the unfinished last event (when the whole read decoded)
+            self._feed_lines(rest.encode("utf-8"), events)
+        elif tail:  # the unfinished last event, with a character cut by the end of the read
+            self._feed_lines(tail, events)
+
+    def _feed_byte_blocks(self, data: bytes, events: list[SSEItem]) -> None:
+        """`_feed_blocks` for input with invalid UTF-8: each event is decoded on its own."""
         blocks = data.split(b"\n\n")
         tail = blocks.pop()
         limit = self.max_event_bytes
+        bare = self._bare
         for block in blocks:
-            if block.startswith(b"data: ") and b"\n" not in block and not self._data:
+            if len(block) > 6 and block.startswith(b"data: ") and b"\n" not in block and not self._data:
                 size = self._event_bytes + len(block) + 1  # as the line-by-line path counts it
                 if size > limit:
                     raise self._too_big(size)
-                events.append(SSEEvent(self._event or None, self._decode(block[6:]), self.last_event_id))
-                self._event = None
+                value = self._decode(block[6:])
+                if bare and not self._event:
+                    events.append(value)
+                else:
+                    events.append(SSEEvent(self._event or None, value, self.last_event_id))
+                    self._event = None
                 self._event_bytes = 0
             else:
                 self._feed_lines(block + b"\n\n", events)
         if tail:
             self._feed_lines(tail, events)
 
-    def _feed_lines(self, data: bytes, events: list[SSEEvent]) -> None:
+    def _feed_lines(self, data: bytes, events: list[SSEItem]) -> None:
         if b"\r" in data:
             # A CR at the very end is a whole line end already; remember to skip an LF after it.
             self._skip_lf = data[-1] == 0x0D
@@ -226,7 +290,7 @@ class SSEDecoder:
             self.invalid_utf8 = True
             return raw.decode("utf-8", errors="replace")
 
-    def _process(self, line: bytes, events: list[SSEEvent]) -> None:
+    def _process(self, line: bytes, events: list[SSEItem]) -> None:
         if not self._started:
             self._started = True
             if line.startswith(_BOM):
@@ -236,9 +300,11 @@ class SSEDecoder:
             data = self._data
             # WHATWG: dispatch only if the data buffer is non-empty (one empty `data:` line is empty).
             if data and (len(data) > 1 or data[0]):
-                events.append(
-                    SSEEvent(self._event or None, data[0] if len(data) == 1 else "\n".join(data), self.last_event_id)
-                )
+                value = data[0] if len(data) == 1 else "\n".join(data)
+                if self._bare and not self._event:
+                    events.append(value)
+                else:
+                    events.append(SSEEvent(self._event or None, value, self.last_event_id))
             self._data = []
             self._event = None
             self._event_bytes = 0
