@@ -166,6 +166,32 @@ def test_leading_bom_counts_toward_the_first_events_limit(cut: int) -> None:
         decode(*pieces, max_event_bytes=size - 1)
 
 
+@pytest.mark.parametrize("name", ["content_block_delta", "é🎉"])
+def test_named_events_fail_at_the_same_line_whole_or_split(name: str) -> None:
+    # After a first event, so that the whole read takes the fast path from an event boundary.
+    event = f"event: {name}\ndata: {{\"x\": \"ü\"}}\n".encode()
+    data = b"data: a\n\n" + event + b"\n"
+    event_line = len(f"event: {name}\n".encode())
+
+    def run(pieces: list[bytes], limit: int) -> tuple[list[SSEEvent], str | None]:
+        dec, out = SSEDecoder(limit), []
+        try:
+            for piece in pieces:
+                dec.feed_into(piece, out)
+        except WireError as exc:
+            return out, exc.message
+        return out, None
+
+    for limit, failed_at in ((event_line - 1, event_line), (len(event) - 1, len(event)), (len(event), None)):
+        whole = run([data], limit)
+        assert whole == run(list(byte_by_byte(data)), limit)
+        assert whole[0][:1] == [E(None, "a")]
+        if failed_at is None:
+            assert whole == ([E(None, "a"), E(name, '{"x": "ü"}')], None)
+        else:
+            assert whole[1] is not None and f"({failed_at} bytes received" in whole[1]
+
+
 # --- fields -----------------------------------------------------------------------------
 
 

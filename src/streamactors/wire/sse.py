@@ -193,12 +193,35 @@ class SSEDecoder:
                     events.append(SSEEvent(self._event or None, block[6:], self.last_event_id))
                     self._event = None
                 self._event_bytes = 0
+            elif block.startswith("event: ") and not self._data and self._named_event(block, events):
+                pass  # Anthropic's shape: "event: <name>" then one "data: " line
             else:
                 self._feed_lines((block + "\n\n").encode("utf-8"), events)
         if rest:  # the unfinished last event (when the whole read decoded)
             self._feed_lines(rest.encode("utf-8"), events)
         elif tail:  # the unfinished last event, with a character cut by the end of the read
             self._feed_lines(tail, events)
+
+    def _named_event(self, block: str, events: list[SSEItem]) -> bool:
+        """Dispatch `block` if it is exactly an `event: ` line and a non-empty `data: ` line;
+        else return False (and change nothing) for the line-by-line path to take it."""
+        first, _, second = block.partition("\n")
+        if not second.startswith("data: ") or len(second) == 6 or "\n" in second:
+            return False
+        limit, held = self.max_event_bytes, self._event_bytes
+        for end in (len(first), len(block)):  # the limit is checked after each line, as line by line
+            if held + 4 * end + 1 > limit:  # it might be exceeded: count the bytes
+                size = held + len(block[:end].encode("utf-8")) + 1
+                if size > limit:
+                    raise self._too_big(size)
+        name = first[7:]
+        if self._bare and not name:
+            events.append(second[6:])
+        else:
+            events.append(SSEEvent(name or None, second[6:], self.last_event_id))
+        self._event = None
+        self._event_bytes = 0
+        return True
 
     def _feed_byte_blocks(self, data: bytes, events: list[SSEItem]) -> None:
         """`_feed_blocks` for input with invalid UTF-8: each event is decoded on its own."""
