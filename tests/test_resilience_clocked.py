@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -118,6 +118,79 @@ async def test_x_should_retry_overrides_the_status(autojump_clock: Any) -> None:
     [error] = await run(config(max_retries=2), upstream)
     assert isinstance(error, ProviderError) and error.status == 503
     assert len(upstream.calls) == 2
+
+
+# --- the total timeout, wherever the request is waiting --------------------------------------
+
+
+async def timed(cfg: Config, upstream: Upstream, pause: float = 0.0) -> tuple[float, Any]:
+    """(when one request ended, its outcome: the reply or the error)."""
+    async with open_service(
+        cfg, logger=LogCapture([]).logger, transports={"openai": httpx.MockTransport(upstream)}
+    ) as service:
+        try:
+            async with service.stream({"model": "openai/gpt-test", "messages": user()}) as events:
+                async for _ in events:
+                    if pause:
+                        await trio.sleep(pause)  # a slow consumer
+            outcome: Any = events.reply()
+        except ProviderError as exc:
+            outcome = exc
+    return trio.current_time(), outcome
+
+
+async def test_total_timeout_ends_a_retry_backoff(autojump_clock: Any) -> None:
+    upstream = Upstream([lambda: err(503, {"retry-after": "20"}), ok])
+    cfg = config(max_retries=2, timeouts={"total": 10.0})
+    ended, error = await timed(cfg, upstream)
+    assert isinstance(error, ProviderError) and error.kind == "timeout" and "total timeout" in error.message
+    assert ended == pytest.approx(10.0) and upstream.calls == [0.0]
+
+
+async def test_total_timeout_ends_a_wait_for_the_rate_limiter_and_gives_the_budget_back(
+    autojump_clock: Any,
+) -> None:
+    upstream = Upstream([ok])
+    cfg = config(timeouts={"total": 10.0}, rate_limit={"requests_per_minute": 1, "adaptive": False})
+    async with open_service(
+        cfg, logger=LogCapture([]).logger, transports={"openai": httpx.MockTransport(upstream)}
+    ) as service:
+        await service.complete({"model": "openai/gpt-test", "messages": user()})  # uses the one-minute burst
+        with pytest.raises(ProviderError) as info:
+            await service.complete({"model": "openai/gpt-test", "messages": user()})
+        assert info.value.kind == "timeout" and trio.current_time() == pytest.approx(10.0)
+        await trio.sleep(50.0)  # the timed-out request's admission was refunded: the next goes at 60 s
+        await service.complete({"model": "openai/gpt-test", "messages": user()})
+    assert upstream.calls == pytest.approx([0.0, 60.0])
+
+
+def chunked_ok(tokens: int) -> httpx.Response:
+    """A 200 whose body arrives one event per read (so each is its own batch)."""
+    class Body(httpx.AsyncByteStream):  # a class, not an async generator: nothing left to finalize
+        def __init__(self) -> None:
+            self.events = iter([e + b"\n\n" for e in sse_body(tokens).split(b"\n\n")[:-1]])
+
+        def __aiter__(self) -> AsyncIterator[bytes]:
+            return self
+
+        async def __anext__(self) -> bytes:
+            return next(self.events, None) or self._end()
+
+        def _end(self) -> bytes:
+            raise StopAsyncIteration
+
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=Body())
+
+
+async def test_total_timeout_ends_a_stream_blocked_on_a_slow_consumer(autojump_clock: Any) -> None:
+    upstream = Upstream([lambda: chunked_ok(2000)])
+    cfg = Config.from_dict({"service": {"event_buffer": 1}, "providers": {"openai": {
+        "kind": "openai", "api_key": "sk-test-key-123456", "base_url": "http://upstream.invalid/v1",
+        "timeouts": {"total": 10.0, "idle": 1.0}}}})
+    ended, error = await timed(cfg, upstream, pause=0.5)
+    # Waiting on the consumer is not upstream idleness (idle is 1 s), but the total deadline holds.
+    assert isinstance(error, ProviderError) and "total timeout" in error.message
+    assert 10.0 <= ended <= 11.0 and error.partial.text
 
 
 # --- rate limiting -------------------------------------------------------------------------

@@ -147,8 +147,12 @@ class Service:
         send, recv = trio.open_memory_channel[ReplyMessage](self.config.service.event_buffer)
         cancel = trio.CancelScope()
         now = trio.current_time()
+        job = StreamJob(request, model_id, send, cancel, request_id, max_retries, now)
         try:
-            await actor.mailbox.send(StreamJob(request, model_id, send, cancel, request_id, max_retries, now))
+            try:
+                actor.mailbox.send_nowait(job)  # the caller waits for the first event next anyway
+            except trio.WouldBlock:
+                await actor.mailbox.send(job)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise ProviderError(
                 "the service is shutting down", provider=provider, kind="connection", retryable=True

@@ -34,9 +34,10 @@ class UpstreamClient:
     handling, header validation and body encoding stay httpx's), so any httpx transport
     works: `FastTransport` by default, httpx's own behind a proxy, a `MockTransport` in tests.
 
-    Only connect and write timeouts go to the transport; first-token, idle and total
-    deadlines are trio cancel scopes in the provider actor, so time spent waiting on a
-    slow consumer is never counted as upstream idleness.
+    Only the connect timeout goes to the transport. Sending the request and waiting for its
+    first event fall under the attempt's first-token deadline, and the body under the idle
+    deadline: trio deadlines in the provider actor, so time spent waiting on a slow
+    consumer is never counted as upstream idleness (and no timer is set per socket write).
     """
 
     def __init__(self, pc: ProviderConfig, transport: httpx.AsyncBaseTransport | None = None) -> None:
@@ -58,7 +59,7 @@ class UpstreamClient:
         self._proxied: dict[str, httpx.AsyncBaseTransport] = {}
         #: Cookies the upstream set (a load balancer's affinity cookie, say) go back, as with the SDKs.
         self.cookies = httpx.Cookies()
-        timeout = httpx.Timeout(connect=pc.timeouts.connect, read=None, write=pc.timeouts.connect, pool=None)
+        timeout = httpx.Timeout(connect=pc.timeouts.connect, read=None, write=None, pool=None)
         self._extensions = {"timeout": timeout.as_dict()}
         self._urls: dict[str, tuple[httpx.URL, httpx.AsyncBaseTransport]] = {}
         self._headers: dict[tuple[bytes, tuple[tuple[str, str], ...]], httpx.Headers] = {}

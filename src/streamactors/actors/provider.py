@@ -23,6 +23,7 @@ import trio
 
 from ..config import ProviderConfig
 from ..errors import ProviderError, WireError
+from ..fasthttp.response import ResponseStream
 from ..models import FinishEvent, UsageEvent
 from ..policy.backoff import retry_after_seconds, retry_delay, should_retry
 from ..providers import Authorizer
@@ -35,7 +36,20 @@ from .metrics import MetricsActor, RequestRecord
 
 __all__ = ["ProviderActor"]
 
+
+async def _sleep_until(when: float, deadline: float) -> None:
+    """Sleep until `when`; raise `_TotalTimeout` (at `deadline`) if that comes first."""
+    if when < deadline:
+        await trio.sleep_until(when)
+        return
+    await trio.sleep_until(deadline)
+    raise _TotalTimeout
+
 MAX_ERROR_BODY = 64 * 1024
+
+
+class _TotalTimeout(Exception):
+    """The request's total deadline passed (raised wherever the request was waiting)."""
 
 
 class _AttemptFailed(Exception):
@@ -61,6 +75,9 @@ class _Progress:
     events: int = 0
     dispatched_at: float | None = None
     limiter_wait: float = 0.0
+    #: The total deadline (trio time). Every wait is clamped to it, so one cancel scope per
+    #: attempt serves the first-token, idle and total timeouts: a scope costs microseconds.
+    deadline: float = math.inf
 
 
 class ProviderActor:
@@ -115,7 +132,10 @@ class ProviderActor:
             async with trio.open_nursery() as nursery:
                 task_status.started(self)
                 async for job in self._inbox:
-                    await slots.acquire()
+                    try:
+                        slots.acquire_nowait()  # no trip through the scheduler when a slot is free
+                    except trio.WouldBlock:
+                        await slots.acquire()
                     nursery.start_soon(self._serve, client, job, slots)
         finally:
             with trio.CancelScope(shield=True):
@@ -224,8 +244,9 @@ class ProviderActor:
         max_retries = self.config.max_retries if job.max_retries is None else job.max_retries
         spec = self.codec.build_request(job.request, job.model_id)
         error: ProviderError | None = None
-        with trio.move_on_after(timeouts.total) as total_scope:
-            attempt = 0
+        progress.deadline = trio.current_time() + timeouts.total
+        attempt = 0
+        try:
             while True:
                 try:
                     await self._guarded_attempt(client, job, spec, progress)
@@ -252,8 +273,8 @@ class ProviderActor:
                         error_kind=error.kind,
                         error_status=error.status,
                     )
-                    await trio.sleep(delay)
-        if total_scope.cancelled_caught:
+                    await _sleep_until(trio.current_time() + delay, progress.deadline)
+        except _TotalTimeout:
             error = ProviderError(
                 f"request exceeded the total timeout of {timeouts.total} s",
                 provider=self.name,
@@ -285,8 +306,8 @@ class ProviderActor:
                 if wait > 0:
                     progress.limiter_wait += wait
                     try:
-                        await trio.sleep_until(ready)
-                    except trio.Cancelled:
+                        await _sleep_until(ready, progress.deadline)
+                    except (trio.Cancelled, _TotalTimeout):
                         limiter.cancel(tokens)
                         raise
             await self._attempt(client, job, spec, progress, admitted)
@@ -311,16 +332,15 @@ class ProviderActor:
         self, client: UpstreamClient, job: StreamJob, spec: HttpRequestSpec, progress: _Progress, admitted: int | None
     ) -> None:
         timeouts = self.config.timeouts
-        if self._authorizer is not None:
-            try:
-                spec = await self._authorizer(spec)
-            except ProviderError as exc:
-                raise _AttemptFailed(exc) from exc
         decoder = self.codec.new_decoder(job.model_id)
         reply = job.reply
         now = trio.current_time
-        with trio.CancelScope() as scope:
-            scope.deadline = now() + timeouts.first_token
+        with trio.CancelScope(deadline=min(now() + timeouts.first_token, progress.deadline)) as scope:
+            if self._authorizer is not None:
+                try:
+                    spec = await self._authorizer(spec)
+                except ProviderError as exc:
+                    raise _AttemptFailed(exc) from exc
             try:
                 request = client.build_request(spec)
                 if progress.dispatched_at is None:
@@ -359,13 +379,18 @@ class ProviderActor:
                 kind, message = classify_transport_error(exc)
                 raise _AttemptFailed(self._fail(message, kind, retryable=True)) from exc
             finally:
-                with trio.CancelScope(shield=True):
-                    await response.aclose()
+                if type(response.stream) is ResponseStream:
+                    await response.aclose()  # which never waits (so cannot be cancelled)
+                else:
+                    with trio.CancelScope(shield=True):
+                        await response.aclose()
                 if decoder.unknown_events:
                     self._log.info("unknown_events", types=sorted(decoder.unknown_events), request_id=job.request_id)
                 if decoder.invalid_utf8:
                     self._log.warning("invalid_utf8", request_id=job.request_id)
         if scope.cancelled_caught:
+            if now() >= progress.deadline:
+                raise _TotalTimeout
             phase = "first_token" if progress.first_event_at is None else "idle"
             limit = timeouts.first_token if phase == "first_token" else timeouts.idle
             what = "no first event" if phase == "first_token" else "no data"
@@ -394,7 +419,7 @@ class ProviderActor:
                 if events:
                     await self._deliver(events, reply, scope, progress)
                 elif progress.first_event_at is not None:
-                    scope.deadline = now() + idle
+                    scope.deadline = min(now() + idle, progress.deadline)
 
     async def _deliver(
         self, events: Batch, reply: trio.MemorySendChannel[ReplyMessage], scope: trio.CancelScope, progress: _Progress
@@ -405,9 +430,10 @@ class ProviderActor:
         try:
             reply.send_nowait(events)
         except trio.WouldBlock:
-            scope.deadline = math.inf  # waiting on the consumer is not upstream idleness
+            scope.deadline = progress.deadline  # waiting on the consumer is not upstream idleness
             await reply.send(events)
-        scope.deadline = trio.current_time() + self.config.timeouts.idle
+        deadline = trio.current_time() + self.config.timeouts.idle
+        scope.deadline = deadline if deadline < progress.deadline else progress.deadline
 
     @staticmethod
     def _note(events: Batch, progress: _Progress) -> None:
