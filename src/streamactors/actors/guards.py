@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
+import httpx
 import trio
 
 from ..config import CircuitBreakerConfig, RateLimitConfig
@@ -34,6 +35,8 @@ __all__ = ["REJECTED", "BreakerActor", "LimiterActor"]
 #: The limiter's answer when its queue is full.
 REJECTED = -1.0
 _MAILBOX = 256
+#: The longest a routine report waits in a guard's mailbox before it is taken in.
+FLUSH_INTERVAL = 1.0
 
 
 @attrs.frozen(slots=True, eq=False)
@@ -52,6 +55,7 @@ class _Feedback:
     status: int | None
     headers: Mapping[str, str]
     wall: float
+    at: float  # trio time of the response: what it says is taken as of then, however late it is read
     admitted: int | None  # tokens of a request that went without asking (see `admits_freely`)
 
 
@@ -63,28 +67,45 @@ class _Allow:
 @attrs.frozen(slots=True)
 class _Verdict:
     outcome: str  # "success" | "failure" | "release"
+    at: float  # trio time the request ended (a routine verdict may be read later)
 
 
 class _GuardBase:
-    """Mailbox plumbing shared by the two guards."""
+    """Mailbox plumbing shared by the guards (and the router).
+
+    The actor waits on a wake-up event, not on its mailbox, so a report can be queued
+    without waking it: routine news (a request that went and succeeded, while nothing
+    constrains the provider) waits in the mailbox, in order, until the next wake-up, which
+    comes with anything that matters (a call, a failure, a 429, quota headers), when the
+    mailbox is half full, or `FLUSH_INTERVAL` seconds after the last one. Waking an actor
+    for every request would cost more than the bookkeeping it does.
+    """
 
     def __init__(self) -> None:
         send, recv = trio.open_memory_channel[Any](_MAILBOX)
         self._mailbox = send
         self._inbox = recv
+        self._wake = trio.Event()
+        self._queued = 0  # reports queued since the last wake-up
         self.dropped_reports = 0
 
-    def _report(self, msg: Any) -> None:
+    def _report(self, msg: Any, *, urgent: bool = True) -> None:
         try:
             self._mailbox.send_nowait(msg)
         except trio.WouldBlock:
             self.dropped_reports += 1
+            urgent = True
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
+            return
+        self._queued += 1
+        if urgent or self._queued >= _MAILBOX // 2:
+            self._wake.set()
 
     async def _call(self, make: Callable[[Any], Any]) -> Any:
         send, recv = trio.open_memory_channel[Any](1)
+        self._wake.set()  # (if the mailbox is full, the actor must empty it for this send to go)
         await self._mailbox.send(make(send))
+        self._wake.set()
         try:
             return await recv.receive()
         except trio.EndOfChannel:
@@ -94,11 +115,12 @@ class _GuardBase:
         """Serve the mailbox until the service closes it (the mailbox outlives restarts)."""
         task_status.started()
         inbox = self._inbox
-        async for msg in inbox:
-            self._serve(msg)
-            # Whatever queued up meanwhile is served in the same turn: a trip through the
-            # scheduler per report would cost more than the report itself.
-            while True:
+        while True:
+            with trio.move_on_after(FLUSH_INTERVAL):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            self._queued = 0
+            while True:  # everything queued, in order, in this one turn
                 try:
                     msg = inbox.receive_nowait()
                 except trio.WouldBlock:
@@ -118,9 +140,19 @@ class _GuardBase:
     def close(self) -> None:
         """Stop accepting messages (service shutdown)."""
         self._mailbox.close()
+        self._wake.set()
 
     def _handle(self, msg: Any) -> None:
         raise NotImplementedError
+
+
+_LIMIT_HEADER_PREFIXES = (b"x-ratelimit-", b"anthropic-ratelimit-", b"retry-after")
+
+
+def _speaks_of_limits(headers: httpx.Headers | Mapping[str, str]) -> bool:
+    """Whether a response carries quota or Retry-After headers (without decoding them all)."""
+    keys = (k for k, _ in headers.raw) if isinstance(headers, httpx.Headers) else (k.encode() for k in headers)
+    return any(key.lower().startswith(_LIMIT_HEADER_PREFIXES) for key in keys)
 
 
 class LimiterActor(_GuardBase):
@@ -163,13 +195,19 @@ class LimiterActor(_GuardBase):
         """An admitted request was never sent."""
         self._report(_Cancel(tokens))
 
-    def feedback(self, status: int | None, headers: Mapping[str, str], *, admitted: int | None = None) -> None:
+    def feedback(
+        self, status: int | None, headers: httpx.Headers | Mapping[str, str], *, admitted: int | None = None
+    ) -> None:
         """Report a response's status and headers (quota headers, Retry-After); None: no response.
 
         `admitted`: the estimated tokens of a request that went without asking because the
         limiter `admits_freely`; it is counted now (send rate, quota use), one report per attempt.
+        Such a request's 2xx/3xx with nothing to say about quotas is routine news.
         """
-        self._report(_Feedback(status, headers, time.time(), admitted))
+        if admitted is not None and status is not None and status < 400 and not _speaks_of_limits(headers):
+            self._report(_Feedback(status, {}, 0.0, trio.current_time(), admitted), urgent=False)
+        else:
+            self._report(_Feedback(status, headers, time.time(), trio.current_time(), admitted))
 
     def _handle(self, msg: Any) -> None:
         now = trio.current_time()
@@ -188,11 +226,11 @@ class LimiterActor(_GuardBase):
             msg.reply.send_nowait(ready)
         elif type(msg) is _Feedback:
             if msg.admitted is not None:
-                self._pacer.admit(msg.admitted, now)  # no wait to hand out: it went already
+                self._pacer.admit(msg.admitted, msg.at)  # no wait to hand out: it went already
             headers = lowered(msg.headers)  # once: reading an httpx.Headers decodes every entry
             snapshot = parse_quota(headers, msg.wall) if headers else None
             retry_after = retry_after_seconds(headers, msg.wall) if headers else None
-            self._pacer.on_response(msg.status, snapshot, retry_after, now)
+            self._pacer.on_response(msg.status, snapshot, retry_after, msg.at)
             if msg.status == 429:
                 self._log.info("rate_limit_backoff", factor=self._pacer.factor, retry_after_s=retry_after)
         elif type(msg) is _Cancel:
@@ -248,7 +286,9 @@ class BreakerActor(_GuardBase):
             outcome = "failure"
         else:
             outcome = "success"
-        self._report(_Verdict(outcome))
+        # A success or a release while closed changes nothing anyone waits on: routine news.
+        urgent = outcome == "failure" or self._breaker.state is not BreakerState.CLOSED
+        self._report(_Verdict(outcome, trio.current_time()), urgent=urgent)
 
     def _handle(self, msg: Any) -> None:
         now = trio.current_time()
@@ -259,9 +299,9 @@ class BreakerActor(_GuardBase):
             msg.reply.send_nowait(allowed)
         elif type(msg) is _Verdict:
             if msg.outcome == "success":
-                self._breaker.record_success(now)
+                self._breaker.record_success(msg.at)
             elif msg.outcome == "failure":
-                self._breaker.record_failure(now)
+                self._breaker.record_failure(msg.at)
             else:
                 self._breaker.release()
 

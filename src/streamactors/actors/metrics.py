@@ -18,6 +18,9 @@ import trio
 __all__ = ["HedgeCancelled", "MetricsActor", "RequestRecord"]
 
 MAX_MODELS = 100
+#: The longest a report waits in the mailbox before it is folded in (reads fold in at once).
+FLUSH_INTERVAL = 1.0
+_MAILBOX = 4096
 RING = 1024
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
@@ -95,11 +98,12 @@ class MetricsActor:
     """Aggregates request records. Reads (`health`, `prometheus`) are synchronous snapshots."""
 
     def __init__(self, providers: Iterable[str]) -> None:
-        send, recv = trio.open_memory_channel[RequestRecord | HedgeCancelled](4096)
+        send, recv = trio.open_memory_channel[RequestRecord | HedgeCancelled](_MAILBOX)
         self._mailbox = send
         self._inbox = recv
         self._stats = {p: _ProviderStats() for p in providers}
         self._arrived = trio.Event()
+        self._queued = 0  # reports queued since the last drain
         self.dropped = 0
 
     def report(self, record: RequestRecord | HedgeCancelled) -> None:
@@ -110,19 +114,23 @@ class MetricsActor:
             self.dropped += 1
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             return
-        self._arrived.set()
+        self._queued += 1
+        if self._queued >= _MAILBOX // 2:
+            self._arrived.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Fold reports in as they arrive.
+        """Fold reports in, in batches: when the mailbox is half full, else every
+        `FLUSH_INTERVAL` seconds (waking per request would cost more than the folding).
 
         The loop waits on an event rather than on `receive()`: a report handed to a waiting
         receiver would be in no buffer until that task runs, and a synchronous read
         (`health()`) right after a request could miss it. This way every report is either
-        folded or still in the buffer, where `drain()` finds it.
+        folded or still in the buffer, where the readers' `drain()` finds it.
         """
         task_status.started()
         while True:
-            await self._arrived.wait()
+            with trio.move_on_after(FLUSH_INTERVAL):
+                await self._arrived.wait()
             self._arrived = trio.Event()
             self.drain()
 
@@ -132,6 +140,7 @@ class MetricsActor:
 
     def drain(self) -> None:
         """Fold in every report already queued (so a read right after a request sees it)."""
+        self._queued = 0
         while True:
             try:
                 self._fold(self._inbox.receive_nowait())
