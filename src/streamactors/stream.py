@@ -141,8 +141,16 @@ class EventStream:
             if self._leg is None:
                 await self._start()
                 continue
+            recv = self._leg.recv
             try:
-                msg = await self._leg.recv.receive()
+                # What is queued already is taken without a trip through the scheduler: the
+                # channel is bounded and nobody adds to it while this task runs.
+                msg = recv.receive_nowait()
+            except trio.WouldBlock:
+                try:
+                    msg = await recv.receive()
+                except trio.EndOfChannel:
+                    msg = _lost(self._leg)
             except trio.EndOfChannel:
                 msg = _lost(self._leg)
             if type(msg) is list:

@@ -159,7 +159,10 @@ class ProviderActor:
                 if self._metrics is not None:
                     self._record(job, progress, end, start, False)
                     recorded = True
-                await job.reply.send(end)
+                try:
+                    job.reply.send_nowait(end)  # the consumer is usually waiting for it
+                except trio.WouldBlock:
+                    await job.reply.send(end)
         except trio.BrokenResourceError:
             pass  # the consumer went away; its cancel scope stops the rest
         except Exception as exc:
