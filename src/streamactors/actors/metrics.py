@@ -8,6 +8,7 @@ bounded: fixed histogram buckets, a ring of recent samples for percentiles, and 
 
 from __future__ import annotations
 
+import bisect
 import collections
 from collections.abc import Iterable
 from typing import Any
@@ -60,12 +61,7 @@ class _Histogram:
         self.recent: collections.deque[float] = collections.deque(maxlen=RING)
 
     def observe(self, value: float) -> None:
-        for i, bound in enumerate(self.bounds):
-            if value <= bound:
-                self.counts[i] += 1
-                break
-        else:
-            self.counts[-1] += 1
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1  # the first bucket with value <= bound
         self.sum += value
         self.total += 1
         self.recent.append(value)
@@ -148,7 +144,7 @@ class MetricsActor:
                 return
 
     def _fold(self, msg: RequestRecord | HedgeCancelled) -> None:
-        stats = self._stats.setdefault(msg.provider, _ProviderStats())
+        stats = self._stats.get(msg.provider) or self._stats.setdefault(msg.provider, _ProviderStats())
         if isinstance(msg, HedgeCancelled):
             stats.hedges_cancelled += 1
             return
