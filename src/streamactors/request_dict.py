@@ -66,7 +66,7 @@ def _tool_call(tc: Any, where: str) -> ToolCall:
 
 def _message(m: Any, i: int) -> Message:
     where = f"messages[{i}]"
-    if not isinstance(m, Mapping):
+    if type(m) is not dict and not isinstance(m, Mapping):
         raise _fail(f"{where} must be an object")
     role = m.get("role")
     if role not in _ROLES:
@@ -115,7 +115,7 @@ def _reasoning(data: Mapping[str, Any]) -> Reasoning | None:
 
 def request_from_dict(data: Mapping[str, Any]) -> ChatRequest:
     """Validate and convert; raises `UsageError` naming the offending field."""
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):  # (an ABC check costs a microsecond)
         raise _fail(f"expected a dict, got {type(data).__name__}")
     for key in data:
         if key not in _KEYS:

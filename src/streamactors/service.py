@@ -7,7 +7,7 @@ import itertools
 import os
 import random
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -80,15 +80,17 @@ class Service:
 
     async def complete(self, request: ChatRequest | Mapping[str, Any]) -> Reply:
         """Stream the request to its end and return the aggregated reply."""
-        async with self.stream(request) as events:
+        events = await self._open_stream(request, keep_text=True)
+        try:
             async for _ in events:
                 pass
             return events.reply()
+        finally:
+            events.close()
 
-    @asynccontextmanager
-    async def stream(
+    def stream(
         self, request: ChatRequest | Mapping[str, Any], *, keep_text: bool = True
-    ) -> AsyncIterator[EventStream]:
+    ) -> AbstractAsyncContextManager[EventStream]:
         """Stream a request's events. Leaving the block early cancels the upstream request.
 
         `model` is "<provider>/<model-id>" or the name of a route under `[routes]`.
@@ -96,6 +98,9 @@ class Service:
         `reply().text` and an error's `.partial.text` are empty, and a route cannot
         continue a broken reply): for consumers that keep their own copy.
         """
+        return _Streaming(self, request, keep_text)
+
+    async def _open_stream(self, request: ChatRequest | Mapping[str, Any], keep_text: bool) -> EventStream:
         req = self._coerce(request)
         route = self.config.routes.get(req.model)
         if route is not None:
@@ -108,7 +113,7 @@ class Service:
         async def open_leg(target: str, leg_request: ChatRequest, max_retries: int | None) -> Leg:
             return await self._open_leg(target, leg_request, request_id, max_retries)
 
-        events = EventStream(
+        return EventStream(
             req,
             request_id,
             targets,
@@ -118,10 +123,6 @@ class Service:
             metrics=self._metrics,
             keep_text=keep_text,
         )
-        try:
-            yield events
-        finally:
-            events.close()
 
     def health(self) -> dict[str, dict[str, Any]]:
         """Per provider: request counters, error kinds, retries, tokens, latency percentiles
@@ -165,7 +166,7 @@ class Service:
     def _coerce(request: ChatRequest | Mapping[str, Any]) -> ChatRequest:
         if isinstance(request, ChatRequest):
             return request
-        if isinstance(request, Mapping):
+        if type(request) is dict or isinstance(request, Mapping):
             return ChatRequest.from_dict(request)
         raise UsageError(f"request must be a ChatRequest or a dict, got {type(request).__name__}")
 
@@ -232,6 +233,26 @@ class Service:
         self._submissions_send.close()
         for actor in self._actors.values():
             actor.mailbox.close()
+
+
+class _Streaming:
+    """What `Service.stream()` returns: opens the stream on entry, closes it on exit."""
+
+    __slots__ = ("_events", "_keep_text", "_request", "_service")
+
+    def __init__(self, service: Service, request: ChatRequest | Mapping[str, Any], keep_text: bool) -> None:
+        self._service = service
+        self._request = request
+        self._keep_text = keep_text
+        self._events: EventStream | None = None
+
+    async def __aenter__(self) -> EventStream:
+        self._events = await self._service._open_stream(self._request, self._keep_text)
+        return self._events
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._events is not None:
+            self._events.close()
 
 
 @asynccontextmanager

@@ -427,15 +427,17 @@ class ProviderActor:
     async def _deliver(
         self, events: Batch, reply: trio.MemorySendChannel[ReplyMessage], scope: trio.CancelScope, progress: _Progress
     ) -> None:
+        now = trio.current_time()
         if progress.first_event_at is None:
-            progress.first_event_at = trio.current_time()
+            progress.first_event_at = now
         self._note(events, progress)
         try:
             reply.send_nowait(events)
         except trio.WouldBlock:
             scope.deadline = progress.deadline  # waiting on the consumer is not upstream idleness
             await reply.send(events)
-        deadline = trio.current_time() + self.config.timeouts.idle
+            now = trio.current_time()
+        deadline = now + self.config.timeouts.idle
         scope.deadline = deadline if deadline < progress.deadline else progress.deadline
 
     @staticmethod

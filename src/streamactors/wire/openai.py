@@ -29,7 +29,7 @@ from .sse import DEFAULT_MAX_EVENT_BYTES
 __all__ = ["OpenAICodec", "OpenAIStreamDecoder", "effort_for_budget", "openai_messages"]
 
 # Delta keys that carry nothing but the content (or are empty or null in a plain text chunk).
-_PLAIN_DELTA_KEYS = frozenset({"content", "role"})
+_PLAIN_DELTA_KEYS = frozenset({"content", "role", "refusal"})  # (a refusal only when it is null)
 
 FINISH_MAP = {
     "stop": "stop",
@@ -187,7 +187,7 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
                 delta = choice.get("delta")
                 if type(delta) is dict:
                     content = delta.get("content")
-                    if type(content) is str and delta.keys() <= _PLAIN_DELTA_KEYS:
+                    if type(content) is str and delta.keys() <= _PLAIN_DELTA_KEYS and delta.get("refusal") is None:
                         if content:
                             out.append(TextEvent(content))
                         return
