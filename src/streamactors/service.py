@@ -139,7 +139,7 @@ class Service:
     def metrics_text(self) -> str:
         """Prometheus text exposition of the service's metrics."""
         states = {"closed": 0, "open": 1, "half_open": 2}
-        circuit = {n: states[a.breaker.state.name.lower()] for n, a in self._actors.items() if a.breaker is not None}
+        circuit = {n: states[a.breaker.status()["state"]] for n, a in self._actors.items() if a.breaker is not None}
         return self._metrics.prometheus(circuit, {n: a.in_flight for n, a in self._actors.items()})
 
     async def _open_leg(self, target: str, request: ChatRequest, request_id: str, max_retries: int | None) -> Leg:

@@ -114,20 +114,30 @@ class _GuardBase:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the mailbox until the service closes it (the mailbox outlives restarts)."""
         task_status.started()
-        inbox = self._inbox
         while True:
             with trio.move_on_after(FLUSH_INTERVAL):
                 await self._wake.wait()
             self._wake = trio.Event()
-            self._queued = 0
-            while True:  # everything queued, in order, in this one turn
-                try:
-                    msg = inbox.receive_nowait()
-                except trio.WouldBlock:
-                    break
-                except trio.EndOfChannel:
-                    return
-                self._serve(msg)
+            if not self.drain():
+                return
+
+    def drain(self) -> bool:
+        """Serve everything queued, in order, in one turn; False once the mailbox is closed.
+
+        `status()` calls it first, as the metrics actor's readers do: a read right after a
+        request then sees that request's report. It runs synchronously, so never at the
+        same time as the actor's own turn.
+        """
+        self._queued = 0
+        inbox = self._inbox
+        while True:
+            try:
+                msg = inbox.receive_nowait()
+            except trio.WouldBlock:
+                return True
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                return False
+            self._serve(msg)
 
     def _serve(self, msg: Any) -> None:
         reply = getattr(msg, "reply", None)
@@ -237,7 +247,8 @@ class LimiterActor(_GuardBase):
             self._pacer.cancel(msg.tokens)
 
     def status(self) -> dict[str, Any]:
-        """A snapshot for `Service.health()`."""
+        """A snapshot for `Service.health()` (what is queued is taken in first)."""
+        self.drain()
         now = trio.current_time()
         blocked = self._pacer.blocked_until
         return {
@@ -325,7 +336,8 @@ class BreakerActor(_GuardBase):
         return None if at is None else max(0.0, at - trio.current_time())
 
     def status(self) -> dict[str, Any]:
-        """A snapshot for `Service.health()`."""
+        """A snapshot for `Service.health()` (what is queued is taken in first)."""
+        self.drain()
         return {
             "state": self._breaker.state.name.lower(),
             "transitions": self._breaker.transition_count,

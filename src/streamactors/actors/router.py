@@ -82,5 +82,6 @@ class RouterActor(_GuardBase):
         return 0.0 if value is None else value  # untried targets deserve a try
 
     def status(self) -> dict[str, Any]:
-        """Latency estimates per target (for health)."""
+        """Latency estimates per target (for health; what is queued is taken in first)."""
+        self.drain()
         return {t: e.value for t, e in self._latency.items()}
