@@ -36,6 +36,12 @@ from .metrics import MetricsActor, RequestRecord
 
 __all__ = ["ProviderActor"]
 
+MAX_ERROR_BODY = 64 * 1024
+
+
+class _TotalTimeout(Exception):
+    """The request's total deadline passed (raised wherever the request was waiting)."""
+
 
 async def _sleep_until(when: float, deadline: float) -> None:
     """Sleep until `when`; raise `_TotalTimeout` (at `deadline`) if that comes first."""
@@ -44,12 +50,6 @@ async def _sleep_until(when: float, deadline: float) -> None:
         return
     await trio.sleep_until(deadline)
     raise _TotalTimeout
-
-MAX_ERROR_BODY = 64 * 1024
-
-
-class _TotalTimeout(Exception):
-    """The request's total deadline passed (raised wherever the request was waiting)."""
 
 
 class _AttemptFailed(Exception):
