@@ -156,13 +156,14 @@ class _GuardBase:
         raise NotImplementedError
 
 
-_LIMIT_HEADER_PREFIXES = (b"x-ratelimit-", b"anthropic-ratelimit-", b"retry-after")
-
-
 def _speaks_of_limits(headers: httpx.Headers | Mapping[str, str]) -> bool:
-    """Whether a response carries quota or Retry-After headers (without decoding them all)."""
-    keys = (k for k, _ in headers.raw) if isinstance(headers, httpx.Headers) else (k.encode() for k in headers)
-    return any(key.lower().startswith(_LIMIT_HEADER_PREFIXES) for key in keys)
+    """Whether a response carries quota or Retry-After headers (x-ratelimit-*,
+    anthropic-ratelimit-*, retry-after, retry-after-ms), read without decoding every header."""
+    if isinstance(headers, httpx.Headers):
+        names = b"\n" + b"\n".join([name for name, _ in headers.raw]).lower()
+    else:
+        names = ("\n" + "\n".join(headers).lower()).encode()
+    return b"\nx-ratelimit-" in names or b"\nanthropic-ratelimit-" in names or b"\nretry-after" in names
 
 
 class LimiterActor(_GuardBase):

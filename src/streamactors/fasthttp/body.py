@@ -120,7 +120,11 @@ class ChunkedDecoder:
                         if n - pos > self.max_line_bytes + 1:  # + 1: the CR of a line of the largest size
                             raise FramingError(f"chunk-size line longer than {self.max_line_bytes} bytes")
                         break
-                    size = self._chunk_size(buf[pos:eol])
+                    line = buf[pos:eol]
+                    if 0 < len(line) <= 16 and not line.translate(None, _HEX):  # plain hex digits
+                        size = int(line, 16)
+                    else:  # extensions, whitespace, or an illegal size
+                        size = self._chunk_size(line)
                     pos = eol + 2
                     if size == 0:
                         state = _TRAILER
