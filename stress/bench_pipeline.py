@@ -4,8 +4,8 @@ event in its own HTTP chunk, next to a bare client doing the same SSE + JSON par
 
 Rows:
 - bare httpx: httpx's default transport, our SSE decoder, orjson (the baseline);
-- service, httpx transport: the service on httpx's default transport ("before");
-- service: the service as shipped, on FastTransport ("after");
+- service on httpx's transport: the service with httpx's default transport in place of FastTransport;
+- service: the service as shipped, on FastTransport;
 - bare FastTransport: the bare client on FastTransport (the floor for the service).
 
 Scenarios: one stream, and 1,000 concurrent streams; plus the CPU of one short
@@ -133,8 +133,8 @@ async def _short_bare(url: str, n: int, make_transport: Callable[[], httpx.Async
 
 ROWS: list[tuple[str, Runner]] = [
     ("bare httpx", bare(None)),
-    ("service, httpx transport (before)", service(httpx_transport=True)),
-    ("service (after)", service(httpx_transport=False)),
+    ("service on httpx's transport", service(httpx_transport=True)),
+    ("service", service(httpx_transport=False)),
     ("bare FastTransport", bare(FastTransport)),
 ]
 
