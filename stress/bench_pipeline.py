@@ -108,7 +108,9 @@ async def measure(runner: Runner, url: str, models: list[str], repeat: int) -> t
     return best_rate, best_cpu
 
 
-async def _short_bare(url: str, n: int, make_transport: Callable[[], httpx.AsyncBaseTransport] | None) -> float:
+async def _short_bare(
+    url: str, n: int, repeat: int, make_transport: Callable[[], httpx.AsyncBaseTransport] | None
+) -> float:
     """CPU ms per 5-token request, one after another, through one bare client."""
     transport = make_transport() if make_transport else None
     async with httpx.AsyncClient(transport=transport, timeout=None) as client:
@@ -125,10 +127,7 @@ async def _short_bare(url: str, n: int, make_transport: Callable[[], httpx.Async
 
         for _ in range(20):
             await one()
-        c0 = cpu_seconds()
-        for _ in range(n):
-            await one()
-        return (cpu_seconds() - c0) / n * 1000
+        return await _best_batch(one, n, repeat)
 
 
 ROWS: list[tuple[str, Runner]] = [
@@ -152,7 +151,7 @@ async def main(args: argparse.Namespace, url: str) -> None:
             results[name]["short_cpu_ms"] = await _short_through_one_service(url, args, "httpx" in name)
         else:
             make = FastTransport if "Fast" in name else None
-            results[name]["short_cpu_ms"] = await _short_bare(url, args.short, make)
+            results[name]["short_cpu_ms"] = await _short_bare(url, args.short, args.repeat, make)
     base = results["bare httpx"]
     rows = []
     for name, r in results.items():
@@ -177,12 +176,24 @@ async def _short_through_one_service(url: str, args: argparse.Namespace, httpx_t
     transports = {"openai": httpx.AsyncHTTPTransport()} if httpx_transport else None
     request = {"model": "openai/m~tokens=5", "messages": [{"role": "user", "content": "bench"}]}
     async with open_service(cfg, logger=logger, transports=transports) as svc:
+
+        async def one() -> None:
+            await svc.complete(request)
+
         for _ in range(20):
-            await svc.complete(request)
+            await one()
+        return await _best_batch(one, args.short, args.repeat)
+
+
+async def _best_batch(one: Callable[[], Awaitable[None]], n: int, repeat: int) -> float:
+    """CPU ms per call of `one`: `n` calls one after another, the best of `repeat` such batches."""
+    best = float("inf")
+    for _ in range(repeat):
         c0 = cpu_seconds()
-        for _ in range(args.short):
-            await svc.complete(request)
-        return (cpu_seconds() - c0) / args.short * 1000
+        for _ in range(n):
+            await one()
+        best = min(best, (cpu_seconds() - c0) / n * 1000)
+    return best
 
 
 if __name__ == "__main__":
