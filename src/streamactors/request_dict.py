@@ -65,25 +65,24 @@ def _tool_call(tc: Any, where: str) -> ToolCall:
 
 
 def _message(m: Any, i: int) -> Message:
-    where = f"messages[{i}]"
+    # Runs for every message of every request: the `where` of an error is built only on error.
     if type(m) is not dict and not isinstance(m, Mapping):
-        raise _fail(f"{where} must be an object")
+        raise _fail(f"messages[{i}] must be an object")
     role = m.get("role")
     if role not in _ROLES:
-        raise _fail(f"{where}.role must be one of {sorted(_ROLES)}, got {role!r}")
-    tool_calls = m.get("tool_calls") or ()
-    if tool_calls and role != "assistant":
-        raise _fail(f"{where}: only assistant messages carry tool_calls")
+        raise _fail(f"messages[{i}].role must be one of {sorted(_ROLES)}, got {role!r}")
+    content = m.get("content")
+    if content is not None and type(content) is not str:
+        content = _content(content, f"messages[{i}].content")
+    tool_calls = m.get("tool_calls")
+    if tool_calls:
+        if role != "assistant":
+            raise _fail(f"messages[{i}]: only assistant messages carry tool_calls")
+        tool_calls = tuple(_tool_call(tc, f"messages[{i}].tool_calls[{k}]") for k, tc in enumerate(tool_calls))
     tool_call_id = m.get("tool_call_id")
     if role == "tool" and not isinstance(tool_call_id, str):
-        raise _fail(f"{where}: a tool message needs tool_call_id")
-    return Message(
-        role=role,
-        content=_content(m.get("content"), f"{where}.content"),
-        tool_calls=tuple(_tool_call(tc, f"{where}.tool_calls[{k}]") for k, tc in enumerate(tool_calls)),
-        tool_call_id=tool_call_id,
-        name=m.get("name"),
-    )
+        raise _fail(f"messages[{i}]: a tool message needs tool_call_id")
+    return Message(role, content, tool_calls or (), tool_call_id, m.get("name"))
 
 
 def _tool(t: Any, i: int) -> Tool:
@@ -117,11 +116,12 @@ def request_from_dict(data: Mapping[str, Any]) -> ChatRequest:
     """Validate and convert; raises `UsageError` naming the offending field."""
     if type(data) is not dict and not isinstance(data, Mapping):  # (an ABC check costs a microsecond)
         raise _fail(f"expected a dict, got {type(data).__name__}")
-    for key in data:
-        if key not in _KEYS:
-            near = difflib.get_close_matches(str(key), sorted(_KEYS), n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise _fail(f"unknown field {key!r}{hint}")
+    if not data.keys() <= _KEYS:
+        for key in data:
+            if key not in _KEYS:
+                near = difflib.get_close_matches(str(key), sorted(_KEYS), n=1)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                raise _fail(f"unknown field {key!r}{hint}")
     model = data.get("model")
     if not isinstance(model, str) or not model:
         raise _fail('"model" must be "<provider>/<model-id>" or a route alias')
@@ -134,19 +134,20 @@ def request_from_dict(data: Mapping[str, Any]) -> ChatRequest:
     stop = data.get("stop")
     if isinstance(stop, str):
         stop = [stop]
-    for name in ("temperature", "top_p"):
-        value = data.get(name)
+    temperature, top_p = data.get("temperature"), data.get("top_p")
+    for name, value in (("temperature", temperature), ("top_p", top_p)):
         if value is not None and not isinstance(value, int | float):
             raise _fail(f"{name} must be a number, got {value!r}")
+    tools = data.get("tools")
     return ChatRequest(
         model=model,
-        messages=tuple(_message(m, i) for i, m in enumerate(messages)),
+        messages=tuple([_message(m, i) for i, m in enumerate(messages)]),
         max_tokens=max_tokens,
-        temperature=data.get("temperature"),
-        top_p=data.get("top_p"),
-        stop=tuple(stop or ()),
-        tools=tuple(_tool(t, i) for i, t in enumerate(data.get("tools") or ())),
+        temperature=temperature,
+        top_p=top_p,
+        stop=tuple(stop) if stop else (),
+        tools=tuple([_tool(t, i) for i, t in enumerate(tools)]) if tools else (),
         tool_choice=data.get("tool_choice"),
-        reasoning=_reasoning(data),
+        reasoning=_reasoning(data) if "reasoning" in data or "reasoning_effort" in data else None,
         request_id=data.get("request_id"),
     )

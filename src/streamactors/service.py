@@ -23,6 +23,7 @@ from .errors import ProviderError, UsageError
 from .logs import make_logger, open_log_file
 from .models import ChatRequest, ErrorEvent, Reply, StreamEvent
 from .providers import build_authorizer, build_codec
+from .request_dict import request_from_dict
 from .stream import EventStream, Leg
 from .supervision.supervisor import ChildSpec, supervise
 from .wire.base import ProviderCodec
@@ -167,7 +168,7 @@ class Service:
         if isinstance(request, ChatRequest):
             return request
         if type(request) is dict or isinstance(request, Mapping):
-            return ChatRequest.from_dict(request)
+            return request_from_dict(request)
         raise UsageError(f"request must be a ChatRequest or a dict, got {type(request).__name__}")
 
     def _resolve(self, req: ChatRequest) -> tuple[str, str]:
