@@ -7,6 +7,7 @@ wire formats themselves live in `wire/`, the I/O in `actors/`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from urllib.parse import quote
 
 from . import __version__
 from .config import (
@@ -135,20 +136,14 @@ class AzureCodec(OpenAICodec):
         self.api_version = api_version
 
     def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
-        from urllib.parse import quote
-
         spec = super().build_request(request, model_id)
         url = f"{self.endpoint}/openai/deployments/{quote(model_id, safe='')}/chat/completions"
         return HttpRequestSpec(spec.method, f"{url}?api-version={self.api_version}", spec.headers, spec.body)
 
 
-async def _no_auth(spec: HttpRequestSpec) -> HttpRequestSpec:
-    return spec
-
-
-def build_authorizer(name: str, pc: ProviderConfig) -> Authorizer:
-    """Per-request credential step: identity for static keys; signing or token refresh otherwise."""
+def build_authorizer(name: str, pc: ProviderConfig) -> Authorizer | None:
+    """Per-request credential step (signing, token refresh); None for static keys, which the
+    codec's headers carry already."""
     from .providers_cloud import build_cloud_authorizer
 
-    auth = build_cloud_authorizer(name, pc)
-    return auth if auth is not None else _no_auth
+    return build_cloud_authorizer(name, pc)

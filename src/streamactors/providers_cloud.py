@@ -168,6 +168,12 @@ class AwsSigner:
     """
 
     def __init__(self, name: str, pc: BedrockConfig) -> None:
+        from botocore.credentials import RefreshableCredentials  # botocore loads only when Bedrock is used
+
+        from .wire.bedrock import sign_request
+
+        self._sign = sign_request
+        self._refreshable_type = RefreshableCredentials
         self.name = name
         self._region = pc.region
         self._creds: Any = None
@@ -193,17 +199,13 @@ class AwsSigner:
         return creds
 
     async def __call__(self, spec: HttpRequestSpec) -> HttpRequestSpec:
-        from botocore.credentials import RefreshableCredentials
-
-        from .wire.bedrock import sign_request
-
         try:
             if self._creds is None:
                 async with self._lock:
                     if self._creds is None:
                         self._creds = await trio.to_thread.run_sync(self._resolve)
             creds = self._creds
-            if isinstance(creds, RefreshableCredentials):
+            if isinstance(creds, self._refreshable_type):
                 frozen = await trio.to_thread.run_sync(creds.get_frozen_credentials)
             else:
                 frozen = creds.get_frozen_credentials()
@@ -214,7 +216,7 @@ class AwsSigner:
                 kind="connection",
                 retryable=False,
             ) from exc
-        return sign_request(spec, frozen, self._region)
+        return self._sign(spec, frozen, self._region)
 
 
 def build_cloud_authorizer(name: str, pc: ProviderConfig) -> Authorizer | None:
