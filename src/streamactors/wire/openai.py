@@ -161,17 +161,21 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
         self._refused = False
 
     def _on_event(self, event: str | None, data: str, out: list[StreamEvent]) -> None:
-        if data.startswith(self.terminator):  # as openai-python's Stream does
-            self._done = True
-            return
-        if event == "error":
+        if event == "error" and not data.startswith(self.terminator):
             try:
                 obj = orjson.loads(data)
             except orjson.JSONDecodeError:
                 raise WireError(data[:1000] or "error event", kind="upstream", retryable=True) from None
             raise self._stream_error(obj)
-        obj = self._json(data)
-        if not isinstance(obj, dict):
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            # The terminator is not JSON: testing for it here spares every chunk the test.
+            if data.startswith(self.terminator):  # as openai-python's Stream does
+                self._done = True
+                return
+            obj = self._json(data)  # raises the WireError
+        if type(obj) is not dict:
             raise WireError(f"stream event is not a JSON object: {data[:200]!r}", kind="protocol")
         if obj.get("error"):  # openai-python raises APIError on a truthy "error" in any chunk
             raise self._stream_error(obj)
