@@ -193,6 +193,36 @@ async def test_total_timeout_ends_a_stream_blocked_on_a_slow_consumer(autojump_c
     assert 10.0 <= ended <= 11.0 and error.partial.text
 
 
+# --- a consumer that leaves stops the job wherever it is waiting ----------------------------
+
+
+async def test_leaving_during_a_retry_backoff_stops_the_job(autojump_clock: Any) -> None:
+    upstream = Upstream([lambda: err(503, {"retry-after": "20"}), ok])
+    async with open_service(
+        config(max_retries=2), logger=LogCapture([]).logger, transports={"openai": httpx.MockTransport(upstream)}
+    ) as service:
+        with trio.move_on_after(1.0):
+            await service.complete({"model": "openai/gpt-test", "messages": user()})
+        await trio.sleep(0.01)
+        assert service.health()["openai"]["in_flight"] == 0
+        assert service.health()["openai"]["outcomes"] == {"cancelled": 1}
+        await trio.sleep(60.0)
+    assert upstream.calls == [0.0]  # the retry due at 20 s never went
+
+
+async def test_leaving_during_a_rate_limiter_wait_gives_the_budget_back(autojump_clock: Any) -> None:
+    upstream = Upstream([ok])
+    cfg = config(rate_limit={"requests_per_minute": 1, "adaptive": False})
+    async with open_service(
+        cfg, logger=LogCapture([]).logger, transports={"openai": httpx.MockTransport(upstream)}
+    ) as service:
+        await service.complete({"model": "openai/gpt-test", "messages": user()})  # uses the one-minute burst
+        with trio.move_on_after(5.0):
+            await service.complete({"model": "openai/gpt-test", "messages": user()})  # waits for t=60, leaves
+        await service.complete({"model": "openai/gpt-test", "messages": user()})
+    assert upstream.calls == pytest.approx([0.0, 60.0])
+
+
 # --- rate limiting -------------------------------------------------------------------------
 
 

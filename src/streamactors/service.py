@@ -14,7 +14,7 @@ import httpx
 import trio
 
 from .actors.guards import BreakerActor, LimiterActor
-from .actors.messages import ReplyMessage, StreamJob
+from .actors.messages import CancelHandle, ReplyMessage, StreamJob
 from .actors.metrics import MetricsActor
 from .actors.provider import ProviderActor
 from .actors.router import RouterActor
@@ -147,7 +147,7 @@ class Service:
         provider, _, model_id = target.partition("/")
         actor = self._actors[provider]
         send, recv = trio.open_memory_channel[ReplyMessage](self.config.service.event_buffer)
-        cancel = trio.CancelScope()
+        cancel = CancelHandle()
         now = trio.current_time()
         job = StreamJob(request, model_id, send, cancel, request_id, max_retries, now)
         try:

@@ -16,7 +16,7 @@ import attrs
 import trio
 
 from .accumulate import ReplyBuilder
-from .actors.messages import ReplyMessage, StreamEnd
+from .actors.messages import CancelHandle, ReplyMessage, StreamEnd
 from .actors.metrics import HedgeCancelled, MetricsActor
 from .actors.router import RouterActor
 from .config import RouteConfig
@@ -34,7 +34,7 @@ class Leg:
     provider: str
     model_id: str
     recv: trio.MemoryReceiveChannel[ReplyMessage]
-    cancel: trio.CancelScope
+    cancel: CancelHandle
     opened_at: float
 
     def abandon(self) -> None:

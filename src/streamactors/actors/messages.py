@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import attrs
 import trio
 
 from ..errors import ProviderError
 from ..models import ChatRequest, StreamEvent
 
-__all__ = ["Batch", "ReplyMessage", "StreamEnd", "StreamJob", "estimate_tokens"]
+__all__ = ["Batch", "CancelHandle", "ReplyMessage", "StreamEnd", "StreamJob", "estimate_tokens"]
 
 #: Everything decoded from one network read travels as one message (one channel hop
 #: per read instead of one per event).
@@ -28,19 +30,51 @@ class StreamEnd:
 ReplyMessage = Batch | StreamEnd
 
 
+class CancelHandle:
+    """The consumer's way to stop a job, wherever its provider actor is with it.
+
+    Not a cancel scope of its own: the provider actor opens one scope per wait anyway (an
+    attempt, with its deadlines; a backoff or rate-limit wait) and registers it here, so
+    `cancel()` cancels the one that is current, and every later one opens cancelled. (A trio
+    cancel scope costs tens of thousands of instructions; a request needs only one.)
+    """
+
+    __slots__ = ("_scope", "cancelled")
+
+    def __init__(self) -> None:
+        #: True once the consumer asked to stop.
+        self.cancelled = False
+        self._scope: trio.CancelScope | None = None
+
+    def cancel(self) -> None:
+        """Stop the job: its current wait ends at once, and so will any later one."""
+        self.cancelled = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def scope(self, deadline: float = math.inf) -> trio.CancelScope:
+        """A cancel scope for the provider's next wait (already cancelled if the job is)."""
+        scope = trio.CancelScope(deadline=deadline)
+        if self.cancelled:
+            scope.cancel()
+        self._scope = scope
+        return scope
+
+
 @attrs.frozen(slots=True, eq=False)
 class StreamJob:
     """Ask a provider actor to stream one request into `reply`.
 
     `cancel` belongs to the consumer: cancelling it stops the upstream request at once,
-    wherever the provider actor is (connecting, waiting for bytes, or blocked on a send).
+    wherever the provider actor is (connecting, waiting for bytes, backing off, or waiting
+    for the rate limiter; a send blocked on the consumer ends when the consumer closes its end).
     `max_retries` overrides the provider's setting (routes use 0 for all but the last target).
     """
 
     request: ChatRequest
     model_id: str
     reply: trio.MemorySendChannel[ReplyMessage]
-    cancel: trio.CancelScope
+    cancel: CancelHandle
     request_id: str
     max_retries: int | None = None
     submitted_at: float = attrs.field(factory=trio.current_time)

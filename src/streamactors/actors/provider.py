@@ -43,6 +43,10 @@ class _TotalTimeout(Exception):
     """The request's total deadline passed (raised wherever the request was waiting)."""
 
 
+class _Abandoned(Exception):
+    """The consumer cancelled the job (its `CancelHandle`); nothing more is sent to it."""
+
+
 async def _sleep_until(when: float, deadline: float) -> None:
     """Sleep until `when`; raise `_TotalTimeout` (at `deadline`) if that comes first."""
     if when < deadline:
@@ -153,18 +157,17 @@ class ProviderActor:
         log.info("request_start")
         recorded = False
         try:
-            with job.cancel:
-                end = await self._stream(client, job, progress)
-                # Counted before the consumer hears of the end, so health() read right after agrees.
-                if self._metrics is not None:
-                    self._record(job, progress, end, start, False)
-                    recorded = True
-                try:
-                    job.reply.send_nowait(end)  # the consumer is usually waiting for it
-                except trio.WouldBlock:
-                    await job.reply.send(end)
-        except trio.BrokenResourceError:
-            pass  # the consumer went away; its cancel scope stops the rest
+            end = await self._stream(client, job, progress)
+            # Counted before the consumer hears of the end, so health() read right after agrees.
+            if self._metrics is not None:
+                self._record(job, progress, end, start, False)
+                recorded = True
+            try:
+                job.reply.send_nowait(end)  # the consumer is usually waiting for it
+            except trio.WouldBlock:
+                await job.reply.send(end)
+        except (_Abandoned, trio.BrokenResourceError):
+            end = None  # the consumer went away
         except Exception as exc:
             # A bug or an unexpected failure: this job fails, and the actor crashes so its
             # supervisor restarts it with a fresh client.
@@ -184,7 +187,7 @@ class ProviderActor:
             job.reply.close()
             slots.release()
             self.in_flight -= 1
-            cancelled = job.cancel.cancel_called
+            cancelled = job.cancel.cancelled
             self._log_end(log, progress, end, start, cancelled=cancelled)
             if self._metrics is not None and not recorded:
                 self._record(job, progress, end, start, cancelled)
@@ -276,7 +279,10 @@ class ProviderActor:
                         error_kind=error.kind,
                         error_status=error.status,
                     )
-                    await _sleep_until(trio.current_time() + delay, progress.deadline)
+                    with job.cancel.scope():
+                        await _sleep_until(trio.current_time() + delay, progress.deadline)
+                    if job.cancel.cancelled:
+                        raise _Abandoned from None
         except _TotalTimeout:
             error = ProviderError(
                 f"request exceeded the total timeout of {timeouts.total} s",
@@ -309,8 +315,11 @@ class ProviderActor:
                 if wait > 0:
                     progress.limiter_wait += wait
                     try:
-                        await _sleep_until(ready, progress.deadline)
-                    except (trio.Cancelled, _TotalTimeout):
+                        with job.cancel.scope():
+                            await _sleep_until(ready, progress.deadline)
+                        if job.cancel.cancelled:
+                            raise _Abandoned
+                    except (trio.Cancelled, _TotalTimeout, _Abandoned):
                         limiter.cancel(tokens)
                         raise
             await self._attempt(client, job, spec, progress, admitted)
@@ -338,7 +347,7 @@ class ProviderActor:
         decoder = self.codec.new_decoder(job.model_id)
         reply = job.reply
         now = trio.current_time
-        with trio.CancelScope(deadline=min(now() + timeouts.first_token, progress.deadline)) as scope:
+        with job.cancel.scope(min(now() + timeouts.first_token, progress.deadline)) as scope:
             if self._authorizer is not None:
                 try:
                     spec = await self._authorizer(spec)
@@ -392,6 +401,8 @@ class ProviderActor:
                 if decoder.invalid_utf8:
                     self._log.warning("invalid_utf8", request_id=job.request_id)
         if scope.cancelled_caught:
+            if job.cancel.cancelled:
+                raise _Abandoned
             if now() >= progress.deadline:
                 raise _TotalTimeout
             phase = "first_token" if progress.first_event_at is None else "idle"
