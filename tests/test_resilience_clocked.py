@@ -327,6 +327,15 @@ async def test_breaker_opens_rejects_without_network_then_probes_and_closes(auto
     assert transitions == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
 
 
+async def test_a_success_between_failures_resets_the_count(autojump_clock: Any) -> None:
+    """Threshold 2: fail, succeed, fail leaves the circuit closed; one more failure opens it."""
+    upstream = Upstream([lambda: err(503), ok, lambda: err(503), lambda: err(503), ok])
+    cfg = config(max_retries=0, circuit_breaker={"failure_threshold": 2})
+    outcomes = await run(cfg, upstream, requests=5)
+    kinds = [getattr(o, "kind", "ok") for o in outcomes]
+    assert kinds == ["http_status", "ok", "http_status", "http_status", "circuit_open"]
+
+
 async def test_client_errors_do_not_open_the_breaker(autojump_clock: Any) -> None:
     upstream = Upstream([lambda: err(400)])
     cfg = config(max_retries=0, circuit_breaker={"failure_threshold": 2})

@@ -286,3 +286,16 @@ def test_never_admits_while_open_before_reset(steps: list[tuple[float, str]], pr
             handlers[op](now)
         if b.state is HALF_OPEN:
             assert b._probes_in_flight <= probes
+
+
+def test_success_changes_nothing_only_when_closed_quiet_and_without_a_rate_window() -> None:
+    b, _ = make()
+    assert b.success_changes_nothing
+    b.record_failure(0.0)
+    assert not b.success_changes_nothing  # a success would reset the count
+    b.record_success(0.0)
+    assert b.success_changes_nothing
+    to_half_open(b, 1.0)
+    assert not b.success_changes_nothing
+    rated, _ = make(failure_rate=0.5)
+    assert not rated.success_changes_nothing  # successes feed the window

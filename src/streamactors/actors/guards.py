@@ -298,6 +298,8 @@ class BreakerActor(_GuardBase):
             outcome = "failure"
         else:
             outcome = "success"
+        if outcome != "failure" and not self._queued and self._breaker.success_changes_nothing:
+            return  # the breaker is up to date (nothing queued) and would not change: no report
         # A success or a release while closed changes nothing anyone waits on: routine news.
         urgent = outcome == "failure" or self._breaker.state is not BreakerState.CLOSED
         self._report(_Verdict(outcome, trio.current_time()), urgent=urgent)

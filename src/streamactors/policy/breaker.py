@@ -152,6 +152,12 @@ class CircuitBreaker:
         return self._state
 
     @property
+    def success_changes_nothing(self) -> bool:
+        """True when `record_success` (or `release`) would change nothing: closed, no failure
+        counted, and no failure-rate window to feed."""
+        return self._state is CLOSED and self._consecutive == 0 and self.failure_rate is None
+
+    @property
     def retry_at(self) -> float | None:
         """While OPEN, the time from which a probe will be let through; else None."""
         return self._opened_at + self.reset_timeout if self._state is OPEN else None
