@@ -128,6 +128,14 @@ class TestRunStress:
         assert r["tokens_received"] + r["tokens_lost_to_failed_requests"] == r["tokens_expected"]
         assert r["baseline_duplicated"] == 0 and r["baseline_lost"] == 0
 
+    async def test_injected_faults_during_the_idle_stream_phase_do_not_end_the_run(self) -> None:
+        """Idle streams meet the injected faults too: a failed one is one fewer to measure."""
+        r, _ = await _run(
+            tokens=500, requests=10, concurrency=10, providers=("openai",), fail_rate=0.5, idle_streams=10
+        )
+        assert r["completed"] + r["failed"] == r["submitted"] == 10
+        assert 1 <= r["idle_streams"] <= 10 and r["idle_stream_kb"] is not None
+
     async def test_fallback_routes_absorb_failures_before_the_first_token(self) -> None:
         """With --fallback, a 503 before the first token moves to the next provider: only
         mid-stream failures surface, and every request is still accounted for."""
