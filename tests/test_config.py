@@ -195,3 +195,23 @@ def test_request_dict_accepts_openai_shapes() -> None:
     assert req.messages[0].content == "ab"
     assert req.max_tokens == 9 and req.stop == ("END",)
     assert req.reasoning is not None and req.reasoning.effort == "high"
+
+
+def test_request_dict_takes_geminis_thought_signature_on_a_tool_call() -> None:
+    """Gemini's OpenAI-compatible API carries it in extra_content.google.thought_signature."""
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = [
+        {"role": "user", "content": "x"},
+        {
+            "role": "assistant",
+            "tool_calls": [{**call, "extra_content": {"google": {"thought_signature": "sig=="}}}, call],
+        },
+    ]
+    req = ChatRequest.from_dict({"model": "gemini/g", "messages": messages})
+    assert [tc.signature for tc in req.messages[1].tool_calls] == ["sig==", None]
+    bad = [
+        messages[0],
+        {"role": "assistant", "tool_calls": [{**call, "extra_content": {"google": {"thought_signature": 5}}}]},
+    ]
+    with pytest.raises(UsageError, match=r"messages\[1\]\.tool_calls\[0\]\.extra_content\.google\.thought_signature"):
+        ChatRequest.from_dict({"model": "gemini/g", "messages": bad})

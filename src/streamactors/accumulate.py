@@ -61,6 +61,7 @@ class ReplyBuilder:
         "_reasoning",
         "_saw_text",
         "_text",
+        "_tool_signatures",
         "_tools",
         "events",
         "finish_reason",
@@ -76,6 +77,7 @@ class ReplyBuilder:
         self._saw_text = False
         self.keep_text = keep_text
         self._tools: list[list[str]] = []  # [id, name, arguments fragments...]
+        self._tool_signatures: dict[int, str] = {}  # position -> the call's signature, if any
         self.finish_reason: str | None = None
         self.usage = Usage()
         self.provider = provider
@@ -107,6 +109,8 @@ class ReplyBuilder:
                 slot[1] = ev.name
             if ev.arguments:
                 slot.append(ev.arguments)
+            if ev.signature:
+                self._tool_signatures[ev.index] = ev.signature
         elif cls is UsageEvent:
             assert isinstance(ev, UsageEvent)
             self.usage = Usage(ev.input_tokens, ev.output_tokens)
@@ -126,7 +130,9 @@ class ReplyBuilder:
         return Reply(
             text=self._text.join(),
             reasoning=self._reasoning.join(),
-            tool_calls=tuple(ToolCall(t[0], t[1], "".join(t[2:])) for t in self._tools),
+            tool_calls=tuple(
+                ToolCall(t[0], t[1], "".join(t[2:]), self._tool_signatures.get(i)) for i, t in enumerate(self._tools)
+            ),
             finish_reason=self.finish_reason,
             usage=self.usage,
             provider=self.provider,

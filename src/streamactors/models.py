@@ -39,11 +39,17 @@ def _tuple(value: Sequence[Any] | None) -> tuple[Any, ...]:
 
 @attrs.frozen(slots=True)
 class ToolCall:
-    """A complete tool call: `arguments` is the JSON text exactly as the model streamed it."""
+    """A complete tool call: `arguments` is the JSON text exactly as the model streamed it.
+
+    `signature` is the provider's opaque token for the call, to be sent back with it when
+    the conversation continues (Gemini's `thoughtSignature`; Gemini 3 refuses a replayed
+    function call without it). Keep the `ToolCall` of a reply as it is to keep it.
+    """
 
     id: str
     name: str
     arguments: str = ""
+    signature: str | None = None
 
 
 @attrs.frozen(slots=True)
@@ -139,6 +145,7 @@ class ToolCallEvent:
     id: str | None = None
     name: str | None = None
     arguments: str = ""
+    signature: str | None = None  # see ToolCall.signature; on the fragment that brought it
 
 
 @attrs.frozen(slots=True)

@@ -61,7 +61,13 @@ def _tool_call(tc: Any, where: str) -> ToolCall:
     args = fn.get("arguments", "")
     if not isinstance(args, str):
         args = orjson.dumps(args).decode()
-    return ToolCall(id=str(tc.get("id") or ""), name=fn["name"], arguments=args)
+    # Gemini's OpenAI-compatible API carries a call's thought signature here.
+    extra = tc.get("extra_content")
+    google = extra.get("google") if isinstance(extra, Mapping) else None
+    signature = google.get("thought_signature") if isinstance(google, Mapping) else None
+    if signature is not None and not isinstance(signature, str):
+        raise _fail(f"{where}.extra_content.google.thought_signature must be a string")
+    return ToolCall(id=str(tc.get("id") or ""), name=fn["name"], arguments=args, signature=signature)
 
 
 def _message(m: Any, i: int) -> Message:

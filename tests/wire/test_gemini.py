@@ -10,6 +10,7 @@ import attrs
 import orjson
 import pytest
 
+from streamactors.accumulate import ReplyBuilder
 from streamactors.errors import UsageError, WireError
 from streamactors.models import ChatRequest, Message, Reasoning, StreamEvent, Tool, ToolCall
 from streamactors.testing.formats import gemini as fake_gemini
@@ -179,6 +180,20 @@ def test_tool_results_find_names_and_group() -> None:
     assert len(contents) == 3
 
 
+def test_thought_signatures_round_trip() -> None:
+    """Gemini 3 refuses a replayed functionCall without the thoughtSignature it came with
+    (the recorded transcript has one on its first call): decoded onto the call, sent back with it."""
+    builder = ReplyBuilder("gemini", "g")
+    for ev in decode((FIXTURES / "gemini_thinking_tools.sse").read_bytes()):
+        builder.add(ev)
+    calls = builder.reply().tool_calls
+    assert calls[0].signature and calls[0].signature.startswith("CiQB") and calls[1].signature is None
+    msgs = [Message("user", "go"), Message("assistant", None, tool_calls=calls)]
+    parts = gemini_body(ChatRequest("gemini/g", msgs))["contents"][1]["parts"]
+    assert parts[0]["thoughtSignature"] == calls[0].signature and parts[0]["functionCall"]["name"] == calls[0].name
+    assert "thoughtSignature" not in parts[1]
+
+
 def test_tool_result_for_unknown_call_is_a_usage_error() -> None:
     msgs = [Message("user", "go"), Message("tool", "x", tool_call_id="nope")]
     with pytest.raises(UsageError, match="nope"):
@@ -286,8 +301,8 @@ def test_stop_with_function_calls_is_tool_calls_and_ids_are_kept_or_made() -> No
     ]
     events = as_dicts(decode(sse(chunk(parts, "STOP"))))
     assert events == [
-        {"type": "tool_call", "index": 0, "id": "fc_1", "name": "a", "arguments": '{"q":"é"}'},
-        {"type": "tool_call", "index": 1, "id": "call_1", "name": "b", "arguments": "{}"},
+        {"type": "tool_call", "index": 0, "id": "fc_1", "name": "a", "arguments": '{"q":"é"}', "signature": None},
+        {"type": "tool_call", "index": 1, "id": "call_1", "name": "b", "arguments": "{}", "signature": None},
         {"type": "finish", "reason": "tool_calls"},
     ]
 
@@ -429,6 +444,7 @@ def test_fake_format_round_trips_through_the_decoder() -> None:
             "id": f"call_fakeResp0001_{i}",
             "name": "get_weather",
             "arguments": f'{{"city":"Paris {i}","units":"celsius","days":{i + 1}}}',
+            "signature": None,
         }
         for i in range(2)
     ]

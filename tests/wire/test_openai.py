@@ -75,7 +75,7 @@ def text(t: str) -> dict[str, Any]:
 
 
 def tc_ev(index: int, args: str = "", id: str | None = None, name: str | None = None) -> dict[str, Any]:
-    return {"type": "tool_call", "index": index, "id": id, "name": name, "arguments": args}
+    return {"type": "tool_call", "index": index, "id": id, "name": name, "arguments": args, "signature": None}
 
 
 def fin(reason: str) -> dict[str, Any]:

@@ -130,7 +130,10 @@ def gemini_contents(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any]]
             parts: list[dict[str, Any]] = [{"text": m.content}] if m.content else []
             for tc in m.tool_calls:
                 names[tc.id] = tc.name
-                parts.append({"functionCall": {"args": tool_arguments_object(tc.arguments), "name": tc.name}})
+                call: dict[str, Any] = {"functionCall": {"args": tool_arguments_object(tc.arguments), "name": tc.name}}
+                if tc.signature:  # Gemini 3 wants the call's thought signature back with it
+                    call["thoughtSignature"] = tc.signature
+                parts.append(call)
             if parts:
                 contents.append({"parts": parts, "role": "model"})
         elif m.content:
@@ -304,7 +307,10 @@ class GeminiStreamDecoder(SSEJsonDecoder):
             )
             args = call.get("args")
             arguments = orjson.dumps(args if args is not None else {}).decode()
-            out.append(ToolCallEvent(pos, call_id, json_field(call, "name", str, "functionCall"), arguments))
+            signature = json_field(part, "thoughtSignature", str, "part")
+            out.append(
+                ToolCallEvent(pos, call_id, json_field(call, "name", str, "functionCall"), arguments, signature)
+            )
         elif "thoughtSignature" not in part:
             self.unknown_events.add("part:" + ",".join(sorted(part)))
 
