@@ -59,7 +59,8 @@ def _lost(leg: Leg) -> StreamEnd:
     )
 
 
-async def _first_message(leg: Leg) -> ReplyMessage:
+async def _next_message(leg: Leg) -> ReplyMessage:
+    """The leg's next message; a lost-actor end if its channel closed without one."""
     try:
         return await leg.recv.receive()
     except trio.EndOfChannel:
@@ -141,16 +142,12 @@ class EventStream:
             if self._leg is None:
                 await self._start()
                 continue
-            recv = self._leg.recv
             try:
                 # What is queued already is taken without a trip through the scheduler: the
                 # channel is bounded and nobody adds to it while this task runs.
-                msg = recv.receive_nowait()
+                msg = self._leg.recv.receive_nowait()
             except trio.WouldBlock:
-                try:
-                    msg = await recv.receive()
-                except trio.EndOfChannel:
-                    msg = _lost(self._leg)
+                msg = await _next_message(self._leg)
             except trio.EndOfChannel:
                 msg = _lost(self._leg)
             if type(msg) is list:
@@ -201,7 +198,7 @@ class EventStream:
                 leg, msg = await self._race(leg, hedge_s)
                 hedge_s = None  # one hedge per request
             else:
-                msg = await _first_message(leg)
+                msg = await _next_message(leg)
             if type(msg) is list or msg.error is None:  # type: ignore[union-attr]
                 self._commit(leg, msg)
                 return
@@ -216,14 +213,14 @@ class EventStream:
     async def _race(self, primary: Leg, hedge_s: float) -> tuple[Leg, ReplyMessage]:
         """Wait `hedge_s` for the primary's first message; then race it against the next target."""
         with trio.move_on_after(hedge_s):
-            return primary, await _first_message(primary)
+            return primary, await _next_message(primary)
         secondary = await self._open()
         send, recv = trio.open_memory_channel[tuple[Leg, ReplyMessage]](2)
         pending = {id(primary): primary, id(secondary): secondary}
         async with trio.open_nursery() as nursery:
 
             async def wait_first(leg: Leg) -> None:
-                await send.send((leg, await _first_message(leg)))
+                await send.send((leg, await _next_message(leg)))
 
             nursery.start_soon(wait_first, primary)
             nursery.start_soon(wait_first, secondary)
@@ -292,7 +289,7 @@ class EventStream:
         request = attrs.evolve(self._request, messages=(*self._request.messages, Message("assistant", partial.text)))
         while self._has_next():
             leg = await self._open(request)
-            msg = await _first_message(leg)
+            msg = await _next_message(leg)
             if type(msg) is list or msg.error is None:  # type: ignore[union-attr]
                 self._commit(leg, msg)
                 return

@@ -73,15 +73,15 @@ class UpstreamClient:
         if base is None:
             if len(self._headers) >= _CACHE_LIMIT:
                 self._headers.clear()
-            base = httpx.Headers({"Host": url.netloc.decode("ascii")})
+            base = self._headers[key] = httpx.Headers({"Host": url.netloc.decode("ascii")})
             base.update(_HTTPX_DEFAULT_HEADERS)
             base.update(spec.headers)
-            base = self._headers[key] = httpx.Headers(base.raw)  # as first set (no lookups later)
-        headers = httpx.Headers(base, encoding=base.encoding)
         body = spec.body
-        if body:
-            headers["Content-Length"] = str(len(body))
-        elif spec.method in ("POST", "PUT", "PATCH"):  # httpx puts this one right after Host
+        if body or spec.method not in ("POST", "PUT", "PATCH"):
+            headers = httpx.Headers(base, encoding=base.encoding)
+            if body:
+                headers["Content-Length"] = str(len(body))
+        else:  # an empty POST body: httpx puts "Content-Length: 0" right after Host
             raw = base.raw
             headers = httpx.Headers([raw[0], (b"Content-Length", b"0"), *raw[1:]], encoding=base.encoding)
         # Given as a stream with its headers complete, httpx adds none and looks none up.

@@ -31,7 +31,7 @@ from ..secret import scrub
 from ..transport import UpstreamClient, body_chunks, classify_transport_error
 from ..wire.base import HttpRequestSpec, ProviderCodec, StreamDecoder
 from .guards import REJECTED, BreakerActor, LimiterActor
-from .messages import Batch, ReplyMessage, StreamEnd, StreamJob, estimate_tokens
+from .messages import Batch, CancelHandle, ReplyMessage, StreamEnd, StreamJob, estimate_tokens
 from .metrics import MetricsActor, RequestRecord
 
 __all__ = ["ProviderActor"]
@@ -47,13 +47,15 @@ class _Abandoned(Exception):
     """The consumer cancelled the job (its `CancelHandle`); nothing more is sent to it."""
 
 
-async def _sleep_until(when: float, deadline: float) -> None:
-    """Sleep until `when`; raise `_TotalTimeout` (at `deadline`) if that comes first."""
-    if when < deadline:
-        await trio.sleep_until(when)
-        return
-    await trio.sleep_until(deadline)
-    raise _TotalTimeout
+async def _sleep_until(when: float, progress: _Progress, cancel: CancelHandle) -> None:
+    """Wait until `when`, a wait the consumer can end (`_Abandoned`) and the total deadline
+    bounds (`_TotalTimeout`, raised at the deadline if it comes first)."""
+    with cancel.scope():
+        await trio.sleep_until(min(when, progress.deadline))
+    if cancel.cancelled:
+        raise _Abandoned
+    if when >= progress.deadline:
+        raise _TotalTimeout
 
 
 class _AttemptFailed(Exception):
@@ -279,10 +281,7 @@ class ProviderActor:
                         error_kind=error.kind,
                         error_status=error.status,
                     )
-                    with job.cancel.scope():
-                        await _sleep_until(trio.current_time() + delay, progress.deadline)
-                    if job.cancel.cancelled:
-                        raise _Abandoned from None
+                    await _sleep_until(trio.current_time() + delay, progress, job.cancel)
         except _TotalTimeout:
             error = ProviderError(
                 f"request exceeded the total timeout of {timeouts.total} s",
@@ -315,10 +314,7 @@ class ProviderActor:
                 if wait > 0:
                     progress.limiter_wait += wait
                     try:
-                        with job.cancel.scope():
-                            await _sleep_until(ready, progress.deadline)
-                        if job.cancel.cancelled:
-                            raise _Abandoned
+                        await _sleep_until(ready, progress, job.cancel)
                     except (trio.Cancelled, _TotalTimeout, _Abandoned):
                         limiter.cancel(tokens)
                         raise
