@@ -197,10 +197,10 @@ class SSEDecoder:
                 pass  # Anthropic's shape: "event: <name>" then one "data: " line
             else:
                 self._feed_lines((block + "\n\n").encode("utf-8"), events)
-        if rest:  # the unfinished last event (when the whole read decoded)
-            self._feed_lines(rest.encode("utf-8"), events)
-        elif tail:  # the unfinished last event, with a character cut by the end of the read
-            self._feed_lines(tail, events)
+        # The unfinished last event: `rest` and, when a character was cut by the end of the
+        # read, `tail` too. Both can be there: in "\n\n\n" rfind's last "\n\n" is not split's.
+        if rest or tail:
+            self._feed_lines(rest.encode("utf-8") + tail, events)
 
     def _named_event(self, block: str, events: list[SSEItem]) -> bool:
         """Dispatch `block` if it is exactly an `event: ` line and a non-empty `data: ` line;
