@@ -87,6 +87,9 @@ class _GuardBase:
         self._inbox = recv
         self._wake = trio.Event()
         self._queued = 0  # reports queued since the last wake-up
+        # A report that matters is queued, unread: the state on show may be out of date, so
+        # nobody may rely on it (`admits_freely`) until the actor has taken the report in.
+        self._urgent = False
         self.dropped_reports = 0
 
     def _report(self, msg: Any, *, urgent: bool = True) -> None:
@@ -98,7 +101,10 @@ class _GuardBase:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             return
         self._queued += 1
-        if urgent or self._queued >= _MAILBOX // 2:
+        if urgent:
+            self._urgent = True
+            self._wake.set()
+        elif self._queued >= _MAILBOX // 2:
             self._wake.set()
 
     async def _call(self, make: Callable[[Any], Any]) -> Any:
@@ -129,6 +135,7 @@ class _GuardBase:
         same time as the actor's own turn.
         """
         self._queued = 0
+        self._urgent = False
         inbox = self._inbox
         while True:
             try:
@@ -193,10 +200,12 @@ class LimiterActor(_GuardBase):
     def admits_freely(self) -> bool:
         """True while nothing can delay a request: no budgets, no quota information, no 429
         back-off. A requester may then go at once and `note_admitted`, sparing a round trip;
-        the answer would have been "now" anyway."""
+        the answer would have been "now" anyway. Not while a report that matters (a 429,
+        quota headers) waits unread: it may change that."""
         pacer = self._pacer
         return (
-            self._unbudgeted
+            not self._urgent
+            and self._unbudgeted
             and pacer.snapshot is None
             and pacer.factor == 1.0
             and (pacer.blocked_until is None or pacer.blocked_until <= trio.current_time())
@@ -282,8 +291,11 @@ class BreakerActor(_GuardBase):
 
     @property
     def admits_freely(self) -> bool:
-        """True while the circuit is closed: `allow()` would say yes without changing anything."""
-        return self._breaker.state is BreakerState.CLOSED
+        """True while the circuit is closed and no failure waits to be counted: `allow()` would
+        say yes without changing anything. (Right after a failure, `allow()` asks the actor,
+        which counts the failure first: the next request cannot slip past a circuit that
+        failure opens.)"""
+        return not self._urgent and self._breaker.state is BreakerState.CLOSED
 
     async def allow(self) -> bool:
         """May a request go to the provider now? A True must be followed by one `verdict`."""
