@@ -83,8 +83,7 @@ class Service:
         """Stream the request to its end and return the aggregated reply."""
         events = await self._open_stream(request, keep_text=True)
         try:
-            async for _ in events:
-                pass
+            await events.drain()
             return events.reply()
         finally:
             events.close()

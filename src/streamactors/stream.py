@@ -157,6 +157,20 @@ class EventStream:
                 assert isinstance(msg, StreamEnd)
                 await self._end(msg)
 
+    async def drain(self) -> None:
+        """Read the stream to its end without handing the events out; `reply()` then holds
+        them all. Raises as iterating would. (Batches are folded whole: this is `complete()`.)"""
+        builder = self._builder
+        while True:
+            batch, i = self._batch, self._i
+            if i < len(batch):
+                builder.add_all(batch[i:] if i else batch)
+                self._i = len(batch)
+            try:
+                await self.__anext__()  # takes the next batch and folds its first event
+            except StopAsyncIteration:
+                return
+
     def reply(self) -> Reply:
         """The reply accumulated from the events read so far."""
         return self._builder.reply()

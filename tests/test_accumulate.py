@@ -1,0 +1,56 @@
+"""`ReplyBuilder`: folding a batch at once (what `complete()` does) equals folding event by event."""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streamactors.accumulate import ReplyBuilder
+from streamactors.models import (
+    FinishEvent,
+    ReasoningEvent,
+    StreamEvent,
+    TextEvent,
+    ToolCallEvent,
+    UsageEvent,
+)
+
+_TEXT = st.sampled_from(["", "a", "héllo ", "🎉", "x" * 40])
+EVENTS: st.SearchStrategy[StreamEvent] = st.one_of(
+    st.builds(TextEvent, _TEXT),
+    st.builds(ReasoningEvent, _TEXT),
+    st.builds(
+        ToolCallEvent,
+        st.integers(0, 2),
+        st.none() | st.sampled_from(["call_1", "call_2"]),
+        st.none() | st.sampled_from(["get_weather", "f"]),
+        _TEXT,
+        st.none() | st.just("sig"),
+    ),
+    st.builds(UsageEvent, st.none() | st.integers(0, 9), st.none() | st.integers(0, 9)),
+    st.builds(FinishEvent, st.sampled_from(["stop", "length", "tool_calls"])),
+)
+
+
+@given(events=st.lists(EVENTS, max_size=600), cuts=st.lists(st.integers(0, 600), max_size=5), keep=st.booleans())
+def test_add_all_in_batches_equals_add_one_by_one(events: list[StreamEvent], cuts: list[int], keep: bool) -> None:
+    one_by_one = ReplyBuilder("p", "m", keep_text=keep)
+    for ev in events:
+        one_by_one.add(ev)
+    batched = ReplyBuilder("p", "m", keep_text=keep)
+    bounds = [0, *sorted(c for c in cuts if c < len(events)), len(events)]
+    for start, end in itertools.pairwise(bounds):
+        batched.add_all(events[start:end])
+    assert batched.reply() == one_by_one.reply()
+    assert batched.events == one_by_one.events == len(events)
+    assert batched.has_content == one_by_one.has_content
+
+
+def test_add_all_keeps_text_in_order_across_blocks() -> None:
+    """More fragments than one block holds (256): the order survives the joins."""
+    builder = ReplyBuilder()
+    builder.add_all([TextEvent(f"{i} ") for i in range(300)])
+    builder.add_all([TextEvent(f"{i} ") for i in range(300, 700)])
+    assert builder.reply().text == "".join(f"{i} " for i in range(700))
