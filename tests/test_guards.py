@@ -1,5 +1,6 @@
 """Guard actor pieces: which responses are routine news for the limiter, and that news which
-matters is never overtaken by an admission that reads the guard's state without asking."""
+matters is never overtaken by an admission that reads the guard's state without asking. Also
+the consumer's cancel handle, which the guards' waits use too."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import trio
 import trio.testing
 
 from streamactors.actors.guards import BreakerActor, LimiterActor, _speaks_of_limits
+from streamactors.actors.messages import CancelHandle
 from streamactors.config import CircuitBreakerConfig, RateLimitConfig
 
 PLAIN = [
@@ -70,3 +72,15 @@ async def test_a_429_not_yet_read_stops_free_admission(nursery: trio.Nursery) ->
     assert not limiter.admits_freely
     await trio.testing.wait_all_tasks_blocked()  # the actor read it: now the back-off says no
     assert not limiter.admits_freely
+
+
+async def test_cancel_handle_interrupts_the_current_wait_only() -> None:
+    handle = CancelHandle()
+    first = handle.scope()
+    handle.release(first)
+    second = handle.scope(deadline=5.0)
+    handle.release(first)  # not the current one: changes nothing
+    handle.cancel()
+    assert second.cancel_called  # the wait in progress ends
+    assert not first.cancel_called  # one already left is not touched (trio would log a repr)
+    assert handle.scope().cancel_called  # and every later wait opens cancelled

@@ -219,6 +219,9 @@ async def test_leaving_during_a_rate_limiter_wait_gives_the_budget_back(autojump
         await service.complete({"model": "openai/gpt-test", "messages": user()})  # uses the one-minute burst
         with trio.move_on_after(5.0):
             await service.complete({"model": "openai/gpt-test", "messages": user()})  # waits for t=60, leaves
+        # The provider gives the budget back when its worker wakes to the cancel, a scheduler
+        # round later; a request sent in that same round may ask the limiter first.
+        await trio.testing.wait_all_tasks_blocked()
         await service.complete({"model": "openai/gpt-test", "messages": user()})
     assert upstream.calls == pytest.approx([0.0, 60.0])
 

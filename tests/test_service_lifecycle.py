@@ -63,6 +63,32 @@ async def test_in_flight_streams_of_a_crashing_actor_fail_instead_of_hanging(
         assert info.value.partial is not None and info.value.partial.text.startswith("t0 ")
 
 
+async def test_a_provider_streams_at_most_max_concurrency_at_once_and_a_burst_all_at_once(
+    fake: Any, make_config: Any, logs: Any
+) -> None:
+    """Ten requests at once against max_concurrency=4: four stream together at once (the
+    worker pool grows for the burst), never a fifth; the rest wait their turn and finish."""
+    async with open_service(make_config(max_concurrency=4), logger=logs.logger) as service:
+        seen: list[int] = []
+        done: list[str] = []
+
+        async def one() -> None:
+            reply = await service.complete({"model": "openai/m~tokens=5~delay_ms=20", "messages": user()})
+            done.append(reply.text)
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                for _ in range(10):
+                    nursery.start_soon(one)
+                while len(done) < 10:
+                    seen.append(service.health()["openai"]["in_flight"])
+                    await trio.sleep(0.005)
+        assert done == ["t0 t1 t2 t3 t4 "] * 10
+        assert max(seen) == 4
+        assert seen[1:6] == [4] * 5  # the first four started together and ran side by side
+        assert fake.open_connections <= 4
+
+
 async def test_leaving_the_service_leaves_no_tasks_or_sockets(fake: Any, make_config: Any, logs: Any) -> None:
     tasks_before = trio.lowlevel.current_statistics().tasks_living
     cfg = make_config(service={"shutdown_grace": 0.2})

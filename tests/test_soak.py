@@ -149,10 +149,14 @@ async def test_every_request_fails_and_none_is_lost(fault: str, nursery: trio.Nu
     fake: FakeUpstream = await nursery.start(FakeUpstream(**{fault: 1.0}).serve)
     cfg = Config.from_dict({"providers": provider_table(fake, max_retries=0), "routes": ROUTES})
     results: list[str] = []
+    # 20 at a time: with all 200 at once, each provider would admit a whole burst before the
+    # first failure came back, and no request would be left to meet an open circuit.
+    limit = trio.CapacityLimiter(20)
 
     async def one(i: int) -> None:
         try:
-            await service.complete({"model": f"smart{TOKENS[i % 3]}", "messages": user()})
+            async with limit:
+                await service.complete({"model": f"smart{TOKENS[i % 3]}", "messages": user()})
             results.append("ok")
         except ProviderError as exc:
             results.append(exc.kind)

@@ -60,6 +60,12 @@ class CancelHandle:
         self._scope = scope
         return scope
 
+    def release(self, scope: trio.CancelScope) -> None:
+        """The provider left `scope`: a later `cancel()` has nothing to interrupt. (Cancelling
+        an exited scope is harmless but not free: trio records the cancelling task's repr.)"""
+        if self._scope is scope:
+            self._scope = None
+
 
 @attrs.frozen(slots=True, eq=False)
 class StreamJob:

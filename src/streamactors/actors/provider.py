@@ -1,11 +1,12 @@
 """`ProviderActor`: owns one provider's HTTP client, codec and concurrency limit.
 
-It takes `StreamJob`s from its bounded mailbox and streams each upstream response into
-the job's bounded reply channel, one `Batch` per network read. A slow consumer blocks
-the send, which stops the reads, which lets TCP push back on the upstream: backpressure
-end to end. Retries (the official SDKs' policy) happen only before the first event.
-First-token, idle and total deadlines are trio cancel scopes; time blocked on the
-consumer is not counted as upstream idleness.
+Its workers (at most `max_concurrency`, the pool grown on demand) take `StreamJob`s from
+its bounded mailbox and stream each upstream response into the job's bounded reply
+channel, one `Batch` per network read. A slow consumer blocks the send, which stops the
+reads, which lets TCP push back on the upstream: backpressure end to end. Retries (the
+official SDKs' policy) happen only before the first event. First-token, idle and total
+deadlines are trio cancel scopes; time blocked on the consumer is not counted as upstream
+idleness.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ class _Abandoned(Exception):
 async def _sleep_until(when: float, progress: _Progress, cancel: CancelHandle) -> None:
     """Wait until `when`, a wait the consumer can end (`_Abandoned`) and the total deadline
     bounds (`_TotalTimeout`, raised at the deadline if it comes first)."""
-    with cancel.scope():
+    with cancel.scope() as scope:
         await trio.sleep_until(min(when, progress.deadline))
+    cancel.release(scope)
     if cancel.cancelled:
         raise _Abandoned
     if when >= progress.deadline:
@@ -127,30 +129,58 @@ class ProviderActor:
         self.mailbox: trio.MemorySendChannel[StreamJob] = send
         self._inbox = recv
         self.in_flight = 0
+        # The worker pool (see `_worker`); it does not shrink: an idle worker costs ~2 KB.
+        self._workers = 0
+        self._idle = 0
         #: Set once the mailbox is closed and every job has finished.
         self.stopped = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[ProviderActor] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve jobs until the mailbox is closed and every job has finished."""
-        slots = trio.Semaphore(self.config.max_concurrency)
         client = UpstreamClient(self.config, self._transport)
+        self._workers = self._idle = 0  # a restart starts a fresh pool
         try:
             async with trio.open_nursery() as nursery:
+                self._add_workers(nursery, client, 1)
                 task_status.started(self)
-                async for job in self._inbox:
-                    try:
-                        slots.acquire_nowait()  # no trip through the scheduler when a slot is free
-                    except trio.WouldBlock:
-                        await slots.acquire()
-                    nursery.start_soon(self._serve, client, job, slots)
         finally:
             with trio.CancelScope(shield=True):
                 await client.aclose()
         self.stopped.set()
 
+    def _add_workers(self, nursery: trio.Nursery, client: UpstreamClient, count: int) -> None:
+        count = min(count, self.config.max_concurrency - self._workers)
+        for _ in range(count):
+            nursery.start_soon(self._worker, nursery, client)
+        self._workers += count
+        self._idle += count
+
+    async def _worker(self, nursery: trio.Nursery, client: UpstreamClient) -> None:
+        """Take jobs from the mailbox one at a time until it closes.
+
+        Workers wait on the mailbox themselves, so a job wakes one at once: no task is spawned
+        and no dispatcher hands it over (each would cost a scheduler round per request). The
+        pool grows on demand, keeping one worker waiting until there are `max_concurrency`,
+        which is the concurrency limit; a burst of queued jobs grows it by as many at once.
+        """
+        inbox = self._inbox
+        while True:
+            try:
+                job = await inbox.receive()
+            except trio.EndOfChannel:
+                self._idle -= 1
+                return
+            self._idle -= 1
+            if not self._idle:
+                self._add_workers(nursery, client, 1 + inbox.statistics().current_buffer_used)
+            try:
+                await self._serve(client, job)
+            finally:
+                self._idle += 1
+
     # --- one job ----------------------------------------------------------------
 
-    async def _serve(self, client: UpstreamClient, job: StreamJob, slots: trio.Semaphore) -> None:
+    async def _serve(self, client: UpstreamClient, job: StreamJob) -> None:
         self.in_flight += 1
         progress = _Progress()
         start = trio.current_time()
@@ -187,7 +217,6 @@ class ProviderActor:
             raise
         finally:
             job.reply.close()
-            slots.release()
             self.in_flight -= 1
             cancelled = job.cancel.cancelled
             self._log_end(log, progress, end, start, cancelled=cancelled)
@@ -396,6 +425,7 @@ class ProviderActor:
                     self._log.info("unknown_events", types=sorted(decoder.unknown_events), request_id=job.request_id)
                 if decoder.invalid_utf8:
                     self._log.warning("invalid_utf8", request_id=job.request_id)
+        job.cancel.release(scope)
         if scope.cancelled_caught:
             if job.cancel.cancelled:
                 raise _Abandoned
