@@ -10,6 +10,7 @@ response body is one `receive_some` of up to `read_size` (64 KiB) bytes, decoded
 one read holding a hundred small chunks becomes one bytes object (and a downstream SSE
 decoder gets a hundred events per call) instead of a hundred trips through h11, httpcore
 and httpx. Sockets are trio's; TLS is the standard library's `ssl` through `trio.SSLStream`.
+A send the kernel takes whole returns without a trip through trio's scheduler (`eager.py`).
 
 Falls back to `httpx.AsyncHTTPTransport` (every request goes through it) when constructed
 with what it does not support: `proxy`, `http2=True` (or `http1=False`), `uds`, `retries`
@@ -41,6 +42,7 @@ import httpx
 import trio
 
 from .body import decoder_for
+from .eager import EagerSendStream
 from .h1 import DEFAULT_MAX_HEAD_BYTES, FramingError, ResponseHeadReader, body_framing, encode_request_head
 from .pool import Connection, ConnectionPool, Origin, PoolTimeoutError
 from .response import ResponseStream, describe, receive, send
@@ -183,10 +185,12 @@ class FastTransport(httpx.AsyncBaseTransport):
             with trio.fail_after(connect_timeout) if connect_timeout is not None else trio.CancelScope():
                 tcp = await trio.open_tcp_stream(host, port, local_address=self._local_address)
                 try:
-                    stream: trio.abc.Stream = tcp
+                    stream: trio.abc.Stream = EagerSendStream(tcp)
                     if scheme == b"https":
                         sni = request.extensions.get("sni_hostname") or host
-                        tls = trio.SSLStream(tcp, self._get_ssl_context(), server_hostname=sni, https_compatible=True)
+                        tls = trio.SSLStream(
+                            stream, self._get_ssl_context(), server_hostname=sni, https_compatible=True
+                        )
                         await tls.do_handshake()
                         if tls.selected_alpn_protocol() not in (None, "http/1.1"):
                             raise httpx.ConnectError(
