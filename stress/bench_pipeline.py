@@ -86,9 +86,13 @@ def bare(make_transport: Callable[[], httpx.AsyncBaseTransport] | None) -> Runne
 def service(httpx_transport: bool) -> Runner:
     @asynccontextmanager
     async def open_client(url: str) -> AsyncIterator[Run]:
+        # Timeouts as loose as the bare clients' (none): with 1,000 streams starting at once
+        # and every reply arriving whole, a busy loop can keep a finished connect waiting for
+        # its turn past the default 5 s (and on httpx's transport it does).
         cfg = Config.from_dict({"providers": {"openai": {
             "kind": "openai", "api_key": "sk-bench", "base_url": f"{url}/v1", "max_retries": 0,
-            "max_concurrency": 2000}}})
+            "max_concurrency": 2000,
+            "timeouts": {"connect": 600.0, "first_token": 600.0, "idle": 600.0, "total": 3600.0}}}})
         logger = make_logger(LoggingConfig(level="info"), [], stream=io.StringIO())
         transports = {"openai": httpx.AsyncHTTPTransport()} if httpx_transport else None
         async with open_service(cfg, logger=logger, transports=transports) as svc:
