@@ -20,6 +20,7 @@ needs. (Cold, 1,000 concurrent streams also pay for 1,000 new connections: `--co
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -48,6 +49,19 @@ def _body(model: str) -> dict[str, Any]:
             "stream_options": {"include_usage": True}}
 
 
+async def _all_at_once(one: Callable[[str], Awaitable[int]], models: list[str]) -> int:
+    """Stream every model at once, each with `one`; the text tokens they received in all."""
+    counts: list[int] = []
+
+    async def run_one(model: str) -> None:
+        counts.append(await one(model))
+
+    async with trio.open_nursery() as nursery:
+        for m in models:
+            nursery.start_soon(run_one, m)
+    return sum(counts)
+
+
 def bare(make_transport: Callable[[], httpx.AsyncBaseTransport] | None) -> Runner:
     @asynccontextmanager
     async def open_client(url: str) -> AsyncIterator[Run]:
@@ -55,30 +69,23 @@ def bare(make_transport: Callable[[], httpx.AsyncBaseTransport] | None) -> Runne
         transport = make_transport() if make_transport else None
         async with httpx.AsyncClient(transport=transport, limits=limits, timeout=None) as client:
 
-            async def run(models: list[str]) -> int:
+            async def one(model: str) -> int:
                 count = 0
-
-                async def one(model: str) -> None:
-                    nonlocal count
-                    async with client.stream("POST", f"{url}/v1/chat/completions", json=_body(model)) as response:
-                        decoder = SSEDecoder()
-                        events: list[Any] = []
-                        async for chunk in response.aiter_bytes():
-                            events.clear()
-                            decoder.feed_into(chunk, events)
-                            for ev in events:
-                                if ev.data.startswith("[DONE]"):
-                                    continue
-                                for choice in orjson.loads(ev.data).get("choices") or ():
-                                    if (choice.get("delta") or {}).get("content"):
-                                        count += 1
-
-                async with trio.open_nursery() as nursery:
-                    for m in models:
-                        nursery.start_soon(one, m)
+                async with client.stream("POST", f"{url}/v1/chat/completions", json=_body(model)) as response:
+                    decoder = SSEDecoder()
+                    events: list[Any] = []
+                    async for chunk in response.aiter_bytes():
+                        events.clear()
+                        decoder.feed_into(chunk, events)
+                        for ev in events:
+                            if ev.data.startswith("[DONE]"):
+                                continue
+                            for choice in orjson.loads(ev.data).get("choices") or ():
+                                if (choice.get("delta") or {}).get("content"):
+                                    count += 1
                 return count
 
-            yield run
+            yield functools.partial(_all_at_once, one)
 
     return open_client
 
@@ -97,23 +104,16 @@ def service(httpx_transport: bool) -> Runner:
         transports = {"openai": httpx.AsyncHTTPTransport()} if httpx_transport else None
         async with open_service(cfg, logger=logger, transports=transports) as svc:
 
-            async def run(models: list[str]) -> int:
+            async def one(model: str) -> int:
                 count = 0
-
-                async def one(model: str) -> None:
-                    nonlocal count
-                    request = {"model": f"openai/{model}", "messages": [{"role": "user", "content": "bench"}]}
-                    async with svc.stream(request) as events:
-                        async for ev in events:
-                            if ev.type == "text":
-                                count += 1
-
-                async with trio.open_nursery() as nursery:
-                    for m in models:
-                        nursery.start_soon(one, m)
+                request = {"model": f"openai/{model}", "messages": [{"role": "user", "content": "bench"}]}
+                async with svc.stream(request) as events:
+                    async for ev in events:
+                        if ev.type == "text":
+                            count += 1
                 return count
 
-            yield run
+            yield functools.partial(_all_at_once, one)
 
     return open_client
 

@@ -91,20 +91,12 @@ async def test_a_cancelled_send_writes_nothing(pair: tuple[EagerSendStream, trio
     assert await receive_exactly(server, 5) == b"after"
 
 
-async def test_sending_on_a_closed_stream_raises_closed_resource_error(
-    pair: tuple[EagerSendStream, trio.SocketStream],
+@pytest.mark.parametrize("end", ["aclose", "send_eof"])
+async def test_sending_after_closing_raises_closed_resource_error(
+    end: str, pair: tuple[EagerSendStream, trio.SocketStream]
 ) -> None:
     client, _ = pair
-    await client.aclose()
-    with pytest.raises(trio.ClosedResourceError):
-        await client.send_all(b"x")
-
-
-async def test_sending_after_send_eof_raises_closed_resource_error(
-    pair: tuple[EagerSendStream, trio.SocketStream],
-) -> None:
-    client, _ = pair
-    await client.send_eof()
+    await getattr(client, end)()
     with pytest.raises(trio.ClosedResourceError):
         await client.send_all(b"x")
 
