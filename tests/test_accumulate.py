@@ -1,4 +1,5 @@
-"""`ReplyBuilder`: folding a batch at once (what `complete()` does) equals folding event by event."""
+"""`ReplyBuilder`: folding a batch at once (what `complete()` does) equals folding event by event;
+signed reasoning becomes the reply's reasoning blocks, for replay."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from hypothesis import strategies as st
 from streamactors.accumulate import ReplyBuilder
 from streamactors.models import (
     FinishEvent,
+    Message,
+    ReasoningBlock,
     ReasoningEvent,
     StreamEvent,
     TextEvent,
@@ -21,6 +24,8 @@ _TEXT = st.sampled_from(["", "a", "héllo ", "🎉", "x" * 40])
 EVENTS: st.SearchStrategy[StreamEvent] = st.one_of(
     st.builds(TextEvent, _TEXT),
     st.builds(ReasoningEvent, _TEXT),
+    st.builds(ReasoningEvent, st.just(""), st.sampled_from(["sig1", "sig2"])),
+    st.builds(ReasoningEvent, st.just(""), st.none(), st.just("redacted==")),
     st.builds(
         ToolCallEvent,
         st.integers(0, 2),
@@ -54,3 +59,42 @@ def test_add_all_keeps_text_in_order_across_blocks() -> None:
     builder.add_all([TextEvent(f"{i} ") for i in range(300)])
     builder.add_all([TextEvent(f"{i} ") for i in range(300, 700)])
     assert builder.reply().text == "".join(f"{i} " for i in range(700))
+
+
+def test_signed_and_redacted_reasoning_become_blocks_in_order() -> None:
+    builder = ReplyBuilder("anthropic", "claude")
+    builder.add_all([
+        ReasoningEvent("Let me "),
+        ReasoningEvent("think."),
+        ReasoningEvent("", signature="sig1"),
+        ReasoningEvent("", redacted="EmwK"),
+        TextEvent("Calling."),
+        ReasoningEvent("Again."),
+        ReasoningEvent("", signature="sig2"),
+        ToolCallEvent(0, "toolu_1", "f", "{}"),
+    ])
+    reply = builder.reply()
+    assert reply.reasoning == "Let me think.Again."
+    assert reply.reasoning_blocks == (
+        ReasoningBlock("Let me think.", "sig1"),
+        ReasoningBlock("", None, "EmwK"),
+        ReasoningBlock("Again.", "sig2"),
+    )
+    assert reply.as_message() == Message(
+        "assistant", "Calling.", tool_calls=reply.tool_calls, reasoning_blocks=reply.reasoning_blocks
+    )
+
+
+def test_unsigned_reasoning_has_no_blocks_and_a_reply_without_text_has_no_content() -> None:
+    builder = ReplyBuilder()
+    builder.add_all([ReasoningEvent("DeepSeek thinks"), ToolCallEvent(0, "c", "f", "{}")])
+    reply = builder.reply()
+    assert (reply.reasoning, reply.reasoning_blocks) == ("DeepSeek thinks", ())
+    assert reply.as_message() == Message("assistant", None, tool_calls=reply.tool_calls)
+
+
+def test_without_kept_text_there_is_nothing_to_replay() -> None:
+    builder = ReplyBuilder(keep_text=False)
+    builder.add_all([ReasoningEvent("t"), ReasoningEvent("", signature="s")])
+    assert builder.reply().reasoning_blocks == ()
+    assert builder.has_content

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from streamactors import ChatRequest, Config, ConfigError, UsageError
+from streamactors import ChatRequest, Config, ConfigError, ReasoningBlock, UsageError
 from streamactors.config import AnthropicConfig, BedrockConfig, OpenAIConfig, VertexConfig
 
 GOOD_TOML = """
@@ -215,3 +215,33 @@ def test_request_dict_takes_geminis_thought_signature_on_a_tool_call() -> None:
     ]
     with pytest.raises(UsageError, match=r"messages\[1\]\.tool_calls\[0\]\.extra_content\.google\.thought_signature"):
         ChatRequest.from_dict({"model": "gemini/g", "messages": bad})
+
+
+def test_request_dict_takes_thinking_blocks_on_an_assistant_message() -> None:
+    """LiteLLM's `thinking_blocks` (Anthropic's own block shapes) carry signed thinking back."""
+    blocks = [
+        {"type": "thinking", "thinking": "Let me see.", "signature": "c2ln"},
+        {"type": "redacted_thinking", "data": "EmwK"},
+    ]
+    messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "ok", "thinking_blocks": blocks}]
+    req = ChatRequest.from_dict({"model": "anthropic/c", "messages": messages})
+    assert req.messages[1].reasoning_blocks == (ReasoningBlock("Let me see.", "c2ln"), ReasoningBlock("", None, "EmwK"))
+    assert req.messages[0].reasoning_blocks == ()
+
+
+@pytest.mark.parametrize(
+    ("message", "where"),
+    [
+        ({"role": "user", "content": "x", "thinking_blocks": [{"type": "redacted_thinking", "data": "a"}]},
+         r"messages\[0\]\.thinking_blocks: a list, on assistant messages only"),
+        ({"role": "assistant", "content": "x", "thinking_blocks": {"type": "thinking"}},
+         r"messages\[0\]\.thinking_blocks: a list"),
+        ({"role": "assistant", "content": "x", "thinking_blocks": [{"type": "thinking", "thinking": "t"}]},
+         r"messages\[0\]\.thinking_blocks\[0\] must be .*signature"),
+        ({"role": "assistant", "content": "x", "thinking_blocks": [{"type": "redacted_thinking", "data": 5}]},
+         r"messages\[0\]\.thinking_blocks\[0\] must be"),
+    ],
+)
+def test_request_dict_names_a_bad_thinking_block(message: dict[str, object], where: str) -> None:
+    with pytest.raises(UsageError, match=where):
+        ChatRequest.from_dict({"model": "anthropic/c", "messages": [message]})

@@ -86,8 +86,13 @@ def split_at(data: bytes, offsets: Sequence[int]) -> list[bytes]:
 def assert_well_typed(events: list[StreamEvent], model: Any) -> None:
     """Each event has the field types its class promises, and the stream folds into a Reply."""
     for ev in events:
-        if isinstance(ev, TextEvent | ReasoningEvent):
+        if isinstance(ev, TextEvent):
             assert type(ev.text) is str and ev.text, ev
+        elif isinstance(ev, ReasoningEvent):
+            # Text, or (with no text) one signature or one redacted block: never an empty event.
+            marks = [m for m in (ev.signature, ev.redacted) if m is not None]
+            assert type(ev.text) is str and all(type(m) is str and m for m in marks), ev
+            assert (ev.text and not marks) or (not ev.text and len(marks) == 1), ev
         elif isinstance(ev, ToolCallEvent):
             assert type(ev.index) is int and ev.index >= 0, ev
             assert ev.id is None or type(ev.id) is str, ev

@@ -13,14 +13,19 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+import orjson
 import pytest
 import trio
 
-from conftest import LogCapture, user
+from conftest import LogCapture, provider_table, user
 from streamactors import (
+    ChatRequest,
     Config,
     FinishEvent,
+    Message,
     ProviderError,
+    Reasoning,
+    ReasoningBlock,
     Reply,
     StreamEvent,
     TextEvent,
@@ -114,6 +119,8 @@ class Case:
     echoes_model: bool = True
     #: HTTP status -> the error type the provider names in its error body, where it names one.
     error_types: dict[int, str] | None = None
+    #: Claude's formats sign each thinking block (the fake signs with "c2lnbmF0dXJl").
+    signs_reasoning: bool = False
 
 
 GEMINI_IDS = ("call_fakeResp0001_0", "call_fakeResp0001_1")
@@ -123,11 +130,11 @@ CASES = [
     Case("vertex-gemini", "vertex", tool_ids=GEMINI_IDS, arguments=_compact, midstream_status=503,
          error_types=STATUS_NAME),
     Case("vertex-claude", "vertex", model="claude-fake", tool_ids=("toolu_call_0000", "toolu_call_0001"),
-         midstream_status=529,
+         midstream_status=529, signs_reasoning=True,
          error_types={400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                       404: "not_found_error", 429: "rate_limit_error", 500: "api_error", 503: "api_error"}),
     Case("bedrock", "bedrock", tool_ids=("tooluse_call_0000", "tooluse_call_0001"), midstream_status=424,
-         echoes_model=False),
+         echoes_model=False, signs_reasoning=True),
     Case("azure", "azure"),
     Case("xai", "xai"),
     Case("openrouter", "openrouter", midstream_status=502),
@@ -204,10 +211,59 @@ async def test_reasoning_and_usage(case: Case, cloud_config: Any, logs: LogCaptu
     seen, reply = await collect(cloud_config(case.provider), logs, model_of(case, "~tokens=3~reasoning=4~unicode=1"))
     assert reply.reasoning == expected_text(4, unicode=True)
     assert reply.text == expected_text(3, unicode=True)
-    assert [ev.type for ev in seen] == ["reasoning"] * 4 + ["text"] * 3 + ["usage", "finish"]
+    signature = ["reasoning"] if case.signs_reasoning else []  # the event that ends the signed block
+    assert [ev.type for ev in seen] == ["reasoning"] * 4 + signature + ["text"] * 3 + ["usage", "finish"]
+    if case.signs_reasoning:
+        assert reply.reasoning_blocks == (ReasoningBlock(expected_text(4, unicode=True), "c2lnbmF0dXJl"),)
+    else:
+        assert reply.reasoning_blocks == ()
     assert (reply.usage.input_tokens, reply.usage.output_tokens) == (10, 7)
     assert reply.finish_reason == "stop"
     assert "unknown_events" not in logs.text and "invalid_utf8" not in logs.text
+
+
+CLAUDE = [("anthropic", "m"), ("vertex", "claude-fake"), ("bedrock", "m")]
+
+
+@pytest.mark.parametrize(("provider", "model"), CLAUDE, ids=[p for p, _ in CLAUDE])
+@pytest.mark.parametrize("shape", ["typed", "dict"])
+async def test_signed_thinking_goes_back_with_the_tool_use_turn(
+    provider: str, model: str, shape: str, fake: FakeUpstream, logs: LogCapture
+) -> None:
+    """With thinking on, Claude refuses a tool-use turn sent back without its signed thinking:
+    the reply keeps the signed block, and the next request carries it, unchanged and first,
+    in the assistant turn (typed: `Reply.as_message()`; dict: `thinking_blocks`, LiteLLM's shape)."""
+    table = {**provider_table(fake), **cloud_table(fake)}
+    cfg = Config.from_dict({"providers": {provider: table[provider]}})
+    name = f"{provider}/{model}~tokens=0~reasoning=2~tool_calls=1"
+    async with open_service(cfg, logger=logs.logger) as service:
+        reply = await service.complete({"model": name, "messages": user(), "reasoning": {"budget_tokens": 2048}})
+        assert reply.reasoning_blocks == (ReasoningBlock(expected_text(2), "c2lnbmF0dXJl"),)
+        call = reply.tool_calls[0]
+        if shape == "typed":
+            turn = reply.as_message()
+            assert turn == Message("assistant", None, (call,), reasoning_blocks=reply.reasoning_blocks)
+            messages = (Message("user", "hello"), turn, Message("tool", "sunny", tool_call_id=call.id))
+            await service.complete(ChatRequest(name, messages, reasoning=Reasoning(budget_tokens=2048)))
+        else:
+            turn_dict = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": call.id, "type": "function",
+                                "function": {"name": call.name, "arguments": call.arguments}}],
+                "thinking_blocks": [{"type": "thinking", "thinking": expected_text(2), "signature": "c2lnbmF0dXJl"}],
+            }
+            messages_d = [*user(), turn_dict, {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+            await service.complete({"model": name, "messages": messages_d, "reasoning": {"budget_tokens": 2048}})
+    assistant = orjson.loads(fake.requests[-1].body)["messages"][1]
+    assert assistant["role"] == "assistant"
+    first, second = assistant["content"]
+    if provider == "bedrock":
+        assert first == {"reasoningContent": {"reasoningText": {"text": expected_text(2), "signature": "c2lnbmF0dXJl"}}}
+        assert second["toolUse"]["toolUseId"] == call.id
+    else:
+        assert first == {"type": "thinking", "thinking": expected_text(2), "signature": "c2lnbmF0dXJl"}
+        assert (second["type"], second["id"]) == ("tool_use", call.id)
 
 
 @by_case

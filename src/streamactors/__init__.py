@@ -20,6 +20,7 @@ from .models import ErrorEvent as ErrorEvent
 from .models import FinishEvent as FinishEvent
 from .models import Message as Message
 from .models import Reasoning as Reasoning
+from .models import ReasoningBlock as ReasoningBlock
 from .models import ReasoningEvent as ReasoningEvent
 from .models import Reply as Reply
 from .models import StreamEvent as StreamEvent
@@ -43,6 +44,7 @@ __all__ = [
     "Message",
     "ProviderError",
     "Reasoning",
+    "ReasoningBlock",
     "ReasoningEvent",
     "Reply",
     "Service",

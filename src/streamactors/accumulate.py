@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from .models import (
     ErrorEvent,
     FinishEvent,
+    ReasoningBlock,
     ReasoningEvent,
     Reply,
     StreamEvent,
@@ -55,12 +56,15 @@ class _Text:
 class ReplyBuilder:
     """Accumulates events; `reply()` returns the aggregate so far.
 
-    With `keep_text=False` the text and reasoning are not kept (`reply().text` is empty),
-    for consumers that keep their own copy and do not want the memory spent twice.
+    With `keep_text=False` the text and reasoning are not kept (`reply().text` is empty,
+    and there are no reasoning blocks to replay), for consumers that keep their own copy and
+    do not want the memory spent twice.
     """
 
     __slots__ = (
+        "_blocks",
         "_reasoning",
+        "_reasoning_closed",
         "_saw_text",
         "_text",
         "_tool_signatures",
@@ -75,7 +79,9 @@ class ReplyBuilder:
 
     def __init__(self, provider: str = "", model: str = "", *, keep_text: bool = True) -> None:
         self._text = _Text()
-        self._reasoning = _Text()
+        self._reasoning = _Text()  # the reasoning since the last signed block
+        self._reasoning_closed: list[str] = []  # the text of each signed block, in order
+        self._blocks: list[ReasoningBlock] = []  # signed and redacted blocks, for replay
         self._saw_text = False
         self.keep_text = keep_text
         self._tools: list[list[str]] = []  # [id, name, arguments fragments...]
@@ -114,7 +120,7 @@ class ReplyBuilder:
                 self._saw_text = True
         elif cls is ReasoningEvent:
             if self.keep_text:
-                self._reasoning.append(ev.text)  # type: ignore[union-attr]
+                self._reason(ev)  # type: ignore[arg-type]
             else:
                 self._saw_text = True
         elif cls is ToolCallEvent:
@@ -139,16 +145,27 @@ class ReplyBuilder:
         elif cls is ErrorEvent:
             self.finish_reason = "error"
 
+    def _reason(self, ev: ReasoningEvent) -> None:
+        if ev.text:
+            self._reasoning.append(ev.text)
+        if ev.signature is not None:  # it ends the block: the text since the last one is the block's
+            text = self._reasoning.join()
+            self._reasoning = _Text()
+            self._reasoning_closed.append(text)
+            self._blocks.append(ReasoningBlock(text, ev.signature))
+        elif ev.redacted is not None:
+            self._blocks.append(ReasoningBlock("", None, ev.redacted))
+
     @property
     def has_content(self) -> bool:
         """True once any text, reasoning or tool call arrived."""
-        return bool(self._text or self._reasoning or self._tools or self._saw_text)
+        return bool(self._text or self._reasoning or self._blocks or self._tools or self._saw_text)
 
     def reply(self) -> Reply:
         """The reply accumulated so far."""
         return Reply(
             text=self._text.join(),
-            reasoning=self._reasoning.join(),
+            reasoning="".join(self._reasoning_closed) + self._reasoning.join(),
             tool_calls=tuple(
                 ToolCall(t[0], t[1], "".join(t[2:]), self._tool_signatures.get(i)) for i, t in enumerate(self._tools)
             ),
@@ -156,4 +173,5 @@ class ReplyBuilder:
             usage=self.usage,
             provider=self.provider,
             model=self.model,
+            reasoning_blocks=tuple(self._blocks),
         )

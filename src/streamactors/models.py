@@ -18,6 +18,7 @@ __all__ = [
     "FinishReason",
     "Message",
     "Reasoning",
+    "ReasoningBlock",
     "ReasoningEvent",
     "Reply",
     "StreamEvent",
@@ -53,6 +54,21 @@ class ToolCall:
 
 
 @attrs.frozen(slots=True)
+class ReasoningBlock:
+    """One block of a reply's reasoning, as the provider signed it, to be sent back unchanged.
+
+    Claude (Anthropic's API and Bedrock) checks the signature of every thinking block replayed
+    in an assistant turn, and with thinking enabled refuses a tool-use turn sent back without
+    its thinking. `redacted` holds the opaque data of a block the provider encrypted (then
+    `text` is empty). Other providers' reasoning is never replayed, so it has no blocks.
+    """
+
+    text: str = ""
+    signature: str | None = None
+    redacted: str | None = None
+
+
+@attrs.frozen(slots=True)
 class Tool:
     """A function the model may call; `parameters` is a JSON Schema object."""
 
@@ -66,7 +82,8 @@ class Message:
     """One chat message in OpenAI's shape.
 
     `role` is "system", "developer", "user", "assistant" or "tool". Assistant
-    messages may carry `tool_calls`; tool messages carry the `tool_call_id` they answer.
+    messages may carry `tool_calls`, and the `reasoning_blocks` of the reply they repeat
+    (`Reply.as_message()` keeps both); tool messages carry the `tool_call_id` they answer.
     """
 
     role: str
@@ -74,6 +91,7 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = attrs.field(default=(), converter=_tuple)
     tool_call_id: str | None = None
     name: str | None = None
+    reasoning_blocks: tuple[ReasoningBlock, ...] = attrs.field(default=(), converter=_tuple)
 
 
 @attrs.frozen(slots=True)
@@ -126,10 +144,18 @@ class TextEvent:
 
 @attrs.frozen(slots=True)
 class ReasoningEvent:
-    """A fragment of the model's reasoning (thinking) text."""
+    """A fragment of the model's reasoning (thinking) text.
+
+    Anthropic (and Claude on Bedrock) sign each thinking block: the event that ends a block
+    carries its `signature` (with no text of its own); a block the provider encrypted comes
+    as one event with its opaque `redacted` data and no text. Both must go back with the
+    assistant turn when a conversation with thinking continues (see `ReasoningBlock`).
+    """
 
     type: ClassVar[str] = "reasoning"
     text: str
+    signature: str | None = None
+    redacted: str | None = None
 
 
 @attrs.frozen(slots=True)
@@ -195,3 +221,12 @@ class Reply:
     usage: Usage = Usage()
     provider: str = ""
     model: str = ""
+    #: The signed (or redacted) reasoning blocks, in order, for replay; see `ReasoningBlock`.
+    reasoning_blocks: tuple[ReasoningBlock, ...] = ()
+
+    def as_message(self) -> Message:
+        """This reply as the assistant turn of a conversation that goes on: its text, tool
+        calls (with their signatures) and signed reasoning blocks."""
+        return Message(
+            "assistant", self.text or None, tool_calls=self.tool_calls, reasoning_blocks=self.reasoning_blocks
+        )

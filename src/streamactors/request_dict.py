@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from .errors import UsageError
-from .models import ChatRequest, Message, Reasoning, Tool, ToolCall
+from .models import ChatRequest, Message, Reasoning, ReasoningBlock, Tool, ToolCall
 
 __all__ = ["request_from_dict"]
 
@@ -70,6 +70,19 @@ def _tool_call(tc: Any, where: str) -> ToolCall:
     return ToolCall(id=str(tc.get("id") or ""), name=fn["name"], arguments=args, signature=signature)
 
 
+def _thinking_block(b: Any, where: str) -> ReasoningBlock:
+    # LiteLLM's shape, which is Anthropic's own content block.
+    btype = b.get("type") if isinstance(b, Mapping) else None
+    if btype == "thinking" and isinstance(b.get("thinking"), str) and isinstance(b.get("signature"), str):
+        return ReasoningBlock(b["thinking"], b["signature"])
+    if btype == "redacted_thinking" and isinstance(b.get("data"), str):
+        return ReasoningBlock("", None, b["data"])
+    raise _fail(
+        f'{where} must be {{"type": "thinking", "thinking": ..., "signature": ...}} '
+        f'or {{"type": "redacted_thinking", "data": ...}}, got {b!r:.80}'
+    )
+
+
 def _message(m: Any, i: int) -> Message:
     # Runs for every message of every request: the `where` of an error is built only on error.
     if type(m) is not dict and not isinstance(m, Mapping):
@@ -88,6 +101,12 @@ def _message(m: Any, i: int) -> Message:
     tool_call_id = m.get("tool_call_id")
     if role == "tool" and not isinstance(tool_call_id, str):
         raise _fail(f"messages[{i}]: a tool message needs tool_call_id")
+    thinking = m.get("thinking_blocks")
+    if thinking:
+        if role != "assistant" or not isinstance(thinking, list):
+            raise _fail(f"messages[{i}].thinking_blocks: a list, on assistant messages only")
+        blocks = tuple(_thinking_block(b, f"messages[{i}].thinking_blocks[{k}]") for k, b in enumerate(thinking))
+        return Message(role, content, tool_calls or (), tool_call_id, m.get("name"), blocks)
     return Message(role, content, tool_calls or (), tool_call_id, m.get("name"))
 
 

@@ -22,7 +22,16 @@ from wire_harness import (
 )
 
 from streamactors.errors import WireError
-from streamactors.models import ChatRequest, Message, Reasoning, StreamEvent, TextEvent, Tool, ToolCall
+from streamactors.models import (
+    ChatRequest,
+    Message,
+    Reasoning,
+    ReasoningBlock,
+    StreamEvent,
+    TextEvent,
+    Tool,
+    ToolCall,
+)
 from streamactors.wire.anthropic import (
     DEFAULT_MAX_TOKENS,
     AnthropicCodec,
@@ -66,6 +75,10 @@ def message_delta(stop_reason: str | None = "end_turn", **usage: Any) -> bytes:
 
 
 END = message_delta() + ev("message_stop")
+
+
+def reasoning(t: str, signature: str | None = None, redacted: str | None = None) -> dict[str, Any]:
+    return {"type": "reasoning", "text": t, "signature": signature, "redacted": redacted}
 
 
 def text(t: str) -> dict[str, Any]:
@@ -200,6 +213,21 @@ def test_messages_merge_turns_and_keep_the_system_prompt_apart() -> None:
     ]
 
 
+def test_signed_and_redacted_thinking_lead_the_assistant_turn() -> None:
+    """Replayed as the API sent them, before the text and tool calls; unsigned reasoning is not sent."""
+    blocks = (ReasoningBlock("Plan.", "c2ln"), ReasoningBlock("", None, "EmwK"), ReasoningBlock("unsigned"))
+    msgs = (Message("user", "a"),
+            Message("assistant", "On it.", tool_calls=(ToolCall("t1", "f", "{}"),), reasoning_blocks=blocks),
+            Message("tool", "r1", tool_call_id="t1"))
+    assert anthropic_body(request(messages=msgs), "m")["messages"][1] == {
+        "role": "assistant",
+        "content": [{"type": "thinking", "thinking": "Plan.", "signature": "c2ln"},
+                    {"type": "redacted_thinking", "data": "EmwK"},
+                    {"type": "text", "text": "On it."},
+                    {"type": "tool_use", "id": "t1", "name": "f", "input": {}}],
+    }
+
+
 def test_parse_error_reads_anthropic_error_bodies() -> None:
     body = b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_1"}'
     assert AnthropicCodec(URL, {}).parse_error(529, body) == ("Overloaded", "overloaded_error")
@@ -245,7 +273,7 @@ def test_tool_positions_count_tool_blocks_only() -> None:
            + delta(2, type="input_json_delta", partial_json="{}")
            + delta(5, type="input_json_delta", partial_json="1}") + stop_block(2) + stop_block(5)
            + message_delta("tool_use", output_tokens=9) + ev("message_stop"))
-    assert run(raw) == [{"type": "reasoning", "text": "t"}, text("x"), tc_ev(0, "", "toolu_a", "f"),
+    assert run(raw) == [reasoning("t"), text("x"), tc_ev(0, "", "toolu_a", "f"),
                         tc_ev(1, "", "toolu_b", "g"), tc_ev(1, '{"b":'), tc_ev(0, "{}"), tc_ev(1, "1}"),
                         usage(10, 9), fin("tool_calls")]
 
@@ -329,12 +357,22 @@ def test_unknown_stop_reason_and_events_are_recorded() -> None:
     assert dec.unknown_events == {"future_event", "content_block_delta:future_delta", "stop_reason:brand_new"}
 
 
-def test_redacted_thinking_and_signatures_are_skipped_quietly() -> None:
+def test_redacted_thinking_and_signatures_are_reasoning_events_without_text() -> None:
     dec = AnthropicStreamDecoder()
     raw = (start() + block(0, type="redacted_thinking", data="EmwKAhgBEgy3") + stop_block(0)
-           + block(1, type="thinking", thinking="", signature="") + delta(1, type="signature_delta", signature="c2ln")
+           + block(1, type="thinking", thinking="", signature="") + delta(1, type="thinking_delta", thinking="Hm")
+           + delta(1, type="signature_delta", signature="c2ln") + stop_block(1)
+           + block(2, type="thinking", thinking="Whole", signature="c2lnMg==") + stop_block(2)  # as a proxy may
            + END)
-    assert decode(lambda: dec, [raw]) == [usage(10, 5), fin("stop")]
+    assert decode(lambda: dec, [raw]) == [
+        reasoning("", redacted="EmwKAhgBEgy3"),
+        reasoning("Hm"),
+        reasoning("", "c2ln"),
+        reasoning("Whole"),
+        reasoning("", "c2lnMg=="),
+        usage(10, 5),
+        fin("stop"),
+    ]
     assert dec.unknown_events == set()
 
 

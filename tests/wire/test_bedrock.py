@@ -33,6 +33,7 @@ from streamactors.models import (
     FinishEvent,
     Message,
     Reasoning,
+    ReasoningBlock,
     ReasoningEvent,
     StreamEvent,
     TextEvent,
@@ -148,6 +149,19 @@ class TestConverseBody:
         """A lone user message: no inferenceConfig, no system, no toolConfig."""
         body = converse_body(ChatRequest("bedrock/x", [Message("user", "hi")]))
         assert body == {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}
+
+    def test_signed_and_redacted_reasoning_lead_the_assistant_turn(self) -> None:
+        """As Converse sent them, before the text and tool use; unsigned reasoning is not sent."""
+        blocks = (ReasoningBlock("Plan.", "c2ln"), ReasoningBlock("", None, "EmwK"), ReasoningBlock("unsigned"))
+        msgs = [Message("user", "a"),
+                Message("assistant", "On it.", tool_calls=[ToolCall("t1", "f", "{}")], reasoning_blocks=blocks)]
+        assert converse_body(ChatRequest("bedrock/x", msgs))["messages"][1] == {
+            "role": "assistant",
+            "content": [{"reasoningContent": {"reasoningText": {"text": "Plan.", "signature": "c2ln"}}},
+                        {"reasoningContent": {"redactedContent": "EmwK"}},
+                        {"text": "On it."},
+                        {"toolUse": {"toolUseId": "t1", "name": "f", "input": {}}}],
+        }
 
     def test_history_with_tools(self) -> None:
         """System prompts become blocks; tool results merge into one user turn with the next user text."""

@@ -70,6 +70,10 @@ DONE = b"data: [DONE]\n\n"
 STOP = sse(chunk({}, "stop")) + DONE
 
 
+def reasoning(t: str, signature: str | None = None, redacted: str | None = None) -> dict[str, Any]:
+    return {"type": "reasoning", "text": t, "signature": signature, "redacted": redacted}
+
+
 def text(t: str) -> dict[str, Any]:
     return {"type": "text", "text": t}
 
@@ -347,13 +351,13 @@ def test_groq_usage_under_x_groq() -> None:
 def test_reasoning_deltas(field: str) -> None:
     raw = sse(chunk({"role": "assistant", "content": None, field: "Let me"}), chunk({field: " think", "content": None}),
               chunk({"content": "42", field: None})) + STOP
-    reasoning = [{"type": "reasoning", "text": "Let me"}, {"type": "reasoning", "text": " think"}]
-    assert run(raw) == [*reasoning, text("42"), fin("stop")]
+    thought = [reasoning("Let me"), reasoning(" think")]
+    assert run(raw) == [*thought, text("42"), fin("stop")]
 
 
 def test_reasoning_sent_in_both_fields_is_reported_once() -> None:
     raw = sse(chunk({"reasoning": "hm", "reasoning_content": "hm", "content": ""})) + STOP
-    assert run(raw) == [{"type": "reasoning", "text": "hm"}, fin("stop")]
+    assert run(raw) == [reasoning("hm"), fin("stop")]
 
 
 def test_mistral_content_parts() -> None:
@@ -361,7 +365,7 @@ def test_mistral_content_parts() -> None:
              {"type": "image_url", "image_url": "x"}]
     dec = OpenAIStreamDecoder()
     assert decode(lambda: dec, [sse(chunk({"content": parts})) + STOP]) == [
-        {"type": "reasoning", "text": "Hmm."}, text("Yes"), fin("stop")]
+        reasoning("Hmm."), text("Yes"), fin("stop")]
     assert dec.unknown_events == {"content_part:image_url"}
 
 

@@ -72,7 +72,8 @@ def anthropic_messages(messages: tuple[Message, ...]) -> tuple[str | None, list[
 
     System and developer messages become the system prompt; tool results become
     `tool_result` blocks in a user turn; consecutive turns of one role are merged,
-    so parallel tool results travel together as the API requires.
+    so parallel tool results travel together as the API requires. An assistant turn's
+    signed reasoning blocks go first, as `thinking` / `redacted_thinking` blocks.
     """
     system: list[str] = []
     out: list[dict[str, Any]] = []
@@ -98,7 +99,13 @@ def anthropic_messages(messages: tuple[Message, ...]) -> tuple[str | None, list[
                 [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": m.content or ""}],
             )
         elif m.role == "assistant":
+            # Signed thinking goes back first, unchanged, as the API requires of a tool-use turn.
             blocks: list[dict[str, Any]] = []
+            for r in m.reasoning_blocks:
+                if r.redacted is not None:
+                    blocks.append({"type": "redacted_thinking", "data": r.redacted})
+                elif r.signature is not None:
+                    blocks.append({"type": "thinking", "thinking": r.text, "signature": r.signature})
             if m.content:
                 blocks.append({"type": "text", "text": m.content})
             for tc in m.tool_calls:
@@ -260,7 +267,14 @@ class AnthropicStreamDecoder(SSEJsonDecoder):
             text = json_field(block, "thinking", str, "thinking block")
             if text:
                 out.append(ReasoningEvent(text))
-        elif btype != "redacted_thinking":
+            signature = json_field(block, "signature", str, "thinking block")
+            if signature:  # the API streams "" then a signature_delta; a proxy may send it whole
+                out.append(ReasoningEvent("", signature=signature))
+        elif btype == "redacted_thinking":
+            data = json_field(block, "data", str, "redacted_thinking block")
+            if data:
+                out.append(ReasoningEvent("", redacted=data))
+        else:
             self.unknown_events.add(f"content_block_start:{btype}")
 
     def _block_delta(self, obj: dict[str, Any], out: list[StreamEvent]) -> None:
@@ -281,7 +295,11 @@ class AnthropicStreamDecoder(SSEJsonDecoder):
             text = json_field(delta, "thinking", str, "thinking_delta")
             if text:
                 out.append(ReasoningEvent(text))
-        elif dtype not in ("signature_delta", "citations_delta"):
+        elif dtype == "signature_delta":
+            signature = json_field(delta, "signature", str, "signature_delta")
+            if signature:
+                out.append(ReasoningEvent("", signature=signature))
+        elif dtype != "citations_delta":
             self.unknown_events.add(f"content_block_delta:{dtype}")
 
     def _usage_from(self, usage: dict[str, Any] | None) -> None:

@@ -114,7 +114,8 @@ def converse_messages(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any
 
     System and developer messages become one `system` text block each. Tool results
     become `toolResult` blocks in a user turn, and consecutive turns of one role are
-    merged, since Converse wants user and assistant turns to alternate.
+    merged, since Converse wants user and assistant turns to alternate. An assistant
+    turn's signed reasoning blocks go first, as `reasoningContent` blocks.
     """
     system: list[dict[str, Any]] = []
     out: list[dict[str, Any]] = []
@@ -133,7 +134,14 @@ def converse_messages(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any
             result = {"toolUseId": m.tool_call_id or "", "content": [{"text": m.content or ""}]}
             add("user", [{"toolResult": result}])
         elif m.role == "assistant":
-            blocks: list[dict[str, Any]] = [{"text": m.content}] if m.content else []
+            blocks: list[dict[str, Any]] = []
+            for r in m.reasoning_blocks:  # signed reasoning goes back first, unchanged
+                if r.redacted is not None:
+                    blocks.append({"reasoningContent": {"redactedContent": r.redacted}})
+                elif r.signature is not None:
+                    blocks.append({"reasoningContent": {"reasoningText": {"text": r.text, "signature": r.signature}}})
+            if m.content:
+                blocks.append({"text": m.content})
             for tc in m.tool_calls:
                 blocks.append(
                     {"toolUse": {"toolUseId": tc.id, "name": tc.name, "input": tool_arguments_object(tc.arguments)}}
@@ -489,7 +497,13 @@ class BedrockStreamDecoder:
                 content = json_field(delta, "reasoningContent", dict, "delta") or {}
                 text = json_field(content, "text", str, "delta.reasoningContent")
                 if text:
-                    out.append(ReasoningEvent(text))  # signature and redactedContent are not ours to show
+                    out.append(ReasoningEvent(text))
+                signature = json_field(content, "signature", str, "delta.reasoningContent")
+                if signature:
+                    out.append(ReasoningEvent("", signature=signature))
+                redacted = json_field(content, "redactedContent", str, "delta.reasoningContent")
+                if redacted:  # a blob: base64 in the JSON payload, kept as it came
+                    out.append(ReasoningEvent("", redacted=redacted))
             else:
                 self.unknown_events.add(f"contentBlockDelta:{','.join(delta) or '(empty)'}")
         elif etype == "contentBlockStart":

@@ -46,24 +46,18 @@ def render(steps: Iterable[Step], model: str, request_body: dict[str, Any]) -> I
     open_kind: str | None = None
     usage: Usage | None = None
 
-    def close_block() -> bytes:
-        return _event("content_block_stop", {"type": "content_block_stop", "index": index})
+    def close_block() -> Iterator[bytes]:
+        if open_kind == "thinking":  # the API signs every thinking block just before it closes
+            signature = {"type": "signature_delta", "signature": "c2lnbmF0dXJl"}
+            yield _event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": signature})
+        yield _event("content_block_stop", {"type": "content_block_stop", "index": index})
 
     for step in steps:
         if isinstance(step, (Text, Reasoning)):
             kind = "text" if isinstance(step, Text) else "thinking"
             if open_kind != kind:
                 if open_kind is not None:
-                    if open_kind == "thinking":
-                        yield _event(
-                            "content_block_delta",
-                            {
-                                "type": "content_block_delta",
-                                "index": index,
-                                "delta": {"type": "signature_delta", "signature": "c2lnbmF0dXJl"},
-                            },
-                        )
-                    yield close_block()
+                    yield from close_block()
                 index += 1
                 open_kind = kind
                 block = {"type": "text", "text": ""} if kind == "text" else {"type": "thinking", "thinking": ""}
@@ -78,7 +72,7 @@ def render(steps: Iterable[Step], model: str, request_body: dict[str, Any]) -> I
             yield _event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
         elif isinstance(step, ToolCallStep):
             if open_kind is not None:
-                yield close_block()
+                yield from close_block()
             index += 1
             open_kind = "tool_use"
             yield _event(
@@ -102,7 +96,7 @@ def render(steps: Iterable[Step], model: str, request_body: dict[str, Any]) -> I
             usage = step
         elif isinstance(step, Finish):
             if open_kind is not None:
-                yield close_block()
+                yield from close_block()
                 open_kind = None
             yield _event(
                 "message_delta",
