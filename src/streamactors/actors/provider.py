@@ -456,6 +456,9 @@ class ProviderActor:
                     if events:  # what arrived before the error belongs to the partial reply
                         await self._deliver(events, reply, scope, progress)
                     raise
+                # Decoded: the read (up to 64 KiB) must not stay alive through the waits that
+                # follow (the consumer, the next read), once per stream, whatever the streams.
+                del chunk
                 if events:
                     await self._deliver(events, reply, scope, progress)
                 elif progress.first_event_at is not None:
