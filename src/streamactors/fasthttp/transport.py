@@ -10,7 +10,7 @@ response body is one `receive_some` of up to `read_size` (64 KiB) bytes, decoded
 one read holding a hundred small chunks becomes one bytes object (and a downstream SSE
 decoder gets a hundred events per call) instead of a hundred trips through h11, httpcore
 and httpx. Sockets are trio's; TLS is the standard library's `ssl` through `trio.SSLStream`.
-A send the kernel takes whole returns without a trip through trio's scheduler (`eager.py`).
+Sends and receives take fewer trips through trio's scheduler and hold no bytes while they wait (`eager.py`).
 
 Falls back to `httpx.AsyncHTTPTransport` (every request goes through it) when constructed
 with what it does not support: `proxy`, `http2=True` (or `http1=False`), `uds`, `retries`
@@ -42,7 +42,7 @@ import httpx
 import trio
 
 from .body import decoder_for
-from .eager import EagerSendStream
+from .eager import EagerSocketStream
 from .h1 import DEFAULT_MAX_HEAD_BYTES, FramingError, ResponseHeadReader, body_framing, encode_request_head
 from .pool import Connection, ConnectionPool, Origin, PoolTimeoutError
 from .response import ResponseStream, describe, receive, send
@@ -185,7 +185,7 @@ class FastTransport(httpx.AsyncBaseTransport):
             with trio.fail_after(connect_timeout) if connect_timeout is not None else trio.CancelScope():
                 tcp = await trio.open_tcp_stream(host, port, local_address=self._local_address)
                 try:
-                    stream: trio.abc.Stream = EagerSendStream(tcp)
+                    stream: trio.abc.Stream = EagerSocketStream(tcp)
                     if scheme == b"https":
                         sni = request.extensions.get("sni_hostname") or host
                         tls = trio.SSLStream(
