@@ -12,13 +12,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import orjson
 import trio
 
 from .config import BedrockConfig, GeminiConfig, ProviderConfig, VertexConfig
 from .errors import ConfigError, ProviderError
 from .wire.anthropic import AnthropicStreamDecoder, anthropic_body
-from .wire.base import HttpRequestSpec, StreamDecoder, error_message_from_body
+from .wire.base import HttpRequestSpec, StreamDecoder, error_message_from_body, json_body
 from .wire.gemini import GeminiCodec, gemini_api_url, vertex_gemini_url
 
 if TYPE_CHECKING:
@@ -71,7 +70,7 @@ class VertexCodec:
         body = anthropic_body(request, None)
         body["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
         url = f"{self._claude_prefix}/{quote(model_id, safe='@')}:streamRawPredict"
-        return HttpRequestSpec("POST", url, self._headers, orjson.dumps(body))
+        return HttpRequestSpec("POST", url, self._headers, json_body(body))
 
     def new_decoder(self, model_id: str = "") -> StreamDecoder:
         if self.is_claude(model_id):

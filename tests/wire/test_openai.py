@@ -4,6 +4,7 @@ stream decoding that is exact for every split of the bytes."""
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -592,3 +593,20 @@ def test_usage_and_tool_events_are_typed() -> None:
     events = dec.feed(sse(chunk({"tool_calls": [tool(0, "{}", "c", "f")]}), {"choices": [], "usage": {
         "prompt_tokens": 3, "completion_tokens": 4}}) + DONE)
     assert events == [ToolCallEvent(0, "c", "f", "{}"), UsageEvent(3, 4), FinishEvent("tool_calls")]
+
+
+def test_a_request_body_holds_no_more_memory_than_its_bytes() -> None:
+    """orjson's own result keeps its 4 KiB write buffer; the body a request holds while it
+    streams must not (1,000 open streams would hold 4 MB for nothing)."""
+    codec = OpenAICodec("https://api.openai.com/v1/chat/completions", {})
+    request = ChatRequest("openai/gpt-4.1", [Message("user", "hi")])
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        spec = codec.build_request(request, "gpt-4.1")
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    held = sum(d.size_diff for d in after.compare_to(before, "filename"))
+    assert len(spec.body) < 200
+    assert held < 1024, held  # the body and its spec, not a 4 KiB buffer

@@ -17,7 +17,14 @@ from ..models import (
     ToolCallEvent,
     UsageEvent,
 )
-from .base import HttpRequestSpec, SSEJsonDecoder, error_message_from_body, json_field, tool_arguments_object
+from .base import (
+    HttpRequestSpec,
+    SSEJsonDecoder,
+    error_message_from_body,
+    json_body,
+    json_field,
+    tool_arguments_object,
+)
 from .sse import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicCodec", "AnthropicStreamDecoder", "anthropic_body"]
@@ -177,7 +184,7 @@ class AnthropicCodec:
         self.max_event_bytes = max_event_bytes
 
     def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
-        return HttpRequestSpec("POST", self.url, self.headers, orjson.dumps(anthropic_body(request, model_id)))
+        return HttpRequestSpec("POST", self.url, self.headers, json_body(anthropic_body(request, model_id)))
 
     def new_decoder(self, model_id: str = "") -> AnthropicStreamDecoder:
         return AnthropicStreamDecoder(self.max_event_bytes)

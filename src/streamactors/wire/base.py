@@ -18,11 +18,19 @@ __all__ = [
     "SSEJsonDecoder",
     "StreamDecoder",
     "error_message_from_body",
+    "json_body",
     "json_field",
     "tool_arguments_object",
 ]
 
 _T = TypeVar("_T")
+
+
+def json_body(obj: Any) -> bytes:
+    """`orjson.dumps(obj)` in a bytes object of its own size. orjson's result keeps the 4 KiB
+    (or more) buffer it wrote into, and a request holds its body for as long as it streams:
+    4 KB per open stream for a 100-byte body, where the copy costs a fraction of a microsecond."""
+    return memoryview(orjson.dumps(obj)).tobytes()
 
 
 @attrs.frozen(slots=True)

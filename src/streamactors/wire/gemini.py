@@ -33,7 +33,14 @@ from ..models import (
     ToolCallEvent,
     UsageEvent,
 )
-from .base import HttpRequestSpec, SSEJsonDecoder, error_message_from_body, json_field, tool_arguments_object
+from .base import (
+    HttpRequestSpec,
+    SSEJsonDecoder,
+    error_message_from_body,
+    json_body,
+    json_field,
+    tool_arguments_object,
+)
 from .sse import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = [
@@ -223,7 +230,7 @@ class GeminiCodec:
 
     def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
         """The exact HTTP request for `request` sent to `model_id`."""
-        body = orjson.dumps(gemini_body(request))
+        body = json_body(gemini_body(request))
         return HttpRequestSpec("POST", self.url_for_model(model_id), self.headers, body)
 
     def new_decoder(self, model_id: str = "") -> GeminiStreamDecoder:

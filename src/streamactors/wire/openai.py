@@ -23,7 +23,7 @@ from ..models import (
     ToolCallEvent,
     UsageEvent,
 )
-from .base import HttpRequestSpec, SSEJsonDecoder, error_message_from_body, json_field
+from .base import HttpRequestSpec, SSEJsonDecoder, error_message_from_body, json_body, json_field
 from .sse import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = ["OpenAICodec", "OpenAIStreamDecoder", "effort_for_budget", "openai_messages"]
@@ -134,7 +134,7 @@ class OpenAICodec:
         return body
 
     def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
-        return HttpRequestSpec("POST", self.url, self.headers, orjson.dumps(self.body(request, model_id)))
+        return HttpRequestSpec("POST", self.url, self.headers, json_body(self.body(request, model_id)))
 
     def new_decoder(self, model_id: str = "") -> OpenAIStreamDecoder:
         return OpenAIStreamDecoder(self.max_event_bytes)
