@@ -162,8 +162,8 @@ class SSEDecoder:
         """The hot path, for LF-only input arriving on an event boundary: decode the complete
         events of the read at once, split them, and take each that is a single `data: ` line
         whole, without going line by line. (A character cut by the end of the read is in the
-        unfinished last event, which goes line by line; input with invalid UTF-8 goes event
-        by event, so each gets its U+FFFD replacements.)"""
+        unfinished last event, which goes line by line; so does a read with invalid UTF-8 in
+        its complete events, each line getting its own U+FFFD replacements.)"""
         tail = b""
         try:
             text = data.decode("utf-8")
@@ -172,8 +172,8 @@ class SSEDecoder:
             end = end + 2 if end >= 0 else 0
             try:
                 text = data[:end].decode("utf-8")  # "\n\n" never falls inside a character
-            except UnicodeDecodeError:
-                self._feed_byte_blocks(data, events)
+            except UnicodeDecodeError:  # invalid UTF-8 (rare): line by line, each line decoded on its own
+                self._feed_lines(data, events)
                 return
             tail = data[end:]
         blocks = text.split("\n\n")
@@ -222,29 +222,6 @@ class SSEDecoder:
         self._event = None
         self._event_bytes = 0
         return True
-
-    def _feed_byte_blocks(self, data: bytes, events: list[SSEItem]) -> None:
-        """`_feed_blocks` for input with invalid UTF-8: each event is decoded on its own."""
-        blocks = data.split(b"\n\n")
-        tail = blocks.pop()
-        limit = self.max_event_bytes
-        bare = self._bare
-        for block in blocks:
-            if len(block) > 6 and block.startswith(b"data: ") and b"\n" not in block and not self._data:
-                size = self._event_bytes + len(block) + 1  # as the line-by-line path counts it
-                if size > limit:
-                    raise self._too_big(size)
-                value = self._decode(block[6:])
-                if bare and not self._event:
-                    events.append(value)
-                else:
-                    events.append(SSEEvent(self._event or None, value, self.last_event_id))
-                    self._event = None
-                self._event_bytes = 0
-            else:
-                self._feed_lines(block + b"\n\n", events)
-        if tail:
-            self._feed_lines(tail, events)
 
     def _feed_lines(self, data: bytes, events: list[SSEItem]) -> None:
         if b"\r" in data:
