@@ -64,7 +64,6 @@ class ReplyBuilder:
     __slots__ = (
         "_blocks",
         "_reasoning",
-        "_reasoning_closed",
         "_saw_text",
         "_text",
         "_tool_signatures",
@@ -80,8 +79,7 @@ class ReplyBuilder:
     def __init__(self, provider: str = "", model: str = "", *, keep_text: bool = True) -> None:
         self._text = _Text()
         self._reasoning = _Text()  # the reasoning since the last signed block
-        self._reasoning_closed: list[str] = []  # the text of each signed block, in order
-        self._blocks: list[ReasoningBlock] = []  # signed and redacted blocks, for replay
+        self._blocks: list[ReasoningBlock] = []  # signed and redacted blocks, in order, for replay
         self._saw_text = False
         self.keep_text = keep_text
         self._tools: list[list[str]] = []  # [id, name, arguments fragments...]
@@ -149,10 +147,8 @@ class ReplyBuilder:
         if ev.text:
             self._reasoning.append(ev.text)
         if ev.signature is not None:  # it ends the block: the text since the last one is the block's
-            text = self._reasoning.join()
+            self._blocks.append(ReasoningBlock(self._reasoning.join(), ev.signature))
             self._reasoning = _Text()
-            self._reasoning_closed.append(text)
-            self._blocks.append(ReasoningBlock(text, ev.signature))
         elif ev.redacted is not None:
             self._blocks.append(ReasoningBlock("", None, ev.redacted))
 
@@ -165,7 +161,8 @@ class ReplyBuilder:
         """The reply accumulated so far."""
         return Reply(
             text=self._text.join(),
-            reasoning="".join(self._reasoning_closed) + self._reasoning.join(),
+            # The signed blocks' text, then what is not signed yet (a redacted block has none).
+            reasoning="".join([b.text for b in self._blocks]) + self._reasoning.join(),
             tool_calls=tuple(
                 ToolCall(t[0], t[1], "".join(t[2:]), self._tool_signatures.get(i)) for i, t in enumerate(self._tools)
             ),
