@@ -102,12 +102,12 @@ def _message(m: Any, i: int) -> Message:
     if role == "tool" and not isinstance(tool_call_id, str):
         raise _fail(f"messages[{i}]: a tool message needs tool_call_id")
     thinking = m.get("thinking_blocks")
+    blocks: tuple[ReasoningBlock, ...] = ()
     if thinking:
         if role != "assistant" or not isinstance(thinking, list):
             raise _fail(f"messages[{i}].thinking_blocks: a list, on assistant messages only")
         blocks = tuple(_thinking_block(b, f"messages[{i}].thinking_blocks[{k}]") for k, b in enumerate(thinking))
-        return Message(role, content, tool_calls or (), tool_call_id, m.get("name"), blocks)
-    return Message(role, content, tool_calls or (), tool_call_id, m.get("name"))
+    return Message(role, content, tool_calls or (), tool_call_id, m.get("name"), blocks)
 
 
 def _tool(t: Any, i: int) -> Tool:
