@@ -28,7 +28,7 @@ from ..policy._headers import lowered
 from ..policy.adaptive import AdaptivePacer
 from ..policy.backoff import retry_after_seconds
 from ..policy.breaker import BreakerState, CircuitBreaker, Transition, is_breaker_failure
-from ..policy.ratelimit_headers import parse_quota
+from ..policy.ratelimit_headers import QUOTA_PREFIXES, parse_quota
 
 __all__ = ["REJECTED", "BreakerActor", "LimiterActor"]
 
@@ -163,6 +163,11 @@ class _GuardBase:
         raise NotImplementedError
 
 
+# The starts of the header names the limiter reads: quotas (`parse_quota`), and Retry-After
+# (retry-after, retry-after-ms), each after the newline that precedes a name in `_speaks_of_limits`.
+_NEWS_NAMES = tuple(b"\n" + prefix.encode() for prefix in (*QUOTA_PREFIXES, "retry-after"))
+
+
 def _speaks_of_limits(headers: httpx.Headers | Mapping[str, str]) -> bool:
     """Whether a response carries quota or Retry-After headers (x-ratelimit-*,
     anthropic-ratelimit-*, retry-after, retry-after-ms), read without decoding every header."""
@@ -170,7 +175,7 @@ def _speaks_of_limits(headers: httpx.Headers | Mapping[str, str]) -> bool:
         names = b"\n" + b"\n".join([name for name, _ in headers.raw]).lower()
     else:
         names = ("\n" + "\n".join(headers).lower()).encode()
-    return b"\nx-ratelimit-" in names or b"\nanthropic-ratelimit-" in names or b"\nretry-after" in names
+    return any(name in names for name in _NEWS_NAMES)
 
 
 class LimiterActor(_GuardBase):

@@ -33,7 +33,7 @@ import attrs
 
 from ._headers import lowered
 
-__all__ = ["QuotaSnapshot", "parse_go_duration", "parse_quota", "parse_rfc3339"]
+__all__ = ["QUOTA_PREFIXES", "QuotaSnapshot", "parse_go_duration", "parse_quota", "parse_rfc3339"]
 
 
 @attrs.frozen(slots=True)
@@ -58,7 +58,7 @@ def parse_quota(headers: Mapping[str, str], now_epoch: float) -> QuotaSnapshot |
     `now_epoch` (Unix seconds) turns Anthropic's absolute reset times into durations.
     """
     h = lowered(headers)
-    if not any(key.startswith(_QUOTA_PREFIXES) for key in h):
+    if not any(key.startswith(QUOTA_PREFIXES) for key in h):
         return None
     a_req = _anthropic_group(h, "requests", now_epoch)
     a_tok = _anthropic_tokens(h, now_epoch)
@@ -74,7 +74,8 @@ def parse_quota(headers: Mapping[str, str], now_epoch: float) -> QuotaSnapshot |
 
 
 _EMPTY = QuotaSnapshot()
-_QUOTA_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+#: The prefixes of the header names `parse_quota` reads (lower case).
+QUOTA_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
 _T = TypeVar("_T")
 
 _GO_UNITS = {
