@@ -52,7 +52,7 @@ async def _sleep_until(when: float, progress: _Progress, cancel: CancelHandle) -
     """Wait until `when`, a wait the consumer can end (`_Abandoned`) and the total deadline
     bounds (`_TotalTimeout`, raised at the deadline if it comes first)."""
     with cancel.scope() as scope:
-        await trio.sleep_until(min(when, progress.deadline))
+        await trio.sleep_until(progress.clamp(when))
     cancel.release(scope)
     if cancel.cancelled:
         raise _Abandoned
@@ -86,6 +86,10 @@ class _Progress:
     #: The total deadline (trio time). Every wait is clamped to it, so one cancel scope per
     #: attempt serves the first-token, idle and total timeouts: a scope costs microseconds.
     deadline: float = math.inf
+
+    def clamp(self, when: float) -> float:
+        """`when`, or the total deadline if that comes first."""
+        return when if when < self.deadline else self.deadline
 
 
 class ProviderActor:
@@ -372,7 +376,7 @@ class ProviderActor:
         decoder = self.codec.new_decoder(job.model_id)
         reply = job.reply
         now = trio.current_time
-        with job.cancel.scope(min(now() + timeouts.first_token, progress.deadline)) as scope:
+        with job.cancel.scope(progress.clamp(now() + timeouts.first_token)) as scope:
             if self._authorizer is not None:
                 try:
                     spec = await self._authorizer(spec)
@@ -462,7 +466,7 @@ class ProviderActor:
                 if events:
                     await self._deliver(events, reply, scope, progress)
                 elif progress.first_event_at is not None:
-                    scope.deadline = min(now() + idle, progress.deadline)
+                    scope.deadline = progress.clamp(now() + idle)
 
     async def _deliver(
         self, events: Batch, reply: trio.MemorySendChannel[ReplyMessage], scope: trio.CancelScope, progress: _Progress
@@ -477,8 +481,7 @@ class ProviderActor:
             scope.deadline = progress.deadline  # waiting on the consumer is not upstream idleness
             await reply.send(events)
             now = trio.current_time()
-        deadline = now + self.config.timeouts.idle
-        scope.deadline = deadline if deadline < progress.deadline else progress.deadline
+        scope.deadline = progress.clamp(now + self.config.timeouts.idle)
 
     @staticmethod
     def _note(events: Batch, progress: _Progress) -> None:
