@@ -73,7 +73,9 @@ async def test_a_provider_streams_at_most_max_concurrency_at_once_and_a_burst_al
         done: list[str] = []
 
         async def one() -> None:
-            reply = await service.complete({"model": "openai/m~tokens=5~delay_ms=20", "messages": user()})
+            # Each stream holds its first token 300 ms: the first wave outlasts the samples below
+            # however slowly the machine runs them (between waves in_flight dips for a moment).
+            reply = await service.complete({"model": "openai/m~tokens=5~ttft_ms=300", "messages": user()})
             done.append(reply.text)
 
         with trio.fail_after(10):
