@@ -76,6 +76,14 @@ class Scenario:
     fail: str | None = None
     fail_at: int = 0
     retry_after: float | None = None
+    # With a status fault, quota headers in the provider's own names (OpenAI's
+    # x-ratelimit-*-tokens, Anthropic's anthropic-ratelimit-tokens-*): this many tokens
+    # remaining, full again after `quota_reset_ms`.
+    quota_tokens: int | None = None
+    quota_reset_ms: float = 0.0
+    # After a body fault's bytes, keep the connection open and send nothing more (as an
+    # upstream that stalls after a malformed event does): the client must not wait for more.
+    hold: bool = False
     # Harmless injections before every token from `inject_at` on (`inject=unknown@3`):
     # "unknown" (an event type no decoder knows), "badutf8" (a text delta holding an
     # invalid UTF-8 byte; SSE formats only).
@@ -96,6 +104,8 @@ class Scenario:
 
 
 _FIELDS = {f.name: f for f in attrs.fields(Scenario)}
+#: The fields that may be None, and how to read them when given.
+_OPTIONAL_NUMBERS: dict[str, type[int] | type[float]] = {"retry_after": float, "quota_tokens": int}
 
 
 def parse_scenario(model: str, defaults: Scenario | None = None) -> Scenario:
@@ -117,8 +127,8 @@ def parse_scenario(model: str, defaults: Scenario | None = None) -> Scenario:
             changes[key] = float(value)
         elif field.type in ("bool", bool):
             changes[key] = value.lower() in ("1", "true", "yes")
-        elif key == "retry_after":
-            changes[key] = float(value)
+        elif key in _OPTIONAL_NUMBERS:
+            changes[key] = _OPTIONAL_NUMBERS[key](value)
         else:
             changes[key] = value
     return attrs.evolve(base, **changes)
@@ -280,6 +290,12 @@ def _injection(sc: Scenario) -> Iterator[Step]:
 
 
 def _fault(sc: Scenario) -> Iterator[Step]:
+    yield from _fault_steps(sc)
+    if sc.hold:
+        yield Delay(3600.0)
+
+
+def _fault_steps(sc: Scenario) -> Iterator[Step]:
     if sc.fail == "midstream":
         yield MidStreamError("Overloaded (injected mid-stream fault)" + (f": {sc.echo}" if sc.echo else ""))
     elif sc.fail == "drop":

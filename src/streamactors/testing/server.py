@@ -12,6 +12,7 @@ import collections
 import random
 import socket
 import struct
+import time
 import zlib
 from types import ModuleType
 from typing import Any
@@ -239,6 +240,9 @@ class FakeUpstream:
             extra = []
             if scenario.retry_after is not None:
                 extra.append((b"retry-after", str(scenario.retry_after).encode()))
+            quota_headers = getattr(fmt, "quota_headers", None)
+            if scenario.quota_tokens is not None and quota_headers is not None:
+                extra += quota_headers(scenario.quota_tokens, scenario.quota_reset_ms / 1000, time.time())
             message = f"injected HTTP {status}" + (f": {scenario.echo}" if scenario.echo else "")
             await self._send_error(stream, status, fmt.error_body(status, message), extra)
             self.error_sent_at.append(trio.current_time())

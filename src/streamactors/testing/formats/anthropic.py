@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -12,6 +13,15 @@ from ..script import Delay, Drop, Finish, MidStreamError, Raw, Reasoning, Step, 
 CONTENT_TYPE = "text/event-stream; charset=utf-8"
 
 STOP_REASON = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
+
+
+def quota_headers(remaining_tokens: int, reset_s: float, now_epoch: float) -> list[tuple[bytes, bytes]]:
+    """Anthropic's token quota headers (the reset as an RFC 3339 time, as the API writes it)."""
+    reset = datetime.datetime.fromtimestamp(now_epoch + reset_s, tz=datetime.UTC)
+    return [
+        (b"anthropic-ratelimit-tokens-remaining", b"%d" % remaining_tokens),
+        (b"anthropic-ratelimit-tokens-reset", reset.isoformat(timespec="milliseconds").replace("+00:00", "Z").encode()),
+    ]
 
 
 def _event(name: str, obj: dict[str, Any]) -> bytes:

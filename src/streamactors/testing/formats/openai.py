@@ -12,6 +12,14 @@ from ..script import Delay, Drop, Finish, MidStreamError, Raw, Reasoning, Step, 
 CONTENT_TYPE = "text/event-stream; charset=utf-8"
 
 
+def quota_headers(remaining_tokens: int, reset_s: float, now_epoch: float) -> list[tuple[bytes, bytes]]:
+    """OpenAI's token quota headers (the reset as a Go duration, as api.openai.com writes it)."""
+    return [
+        (b"x-ratelimit-remaining-tokens", b"%d" % remaining_tokens),
+        (b"x-ratelimit-reset-tokens", b"%gms" % (reset_s * 1000) if reset_s < 1 else b"%gs" % reset_s),
+    ]
+
+
 def _sse(obj: Any) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
