@@ -133,6 +133,29 @@ async def test_invalid_json_in_a_data_line(provider: str, config: Any, logs: Log
     assert err.partial is not None and err.partial.text == expected_text(3)
 
 
+@pytest.mark.parametrize(
+    ("provider", "fault"),
+    [(p, "garbage") for p in PROVIDERS]
+    + [(p, "badshape") for p in PROVIDERS]
+    + [("bedrock", "hugeframe"), ("bedrock", "badcrc")],
+)
+async def test_an_error_after_events_in_the_same_read_surfaces_at_once(
+    provider: str, fault: str, nursery: trio.Nursery, logs: LogCapture
+) -> None:
+    """Events, then a malformed event, all in one HTTP chunk (one read), and then the upstream
+    holds the connection open without a byte more: the error reaches the consumer right after
+    the events before it, within 100 ms, with no wait for more bytes (the idle timeout is 5 s).
+    Wall clock on purpose: what is measured is a real socket that stays open."""
+    one_chunk: FakeUpstream = await nursery.start(FakeUpstream(events_per_chunk=10_000).serve)
+    cfg = Config.from_dict({"providers": table(one_chunk, (provider,), timeouts={**TIMEOUTS, "idle": 5.0})})
+    async with open_service(cfg, logger=logs.logger) as service:
+        await service.complete({"model": f"{provider}/warm-up~tokens=2", "messages": user()})  # the connection
+        err, took = await failure(service, f"{provider}/m~tokens=6~fail={fault}@3~hold=1", within=5)
+    assert err.kind == "protocol"
+    assert err.partial is not None and err.partial.text == expected_text(3)
+    assert took < 0.1, f"{took * 1000:.0f} ms"
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_a_payload_of_the_wrong_shape_fails_only_its_own_stream(
     provider: str, config: Any, logs: LogCapture

@@ -665,7 +665,8 @@ class TestExceptions:
         assert (info.value.kind, info.value.error_type, info.value.retryable) == ("upstream", "InternalFailure", True)
 
     def test_events_before_an_exception_survive_any_split(self) -> None:
-        """Events completed in the same read as the exception come out first; the error follows."""
+        """Events completed in the same read as the exception come out first, and the error
+        is raised by that same read: no later read is needed to hear of it."""
         data = b"".join([
             event_frame("messageStart", {"role": "assistant"}),
             event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "partial "}}),
@@ -675,14 +676,19 @@ class TestExceptions:
         for cut in range(len(data) + 1):
             dec = BedrockStreamDecoder()
             events: list[StreamEvent] = []
+            fed = 0
             with pytest.raises(WireError, match="Model stream error") as info:
                 for piece in (data[:cut], data[cut:]):
-                    events += dec.feed(piece)
-                dec.close()
+                    fed += 1
+                    dec.feed_into(piece, events)
+            # The read that completed the exception frame raised: the second, unless it was empty.
+            assert fed == (1 if cut == len(data) else 2), cut
             assert events == [TextEvent("partial "), TextEvent("reply")], cut
             assert info.value.status == 424
             with pytest.raises(WireError):  # sticky
                 dec.close()
+            with pytest.raises(WireError):
+                dec.feed_into(b"", [])
 
 
 # --- the fake upstream's format ------------------------------------------------------------

@@ -329,22 +329,23 @@ class BedrockStreamDecoder:
         self._error: WireError | None = None
 
     def feed(self, data: bytes) -> list[StreamEvent]:
-        """Take body bytes; return the events they complete. Raises `WireError`.
+        """Take body bytes; return the events they complete. Raises `WireError`."""
+        out: list[StreamEvent] = []
+        self.feed_into(data, out)
+        return out
 
-        An error found after some events of the same `data` is raised by the next
-        `feed()` or `close()`, so that those events still reach the partial reply
-        whatever the chunking. Errors are sticky.
-        """
+    def feed_into(self, data: bytes, out: list[StreamEvent]) -> None:
+        """Like `feed`, appending to `out`. On `WireError`, `out` holds the events decoded
+        before the error in the same read: the error is raised now, right after them, not
+        on a later call that may never come (an upstream that holds the connection open).
+        Errors are sticky: every later call raises the same error."""
         if self._error is not None:
             raise self._error
-        out: list[StreamEvent] = []
         try:
             self._feed(memoryview(data), out)
         except WireError as exc:
             self._error = exc
-            if not out:
-                raise
-        return out
+            raise
 
     def _feed(self, view: memoryview, out: list[StreamEvent]) -> None:
         while view and not self._closed:
@@ -373,30 +374,26 @@ class BedrockStreamDecoder:
             if self._finish is not None and self._metadata:
                 self._close_into(out)
 
-    def feed_into(self, data: bytes, out: list[StreamEvent]) -> None:
-        """Like `feed`, appending to `out` (events before an error are returned by `feed`
-        itself, the error is raised by the next call)."""
-        out.extend(self.feed(data))
+    def close(self) -> list[StreamEvent]:
+        """End of body: the usage and finish events, or `WireError` if `messageStop` never came."""
+        out: list[StreamEvent] = []
+        self.close_into(out)
+        return out
 
     def close_into(self, out: list[StreamEvent]) -> None:
         """Like `close`, appending to `out`."""
-        out.extend(self.close())
-
-    def close(self) -> list[StreamEvent]:
-        """End of body: the usage and finish events, or `WireError` if `messageStop` never came."""
         if self._error is not None:
             raise self._error
-        out: list[StreamEvent] = []
         if self._closed:
-            return out
+            return
         if self._finish is None:
             partial = f" ({len(self._buf)} bytes of an unfinished message)" if self._buf else ""
-            raise WireError(
+            self._error = WireError(
                 f"stream ended before its terminator (messageStop): the reply is incomplete{partial}",
                 kind="protocol",
             )
+            raise self._error
         self._close_into(out)
-        return out
 
     def _close_into(self, out: list[StreamEvent]) -> None:
         self._closed = True

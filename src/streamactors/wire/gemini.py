@@ -315,9 +315,7 @@ class GeminiStreamDecoder(SSEJsonDecoder):
             args = call.get("args")
             arguments = orjson.dumps(args if args is not None else {}).decode()
             signature = json_field(part, "thoughtSignature", str, "part")
-            out.append(
-                ToolCallEvent(pos, call_id, json_field(call, "name", str, "functionCall"), arguments, signature)
-            )
+            out.append(ToolCallEvent(pos, call_id, json_field(call, "name", str, "functionCall"), arguments, signature))
         elif "thoughtSignature" not in part:
             self.unknown_events.add("part:" + ",".join(sorted(part)))
 
