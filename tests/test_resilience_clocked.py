@@ -360,3 +360,99 @@ async def test_cookies_the_upstream_sets_go_back_with_later_requests(autojump_cl
         for _ in range(2):
             await service.complete({"model": "openai/gpt-test", "messages": user()})
     assert seen == [None, "__cf_bm=abc123"]
+
+
+# --- 429s: bounded by what the provider announces (issue 11) ----------------------------------
+
+#: What api.openai.com sends with a 429 when a token quota is briefly exhausted.
+OPENAI_429 = {"retry-after": "1", "x-ratelimit-remaining-tokens": "130", "x-ratelimit-reset-tokens": "54ms"}
+
+
+async def test_persistent_429s_cost_each_request_its_own_retries_however_many_came_before(
+    autojump_clock: Any,
+) -> None:
+    """Ten requests one after another against a provider that answers every one with a 429:
+    each costs its two retries, 1 s apart (as with the SDKs), plus at most the 54 ms quota
+    reset before it; no wait grows with the 429s before it, and the circuit stays closed."""
+    upstream = Upstream([lambda: err(429, OPENAI_429)])
+    durations: list[float] = []
+    async with open_service(
+        config(max_retries=2), logger=LogCapture([]).logger, transports={"openai": httpx.MockTransport(upstream)}
+    ) as service:
+        for _ in range(10):
+            start = trio.current_time()
+            with pytest.raises(ProviderError) as info:
+                await service.complete({"model": "openai/gpt-test", "messages": user()})
+            durations.append(trio.current_time() - start)
+            assert (info.value.kind, info.value.status) == ("http_status", 429)
+        assert service.health()["openai"]["circuit"]["state"] == "closed"
+    assert len(upstream.calls) == 30
+    assert durations[0] == pytest.approx(2.0)
+    assert all(2.0 <= d <= 2.054 + 1e-9 for d in durations), durations
+    # Within one request the attempts are exactly the Retry-After apart.
+    for k in range(10):
+        first, second, third = upstream.calls[3 * k : 3 * k + 3]
+        assert (second - first, third - second) == (pytest.approx(1.0), pytest.approx(1.0))
+
+
+async def test_a_quota_reset_bounds_the_pause_of_new_requests(autojump_clock: Any) -> None:
+    """A 429 that says `retry-after: 1` but also that the token quota is full again in 54 ms
+    pauses the next request for 54 ms, not a second."""
+    upstream = Upstream([lambda: err(429, OPENAI_429), ok])
+    results = await run(config(max_retries=0), upstream, requests=2)
+    assert isinstance(results[0], ProviderError) and results[1].text == "t0 t1 t2 "
+    assert upstream.calls == pytest.approx([0.0, 0.054])
+
+
+async def test_429s_do_not_open_the_circuit(autojump_clock: Any) -> None:
+    """Twenty 429s in a row (threshold 3) leave the circuit closed: "slow down" is not "broken".
+    Nor do they reset the failure count: 503, 429, 503, 429, 503 opens it."""
+    upstream = Upstream([lambda: err(429)])
+    cfg = config(max_retries=0, circuit_breaker={"failure_threshold": 3})
+    results = await run(cfg, upstream, requests=20)
+    assert [r.kind for r in results] == ["http_status"] * 20
+    assert len(upstream.calls) == 20
+    mixed = Upstream([lambda: err(503), lambda: err(429)] * 2 + [lambda: err(503), ok])
+    results = await run(cfg, mixed, requests=6)
+    assert [getattr(r, "kind", "ok") for r in results] == ["http_status"] * 5 + ["circuit_open"]
+
+
+async def test_aimd_backs_off_concurrent_traffic_under_429s_and_recovers(autojump_clock: Any) -> None:
+    """Twenty callers, each sending one request after another (0.1 s each), against a
+    provider that answers 429 from 5 s to 10 s. The admitted rate drops well below what was
+    flowing while the 429s last, then recovers to it, with the circuit closed throughout."""
+    calls: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        now = trio.current_time()
+        calls.append(now)
+        await trio.sleep(0.1)
+        return err(429) if 5.0 <= now < 10.0 else ok()
+
+    cfg = config(max_retries=0)
+    async with open_service(
+        cfg, logger=LogCapture([]).logger, transports={"openai": httpx.MockTransport(handler)}
+    ) as service:
+
+        async def caller() -> None:
+            while trio.current_time() < 40.0:
+                try:
+                    await service.complete({"model": "openai/gpt-test", "messages": user()})
+                except ProviderError as exc:
+                    assert exc.status == 429
+                await trio.lowlevel.checkpoint()
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(20):
+                nursery.start_soon(caller)
+        health = service.health()["openai"]
+        assert health["circuit"]["state"] == "closed"
+        assert health["rate_limit"]["aimd_factor"] == 1.0
+
+    def rate(a: float, b: float) -> float:
+        return sum(1 for t in calls if a <= t < b) / (b - a)
+
+    flowing = rate(1.0, 5.0)
+    assert flowing == pytest.approx(200.0, rel=0.05)  # 20 in flight, 0.1 s each
+    assert rate(8.0, 10.0) < 0.2 * flowing  # backed off
+    assert rate(38.0, 40.0) == pytest.approx(flowing, rel=0.05)  # recovered

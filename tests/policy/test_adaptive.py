@@ -194,6 +194,52 @@ def test_successes_recover_additively_over_time() -> None:
     assert (pacer.factor, pacer.allowed_rate) == (1.0, None)
 
 
+def test_a_request_alone_is_not_delayed_by_aimd_and_runs_up_no_debt() -> None:
+    """One caller at a time, retrying as the provider asks, is never slowed by AIMD however
+    many 429s came before; nor does it leave a debt that a later concurrent request pays."""
+    pacer = AdaptivePacer()
+    now = 0.0
+    for _ in range(30):  # every admission 429s; the factor falls to its floor
+        assert pacer.admit(0, now, alone=True) == 0.0
+        pacer.on_response(429, None, 1.0, now)
+        now += 1.0
+    assert pacer.factor == pacer.settings.min_factor
+    # Concurrent requests now: spaced by the AIMD bucket, never more than the 1 s announced.
+    assert admits(pacer, now, 3) == [0.0, 1.0, 2.0]
+
+
+def test_aimd_never_spaces_admissions_further_apart_than_announced() -> None:
+    """The AIMD rate's floor is one request per announced pause (Retry-After, bounded by the
+    quota reset), else per 8 s (the SDKs' longest backoff): the wait does not grow with 429s."""
+    pacer = AdaptivePacer()
+    for t in range(10):
+        pacer.on_response(429, None, 2.0, float(t * 2))
+    assert pacer.factor == pacer.settings.min_factor
+    assert pacer.allowed_rate == 0.5  # floor 1 / 2 s; the factor alone would say 0.05/s
+    quiet = AdaptivePacer()
+    for t in range(10):
+        quiet.on_response(429, None, None, float(t * 2))
+    assert quiet.allowed_rate == 1 / 8
+
+
+def test_a_quota_reset_bounds_the_retry_after_pause() -> None:
+    """`retry-after: 1` with `x-ratelimit-reset-tokens: 54ms`: new requests wait 54 ms."""
+    pacer = AdaptivePacer()
+    pacer.on_response(429, QuotaSnapshot(remaining_tokens=130, reset_tokens_s=0.054), 1.0, 10.0)
+    assert pacer.blocked_until == pytest.approx(10.054)
+    assert pacer.admit(0, 10.0) == pytest.approx(0.054)
+    assert pacer.allowed_rate == pytest.approx(1 / 0.054)
+
+
+def test_a_later_quota_reset_lowers_an_earlier_pause() -> None:
+    """The latest word on when the quota is back wins over an earlier, longer Retry-After."""
+    pacer = AdaptivePacer()
+    pacer.on_response(429, None, 5.0, 0.0)
+    assert pacer.blocked_until == 5.0
+    pacer.on_response(200, QuotaSnapshot(remaining_requests=3, reset_requests_s=0.5), None, 1.0)
+    assert pacer.blocked_until == 1.5
+
+
 def test_success_without_a_429_changes_nothing() -> None:
     """No recovery is needed when nothing was throttled."""
     pacer = AdaptivePacer()

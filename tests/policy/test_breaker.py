@@ -14,6 +14,7 @@ from streamactors.policy.breaker import (
     BreakerState,
     CircuitBreaker,
     Transition,
+    breaker_outcome,
     is_breaker_failure,
 )
 
@@ -219,7 +220,7 @@ def test_invalid_configuration(kwargs: dict[str, float]) -> None:
     [
         ("connection", None, True),
         ("timeout", None, True),
-        ("http_status", 429, True),
+        ("http_status", 429, False),
         ("http_status", 500, True),
         ("http_status", 529, True),
         ("http_status", 408, True),
@@ -232,14 +233,36 @@ def test_invalid_configuration(kwargs: dict[str, float]) -> None:
         ("upstream", None, True),
         ("protocol", None, True),
         ("rate_limited", None, False),
-        ("rate_limited", 429, True),
+        ("rate_limited", 429, False),
+        ("upstream", 429, False),
+        ("internal", None, False),
         ("circuit_open", None, False),
         ("circuit_open", 503, False),
     ],
 )
 def test_is_breaker_failure(kind: str, status: int | None, counts: bool) -> None:
-    """Connection errors, timeouts, 429 and 5xx count; other 4xx and our own refusals do not."""
+    """Connection errors, timeouts, 408 and 5xx count; 429 ("slow down"), other 4xx, our own
+    refusals and internal errors do not."""
     assert is_breaker_failure(kind, status) is counts
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "outcome"),
+    [
+        (None, None, "success"),
+        ("http_status", 503, "failure"),
+        ("timeout", None, "failure"),
+        ("http_status", 400, "success"),
+        ("http_status", 429, "release"),
+        ("upstream", 429, "release"),
+        ("rate_limited", None, "release"),
+        ("circuit_open", None, "release"),
+        ("internal", None, "release"),
+    ],
+)
+def test_breaker_outcome(kind: str | None, status: int | None, outcome: str) -> None:
+    """A 429 neither fails the provider nor vouches for it: the admission is released."""
+    assert breaker_outcome(kind, status) == outcome
 
 
 _OPS = st.sampled_from(["allow", "success", "failure", "release"])

@@ -27,7 +27,7 @@ from ..config import CircuitBreakerConfig, RateLimitConfig
 from ..policy._headers import lowered
 from ..policy.adaptive import AdaptivePacer
 from ..policy.backoff import retry_after_seconds
-from ..policy.breaker import BreakerState, CircuitBreaker, Transition, is_breaker_failure
+from ..policy.breaker import BreakerState, CircuitBreaker, Transition, breaker_outcome
 from ..policy.ratelimit_headers import QUOTA_PREFIXES, parse_quota
 
 __all__ = ["REJECTED", "BreakerActor", "LimiterActor"]
@@ -42,6 +42,7 @@ FLUSH_INTERVAL = 1.0
 @attrs.frozen(slots=True, eq=False)
 class _Acquire:
     tokens: int
+    alone: bool  # no other request of the provider in flight (AIMD does not delay it)
     reply: trio.MemorySendChannel[float]
 
 
@@ -196,9 +197,11 @@ class LimiterActor(_GuardBase):
         self.rejected = 0
         self.delayed = 0
 
-    async def acquire(self, tokens: int) -> float:
-        """The trio time at which a request of about `tokens` tokens may go, or `REJECTED`."""
-        result: float = await self._call(lambda reply: _Acquire(tokens, reply))
+    async def acquire(self, tokens: int, *, alone: bool = False) -> float:
+        """The trio time at which a request of about `tokens` tokens may go, or `REJECTED`.
+
+        `alone`: the asker is its provider's only request in flight."""
+        result: float = await self._call(lambda reply: _Acquire(tokens, alone, reply))
         return result
 
     @property
@@ -244,7 +247,7 @@ class LimiterActor(_GuardBase):
                 self.rejected += 1
                 msg.reply.send_nowait(REJECTED)
                 return
-            ready = now + self._pacer.admit(msg.tokens, now)
+            ready = now + self._pacer.admit(msg.tokens, now, alone=msg.alone)
             if ready > now:
                 waiting.append(ready)
                 self.delayed += 1
@@ -308,13 +311,9 @@ class BreakerActor(_GuardBase):
         return allowed
 
     def verdict(self, error_kind: str | None, status: int | None, *, cancelled: bool = False) -> None:
-        """Report how an allowed request ended: no error, an error (kind, status), or cancelled."""
-        if cancelled:
-            outcome = "release"
-        elif error_kind is not None and is_breaker_failure(error_kind, status):
-            outcome = "failure"
-        else:
-            outcome = "success"
+        """Report how an allowed request ended: no error, an error (kind, status), or cancelled
+        (see `breaker_outcome` for what counts)."""
+        outcome = "release" if cancelled else breaker_outcome(error_kind, status)
         if outcome != "failure" and not self._queued and self._breaker.success_changes_nothing:
             return  # the breaker is up to date (nothing queued) and would not change: no report
         # A success or a release while closed changes nothing anyone waits on: routine news.

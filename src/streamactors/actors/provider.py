@@ -339,7 +339,7 @@ class ProviderActor:
                 admitted = estimate_tokens(job.request)
             elif limiter is not None:
                 tokens = estimate_tokens(job.request)
-                ready = await limiter.acquire(tokens)
+                ready = await limiter.acquire(tokens, alone=self.in_flight == 1)
                 if ready == REJECTED:
                     message = f"rate limiter queue full ({limiter.config.max_queue} waiting)"
                     raise _AttemptFailed(self._fail(message, "rate_limited", retryable=True), final=True)
@@ -354,10 +354,7 @@ class ProviderActor:
             await self._attempt(client, job, spec, progress, admitted)
         except _AttemptFailed as failed:
             if breaker is not None:
-                if failed.error.kind in ("rate_limited", "circuit_open"):
-                    breaker.verdict(None, None, cancelled=True)
-                else:
-                    breaker.verdict(failed.error.kind, failed.error.status)
+                breaker.verdict(failed.error.kind, failed.error.status)
             raise
         except BaseException:
             if breaker is not None:

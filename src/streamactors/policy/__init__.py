@@ -21,6 +21,7 @@ from .backoff import should_retry as should_retry
 from .breaker import BreakerState as BreakerState
 from .breaker import CircuitBreaker as CircuitBreaker
 from .breaker import Transition as Transition
+from .breaker import breaker_outcome as breaker_outcome
 from .breaker import is_breaker_failure as is_breaker_failure
 from .bucket import TokenBucket as TokenBucket
 from .intensity import RestartIntensity as RestartIntensity
@@ -41,6 +42,7 @@ __all__ = [
     "RestartIntensity",
     "TokenBucket",
     "Transition",
+    "breaker_outcome",
     "is_breaker_failure",
     "parse_quota",
     "pick_two",

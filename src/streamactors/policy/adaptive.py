@@ -7,12 +7,17 @@ sleeps for the delay it returns, sends the request, and reports every response w
 The algorithm, exactly. `admit(n, now)` computes one ready time `T` as the latest of:
 
 1. `now`, the previous admission's ready time (first come, first served: nobody overtakes)
-   and `blocked_until` (set by a 429's Retry-After);
+   and `blocked_until` (set by a 429's Retry-After, and never later than the latest quota
+   reset the provider announced: OpenAI's `retry-after: 1` beside `x-ratelimit-reset-tokens:
+   54ms` pauses new requests for 54 ms, not a second);
 2. each configured budget: `requests_per_minute` and `tokens_per_minute` are
    `TokenBucket.per_minute` buckets (refill `limit / 60` per second, burst
    `max(1, limit * burst_s / 60)`), asked for 1 request and `n` tokens;
 3. the AIMD bucket, while a 429 is being recovered from (below): 1 request at the allowed
-   rate, burst 1, so requests are spaced evenly;
+   rate, burst 1, so requests are spaced evenly. A request admitted `alone` (the only one
+   of its provider in flight) is not delayed by it, only counted (never into debt): AIMD
+   lowers the rate of concurrent traffic, and one caller at a time is already paced by
+   its own retry waits, as with the SDKs;
 4. each quota dimension (requests with `n = 1`, tokens with `n`) of the latest
    `QuotaSnapshot`, while `T < reset_at` (`reset_at` = the response's `now` + reset):
    `left = remaining - used`, where `used` counts what was admitted since that snapshot;
@@ -33,14 +38,19 @@ delays another) and returns `T - now`.
   is dropped: this pacer is for per-minute quotas, and a daily quota running out should
   surface as errors, not as hour-long waits (the retry policy's 60 s rule, again);
 - a throttling status (429 by default): if `0 < retry_after <= max_wait_s`,
-  `blocked_until = max(blocked_until, now + retry_after)`. Then, unless the previous
+  `blocked_until = max(blocked_until, now + retry_after)`. Whenever a quota reset is known
+  (the latest `reset_at` of the quota dimensions, if still ahead), `blocked_until` is
+  lowered to it: the provider's own word on when the quota is back bounds the pause. Then, unless the previous
   decrease was less than `decrease_hold_s` ago (one burst of 429s from requests already
   in flight counts once, as TCP reduces once per window), multiplicative decrease:
   when not already recovering, `ceiling` = the measured send rate (admissions in the last
   `rate_window_s` / the time since the oldest of them, at least 1 s; else the budget or
   the quota limit per second, else 1/s), capped by `requests_per_minute / 60`, and
   `factor = decrease`; when recovering, `factor = max(min_factor, factor * decrease)`.
-  The AIMD bucket's rate becomes `factor * ceiling`;
+  The AIMD bucket's rate becomes `max(factor * ceiling, 1 / spacing)`, where `spacing`
+  is the pause this 429 announced (as bounded above), else `max_spacing_s` (8 s, the
+  SDKs' longest backoff): however many 429s came before, admissions are never spaced
+  further apart than the provider asked, so no wait grows without bound;
 - a success (status 200..399) while recovering: additive increase over time,
   `factor += recovery_per_s * (now - time of the last factor change)`; at 1 the AIMD
   bucket is removed and pacing is back to budgets and quotas alone.
@@ -81,6 +91,9 @@ class PacerSettings:
     rate_window_s: float = 10.0
     #: Header-driven waits (Retry-After, quota resets) longer than this are ignored.
     max_wait_s: float = 60.0
+    #: Without an announced pause, AIMD never spaces admissions further apart than this
+    #: (openai-python's and anthropic-sdk-python's `MAX_RETRY_DELAY`).
+    max_spacing_s: float = 8.0
     #: Statuses that mean "slow down".
     throttle_statuses: frozenset[int] = frozenset({429})
 
@@ -159,6 +172,7 @@ class AdaptivePacer:
         self._ceiling: float | None = None
         self._aimd: TokenBucket | None = None
         self._factor_changed_at = -math.inf
+        self._min_rate = 1.0 / s.max_spacing_s  # the AIMD rate's floor (see `on_response`)
         self._last_decrease = -math.inf
         # Bounded record of recent admission times, to measure the send rate on a 429.
         self._sent: deque[float] = deque(maxlen=64)
@@ -183,8 +197,11 @@ class AdaptivePacer:
         """The latest quota snapshot reported (for health output)."""
         return self._snapshot
 
-    def admit(self, tokens: int, now: float) -> float:
-        """Admit one request estimated at `tokens` tokens; return its delay in seconds (>= 0)."""
+    def admit(self, tokens: int, now: float, *, alone: bool = False) -> float:
+        """Admit one request estimated at `tokens` tokens; return its delay in seconds (>= 0).
+
+        `alone`: no other request of this provider is in flight, so the AIMD bucket counts
+        it but does not delay it (see the module docstring)."""
         if tokens < 0:
             raise ValueError(f"tokens must be 0 or more, got {tokens!r}")
         s = self.settings
@@ -194,14 +211,17 @@ class AdaptivePacer:
             ready = max(ready, self._requests.earliest(1, t))
         if self._tokens is not None:
             ready = max(ready, self._tokens.earliest(tokens, t))
-        if self._aimd is not None:
-            ready = max(ready, self._aimd.earliest(1, t))
+        aimd = self._aimd
+        if aimd is not None and not alone:
+            ready = max(ready, aimd.earliest(1, t))
         if self.adaptive:
             ready = max(ready, self._quota_requests.earliest(1, t, s.low_fraction))
             ready = max(ready, self._quota_tokens.earliest(tokens, t, s.low_fraction))
-        for bucket, n in ((self._requests, 1), (self._tokens, tokens), (self._aimd, 1)):
+        for bucket, n in ((self._requests, 1), (self._tokens, tokens)):
             if bucket is not None:
                 bucket.take(n, ready)
+        if aimd is not None:
+            aimd.take(min(1.0, max(0.0, aimd.available(ready))) if alone else 1, ready)
         self._quota_requests.commit(1, ready)
         self._quota_tokens.commit(tokens, ready)
         self._sent.append(ready)
@@ -238,23 +258,41 @@ class AdaptivePacer:
             self._quota_tokens.update(
                 snapshot.remaining_tokens, snapshot.limit_tokens, snapshot.reset_tokens_s, now, s.max_wait_s
             )
-        if status in s.throttle_statuses:
-            if retry_after is not None and 0 < retry_after <= s.max_wait_s:
-                self._blocked_until = max(self._blocked_until, now + retry_after)
+        throttled = status in s.throttle_statuses
+        if throttled and retry_after is not None and 0 < retry_after <= s.max_wait_s:
+            self._blocked_until = max(self._blocked_until, now + retry_after)
+        reset_at = self._latest_reset(now)
+        if reset_at is not None and self._blocked_until > reset_at:
+            self._blocked_until = reset_at
+        if throttled:
+            pause = self._blocked_until - now
+            self._min_rate = 1.0 / (pause if pause > 0 else s.max_spacing_s)
             if now - self._last_decrease >= s.decrease_hold_s:
                 self._decrease(now)
+            elif self._aimd is not None:
+                self._aimd.set_rate(self._aimd_rate(), now)
         elif status is not None and 200 <= status < 400 and self._aimd is not None:
             self._recover(now)
+
+    def _latest_reset(self, now: float) -> float | None:
+        """The latest quota reset still ahead (absolute time), if the provider announced one."""
+        resets = [g.reset_at for g in (self._quota_requests, self._quota_tokens) if g.reset_at is not None]
+        latest = max(resets, default=None)
+        return latest if latest is not None and latest > now else None
+
+    def _aimd_rate(self) -> float:
+        assert self._ceiling is not None
+        return max(self._factor * self._ceiling, self._min_rate)
 
     def _decrease(self, now: float) -> None:
         s = self.settings
         if self._aimd is None or self._ceiling is None:
             self._ceiling = self._send_rate(now)
             self._factor = s.decrease
-            self._aimd = TokenBucket(self._factor * self._ceiling, 1.0)
+            self._aimd = TokenBucket(self._aimd_rate(), 1.0)
         else:
             self._factor = max(s.min_factor, self._factor * s.decrease)
-            self._aimd.set_rate(self._factor * self._ceiling, now)
+            self._aimd.set_rate(self._aimd_rate(), now)
         self._last_decrease = self._factor_changed_at = now
 
     def _recover(self, now: float) -> None:
@@ -264,7 +302,7 @@ class AdaptivePacer:
         if self._factor >= 1.0:
             self._factor, self._ceiling, self._aimd = 1.0, None, None
         else:
-            self._aimd.set_rate(self._factor * self._ceiling, now)
+            self._aimd.set_rate(self._aimd_rate(), now)
 
     def _send_rate(self, now: float) -> float:
         recent = [t for t in self._sent if now - self.settings.rate_window_s <= t <= now]

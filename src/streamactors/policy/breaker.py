@@ -13,8 +13,10 @@ CLOSED admits everything; OPEN admits nothing; HALF_OPEN admits up to `half_open
 requests at a time. Results reported while OPEN are ignored (they belong to requests
 admitted before it opened). A request admitted by `allow()` must end in exactly one of
 `record_success`, `record_failure` or `release` (no verdict: cancelled), else a probe slot
-stays taken. `is_breaker_failure` says which errors are the provider's fault; a response
-that is not one (a 400, say) shows the provider is up and is a success here.
+stays taken. `breaker_outcome` says which: `is_breaker_failure` names the errors that are
+the provider's fault (connection, timeout, 408, 5xx); a 429 is none of them ("slow down" is
+not "broken": the rate limiter handles it) and releases the admission, as our own refusals
+do; any other response (a 400, say) shows the provider is up and is a success here.
 
 The failure rate is kept in time slots (`_window.SlidingCounts`), so memory does not grow
 with traffic. Entering CLOSED or OPEN starts counting afresh.
@@ -37,6 +39,7 @@ __all__ = [
     "BreakerState",
     "CircuitBreaker",
     "Transition",
+    "breaker_outcome",
     "is_breaker_failure",
 ]
 
@@ -82,24 +85,43 @@ class Transition:
 
 _BREAKER_KINDS = frozenset({"connection", "timeout"})
 _STATUS_LESS_FAILURES = frozenset({"protocol", "upstream"})
+_NEVER_FAILURES = frozenset({"circuit_open", "rate_limited", "internal"})
 
 
 def is_breaker_failure(kind: str, status: int | None) -> bool:
     """Whether an error counts against the provider's circuit.
 
     `kind` is a `ProviderError.kind`. Connection errors and timeouts count; with a status,
-    408 (request timeout), 429 and 5xx count and every other status does not (4xx is the
+    408 (request timeout) and 5xx count and every other status does not (4xx is the
     caller's fault); without one, a protocol error (a malformed or truncated stream) or an
-    in-stream upstream error counts. Our own refusals ("rate_limited" with no status,
-    "circuit_open") never count.
+    in-stream upstream error counts. A 429 never counts: it means "slow down", not
+    "broken", and the rate limiter handles it. Our own refusals ("rate_limited" with no
+    status, "circuit_open") and internal errors (our bug, not the provider's) never count.
     """
-    if kind == "circuit_open":
+    if kind in _NEVER_FAILURES or status == 429:
         return False
     if kind in _BREAKER_KINDS:
         return True
     if status is not None:
-        return status in (408, 429) or status >= 500
+        return status == 408 or status >= 500
     return kind in _STATUS_LESS_FAILURES
+
+
+def breaker_outcome(kind: str | None, status: int | None) -> str:
+    """How an admitted request's end counts: "success", "failure" or "release".
+
+    `kind` and `status` are its error's (None: no error). "release" frees the admission
+    with no verdict on the provider's health: a 429 (the provider answered, but asks us to
+    slow down), our own refusals, and internal errors; so 429s between failures neither
+    reset the count nor add to it, and a half-open probe that meets one just frees its slot.
+    """
+    if kind is None:
+        return "success"
+    if is_breaker_failure(kind, status):
+        return "failure"
+    if kind in _NEVER_FAILURES or status == 429:
+        return "release"
+    return "success"  # a 4xx: the provider is up, the caller was wrong
 
 
 class CircuitBreaker:
