@@ -29,38 +29,95 @@ class BuggyCodec(OpenAICodec):
         return BuggyDecoder() if model_id.startswith("boom") else super().new_decoder(model_id)
 
 
-async def test_crashed_provider_actor_is_restarted_and_others_keep_serving(
-    fake: Any, make_config: Any, logs: Any
-) -> None:
-    cfg = make_config()
+async def test_a_bug_in_one_job_fails_that_request_alone(fake: Any, make_config: Any, logs: Any) -> None:
+    """A decoder that raises RuntimeError on one request while 50 others of the same provider
+    stream: that request gets `kind="internal"` with its partial reply, the traceback is
+    logged once, the 50 complete exactly, and the actor is not restarted (it did not crash)."""
+    cfg = make_config(max_concurrency=60)
     codec = BuggyCodec(f"{fake.base_url}/v1/chat/completions", {"authorization": f"Bearer {OPENAI_KEY}"})
+    replies: list[str] = []
     async with open_service(cfg, logger=logs.logger, codecs={"openai": codec}) as service:
-        with pytest.raises(ProviderError) as info:
-            await service.complete({"model": "openai/boom~tokens=10", "messages": user()})
-        assert info.value.kind == "protocol"
-        assert "internal error" in info.value.message
-        # The other provider is untouched, and the crashed one serves again after its restart.
-        assert (await service.complete({"model": "anthropic/m~tokens=3", "messages": user()})).text == "t0 t1 t2 "
+
+        async def other(task_status: trio.TaskStatus[None]) -> None:
+            async with service.stream({"model": "openai/m~tokens=200~delay_ms=2", "messages": user()}) as events:
+                await events.__anext__()
+                task_status.started()
+                async for _ in events:
+                    pass
+            replies.append(events.reply().text)
+
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                for _ in range(50):
+                    await nursery.start(other)
+                assert service.health()["openai"]["in_flight"] == 50
+                with pytest.raises(ProviderError) as info:
+                    await service.complete({"model": "openai/boom~tokens=10", "messages": user()})
         assert (await service.complete({"model": "openai/m~tokens=3", "messages": user()})).text == "t0 t1 t2 "
-    events = [r["event"] for r in logs.records()]
-    assert "child_crashed" in events
-    assert "child_restarted" in events
+        outcomes = service.health()["openai"]["outcomes"]
+    err = info.value
+    assert (err.kind, err.retryable) == ("internal", False)
+    assert "RuntimeError: decoder bug" in err.message
+    assert err.partial is not None and err.partial.text == "t0 "  # the events before the bug
+    assert replies == ["".join(f"t{i} " for i in range(200))] * 50
+    assert outcomes == {"ok": 51, "error": 1}
+    records = logs.records()
+    bugs = [r for r in records if r["event"] == "internal_error"]
+    assert len(bugs) == 1 and "RuntimeError: decoder bug" in bugs[0]["exception"]
+    assert "Traceback" in bugs[0]["exception"]
+    events = [r["event"] for r in records]
+    assert "child_crashed" not in events and "child_restarted" not in events
 
 
-async def test_in_flight_streams_of_a_crashing_actor_fail_instead_of_hanging(
+class CrashingLogger:
+    """A logger that raises when the provider actor's own bookkeeping logs the end of a request
+    whose model starts with "crash": a bug of the actor itself, after that job was handled."""
+
+    def __init__(self, inner: Any, context: dict[str, Any] | None = None) -> None:
+        self._inner = inner
+        self._context = context or {}
+
+    def bind(self, **kw: Any) -> CrashingLogger:
+        return CrashingLogger(self._inner.bind(**kw), {**self._context, **kw})
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._inner, name)
+
+        def log(event: str, **kw: Any) -> Any:
+            if event == "request_end" and str(self._context.get("model", "")).startswith("crash"):
+                raise RuntimeError("bug in the actor's bookkeeping")
+            return method(event, **kw)
+
+        return log
+
+
+async def test_a_crash_of_the_actor_itself_restarts_it_and_fails_its_streams(
     fake: Any, make_config: Any, logs: Any
 ) -> None:
-    codec = BuggyCodec(f"{fake.base_url}/v1/chat/completions", {"authorization": f"Bearer {OPENAI_KEY}"})
-    async with open_service(make_config(), logger=logs.logger, codecs={"openai": codec}) as service:
+    """Not one job's failure but the actor's: its in-flight streams fail (instead of hanging),
+    its supervisor restarts it, and it serves again; the other provider is untouched."""
+    async with open_service(make_config(), logger=CrashingLogger(logs.logger)) as service:
         async with service.stream({"model": "openai/m~tokens=100000~delay_ms=10", "messages": user()}) as slow:
             await slow.__anext__()
-            with pytest.raises(ProviderError):
-                await service.complete({"model": "openai/boom~tokens=10", "messages": user()})
+            # That job is served; the actor crashes in its bookkeeping right after.
+            assert (await service.complete({"model": "openai/crash~tokens=2", "messages": user()})).text == "t0 t1 "
             with trio.fail_after(5), pytest.raises(ProviderError) as info:
                 async for _ in slow:
                     pass
         assert info.value.kind == "connection"
         assert info.value.partial is not None and info.value.partial.text.startswith("t0 ")
+        assert (await service.complete({"model": "anthropic/m~tokens=3", "messages": user()})).text == "t0 t1 t2 "
+        with trio.fail_after(5):
+            while True:  # the restart waits out the supervisor's backoff
+                try:
+                    reply = await service.complete({"model": "openai/m~tokens=3", "messages": user()})
+                    break
+                except ProviderError:
+                    await trio.sleep(0.05)
+        assert reply.text == "t0 t1 t2 "
+    events = [r["event"] for r in logs.records()]
+    assert "child_crashed" in events
+    assert "child_restarted" in events
 
 
 async def test_a_provider_streams_at_most_max_concurrency_at_once_and_a_burst_all_at_once(

@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 ERROR_KINDS = frozenset(
-    {"http_status", "connection", "timeout", "protocol", "upstream", "rate_limited", "circuit_open"}
+    {"http_status", "connection", "timeout", "protocol", "upstream", "rate_limited", "circuit_open", "internal"}
 )
 
 
@@ -86,7 +86,8 @@ class ProviderError(StreamActorsError):
     Attributes:
         provider: the configured provider name ("openai", ...).
         kind: one of "http_status", "connection", "timeout", "protocol", "upstream",
-            "rate_limited", "circuit_open".
+            "rate_limited", "circuit_open", or "internal" (a bug of ours while serving this
+            request: it fails alone, its provider's other streams go on).
         status: the HTTP status (or the status the provider put in an error event), else None.
         retryable: whether sending the same request again may succeed.
         message: the upstream's own error message (secrets scrubbed), or ours.

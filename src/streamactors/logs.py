@@ -119,6 +119,8 @@ def make_logger(
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         UtcTimeStamper(),
+        # Tracebacks become text here, before redaction: a secret in a frame's message is scrubbed.
+        structlog.processors.format_exc_info,
         Redactor(secrets),
     ]
     out: IO[Any] = stream if stream is not None else open_log_file(cfg) or sys.stderr

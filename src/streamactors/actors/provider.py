@@ -190,9 +190,9 @@ class ProviderActor:
         start = trio.current_time()
         end: StreamEnd | None = None
         log = self._log.bind(request_id=job.request_id, model=job.model_id)
-        log.info("request_start")
         recorded = False
         try:
+            log.info("request_start")
             end = await self._stream(client, job, progress)
             # Counted before the consumer hears of the end, so health() read right after agrees.
             if self._metrics is not None:
@@ -205,20 +205,26 @@ class ProviderActor:
         except (_Abandoned, trio.BrokenResourceError):
             end = None  # the consumer went away
         except Exception as exc:
-            # A bug or an unexpected failure: this job fails, and the actor crashes so its
-            # supervisor restarts it with a fresh client.
+            # A bug or an unexpected failure while serving this job: this job fails, with what
+            # it received so far (the consumer holds it), and the provider's other jobs go on.
+            log.exception("internal_error", error_type=type(exc).__name__)
             error = ProviderError(
                 f"internal error in provider actor: {type(exc).__name__}: {scrub(str(exc), self._secrets)}",
                 provider=self.name,
-                kind="protocol",
-                retryable=True,
+                kind="internal",
+                retryable=False,
             )
             end = StreamEnd(progress.model, error, progress.retries)
+            if self._metrics is not None and not recorded:
+                self._record(job, progress, end, start, False)
+                recorded = True
             try:
-                job.reply.send_nowait(end)
-            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                try:
+                    job.reply.send_nowait(end)
+                except trio.WouldBlock:
+                    await job.reply.send(end)  # as for any end: until the consumer reads or leaves
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
-            raise
         finally:
             job.reply.close()
             self.in_flight -= 1
@@ -453,7 +459,7 @@ class ProviderActor:
                 events: Batch = []
                 try:
                     decoder.feed_into(chunk, events)
-                except WireError:
+                except Exception:  # a WireError, or a bug (which fails this request alone)
                     if events:  # what arrived before the error belongs to the partial reply
                         await self._deliver(events, reply, scope, progress)
                     raise
