@@ -13,7 +13,7 @@ import time
 import orjson
 from openai import AsyncOpenAI
 
-from streamactors.stress_stats import TokenChecker
+from streamactors.stress.stats import TokenChecker
 
 
 async def run(url: str, tokens: int, concurrency: int) -> dict[str, float | int]:

@@ -14,8 +14,8 @@ import argparse
 from types import ModuleType
 
 from _common import best_of, emit_json, print_table
-from streamactors.providers import build_codec
-from streamactors.stress import fake_config
+from streamactors.providers.kinds import build_codec
+from streamactors.stress.run import fake_config
 from streamactors.testing.formats import anthropic, bedrock, gemini, openai
 from streamactors.testing.script import Scenario, build_steps
 from streamactors.wire.base import ProviderCodec

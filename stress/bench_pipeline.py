@@ -33,8 +33,8 @@ import trio
 
 from _common import cpu_seconds, emit_json, fake_upstream, print_table
 from streamactors import Config, open_service
-from streamactors.config import LoggingConfig
-from streamactors.fasthttp import FastTransport
+from streamactors.config.schema import LoggingConfig
+from streamactors.http.fast import FastTransport
 from streamactors.logs import make_logger
 from streamactors.wire.sse import SSEDecoder
 

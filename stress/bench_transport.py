@@ -44,9 +44,9 @@ import orjson
 import psutil
 import trio
 
-from streamactors.fasthttp import ChunkedDecoder, FastTransport, ResponseHeadReader
-from streamactors.fasthttp.body import decoder_for
-from streamactors.fasthttp.h1 import body_framing
+from streamactors.http.fast import ChunkedDecoder, FastTransport, ResponseHeadReader
+from streamactors.http.fast.body import decoder_for
+from streamactors.http.fast.h1 import body_framing
 from streamactors.wire.sse import SSEDecoder
 
 PATH = "/v1/chat/completions"

@@ -26,7 +26,7 @@ import trio
 
 from _common import emit_json, print_table
 from streamactors import Config, ProviderError, open_service
-from streamactors.config import LoggingConfig
+from streamactors.config.schema import LoggingConfig
 from streamactors.logs import make_logger
 from streamactors.testing import FakeUpstream
 from streamactors.wire.openai import OpenAICodec, OpenAIStreamDecoder

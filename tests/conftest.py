@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from streamactors import Config
-from streamactors.config import LoggingConfig
+from streamactors.config.schema import LoggingConfig
 from streamactors.logs import make_logger
 from streamactors.testing import FakeUpstream
 

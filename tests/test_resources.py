@@ -31,7 +31,7 @@ import trio
 
 from conftest import eventually, provider_table, user
 from streamactors import Config, ProviderError, open_service
-from streamactors.config import LoggingConfig
+from streamactors.config.schema import LoggingConfig
 from streamactors.logs import make_logger
 from streamactors.testing import FakeUpstream
 

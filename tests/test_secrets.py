@@ -248,7 +248,7 @@ def test_no_secret_in_config_errors_or_reprs() -> None:
 
 async def test_no_secret_in_the_stress_report_or_its_log(tmp_path: Path) -> None:
     """The stress harness, with injected faults and a log file, over every fake provider kind."""
-    stress = pytest.importorskip("streamactors.stress")
+    stress = pytest.importorskip("streamactors.stress.run")
     log_file = tmp_path / "stress.log"
     out = io.StringIO()
     opts = stress.StressOptions(

@@ -8,9 +8,8 @@ async with streamactors.open_service(cfg) as service:
         async for ev in events: ...
 """
 
-__version__ = "0.1.0"
-
-from .config import Config as Config
+from ._version import __version__ as __version__
+from .config.schema import Config as Config
 from .errors import ConfigError as ConfigError
 from .errors import ProviderError as ProviderError
 from .errors import StreamActorsError as StreamActorsError
@@ -30,6 +29,7 @@ from .models import ToolCall as ToolCall
 from .models import ToolCallEvent as ToolCallEvent
 from .models import Usage as Usage
 from .models import UsageEvent as UsageEvent
+from .request_dict import request_from_dict as request_from_dict
 from .service import Service as Service
 from .service import open_service as open_service
 from .stream import EventStream as EventStream
@@ -59,4 +59,5 @@ __all__ = [
     "UsageEvent",
     "__version__",
     "open_service",
+    "request_from_dict",
 ]

@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _stress(args: argparse.Namespace) -> int:
-    from .stress import StressOptions, run_stress
+    from .stress.run import StressOptions, run_stress
 
     opts = StressOptions(
         tokens=args.tokens,

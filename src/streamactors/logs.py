@@ -16,7 +16,7 @@ import orjson
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-from .config import LoggingConfig
+from .config.schema import LoggingConfig
 from .secret import scrub
 
 __all__ = ["Redactor", "UtcTimeStamper", "make_logger", "open_log_file"]

@@ -117,13 +117,6 @@ class ChatRequest:
     reasoning: Reasoning | None = None
     request_id: str | None = None
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ChatRequest:
-        """Build a request from an OpenAI chat-completions style dict."""
-        from .request_dict import request_from_dict
-
-        return request_from_dict(data)
-
     def split_model(self) -> tuple[str, str]:
         """Return (provider name, model id): the model id is everything after the first "/"."""
         provider, sep, model_id = self.model.partition("/")

@@ -18,11 +18,11 @@ from .actors.messages import CancelHandle, ReplyMessage, StreamJob
 from .actors.metrics import MetricsActor
 from .actors.provider import ProviderActor
 from .actors.router import RouterActor
-from .config import Config
+from .config.schema import Config
 from .errors import ProviderError, UsageError
 from .logs import make_logger, open_log_file
 from .models import ChatRequest, ErrorEvent, Reply, StreamEvent
-from .providers import build_authorizer, build_codec
+from .providers.kinds import build_authorizer, build_codec
 from .request_dict import request_from_dict
 from .stream import EventStream, Leg
 from .supervision.supervisor import ChildSpec, supervise

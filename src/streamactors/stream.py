@@ -15,13 +15,13 @@ from typing import Any
 import attrs
 import trio
 
-from .accumulate import ReplyBuilder
 from .actors.messages import CancelHandle, ReplyMessage, StreamEnd
 from .actors.metrics import HedgeCancelled, MetricsActor
 from .actors.router import RouterActor
-from .config import RouteConfig
+from .config.schema import RouteConfig
 from .errors import ProviderError
 from .models import ChatRequest, Message, Reply, StreamEvent
+from .reply import ReplyBuilder
 
 __all__ = ["EventStream", "Leg", "OpenLeg"]
 

@@ -10,9 +10,9 @@ import attrs
 import orjson
 import pytest
 
-from streamactors.accumulate import ReplyBuilder
 from streamactors.errors import UsageError, WireError
 from streamactors.models import ChatRequest, Message, Reasoning, StreamEvent, Tool, ToolCall
+from streamactors.reply import ReplyBuilder
 from streamactors.testing.formats import gemini as fake_gemini
 from streamactors.testing.routing import route_request
 from streamactors.testing.script import Scenario, build_steps, token_text

@@ -23,7 +23,7 @@ import attrs
 import httpx
 import trio
 
-from ..config import CircuitBreakerConfig, RateLimitConfig
+from ..config.schema import CircuitBreakerConfig, RateLimitConfig
 from ..policy._headers import lowered
 from ..policy.adaptive import AdaptivePacer
 from ..policy.backoff import retry_after_seconds

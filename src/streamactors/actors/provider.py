@@ -22,14 +22,14 @@ import attrs
 import httpx
 import trio
 
-from ..config import ProviderConfig
+from ..config.schema import ProviderConfig
 from ..errors import ProviderError, WireError
-from ..fasthttp.response import ResponseStream
+from ..http.client import UpstreamClient, body_chunks, classify_transport_error
+from ..http.fast.response import ResponseStream
 from ..models import FinishEvent, UsageEvent
 from ..policy.backoff import retry_after_seconds, retry_delay, should_retry
-from ..providers import Authorizer
+from ..providers.auth import Authorizer
 from ..secret import scrub
-from ..transport import UpstreamClient, body_chunks, classify_transport_error
 from ..wire.base import HttpRequestSpec, ProviderCodec, StreamDecoder
 from .guards import REJECTED, BreakerActor, LimiterActor
 from .messages import Batch, CancelHandle, ReplyMessage, StreamEnd, StreamJob, estimate_tokens

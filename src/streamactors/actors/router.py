@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 import trio
 
-from ..config import RouteConfig
+from ..config.schema import RouteConfig
 from ..policy.latency import LatencyEstimate, pick_two, weighted_choice
 from .guards import _GuardBase
 

@@ -12,10 +12,14 @@ Scenario syntax: options follow the model name, each after a `~`:
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
 import attrs
+
+from .frames import encode_frame
 
 __all__ = [
     "UNICODE_WORDS",
@@ -327,11 +331,6 @@ def _adversarial_fault(sc: Scenario) -> Iterator[Step]:
     elif sc.fail == "badshape":
         yield WrongShape(0.0)
     elif sc.fail in ("badcrc", "hugeframe"):
-        import struct
-        import zlib
-
-        from .formats.bedrock import encode_frame  # a lazy import: the formats import this module
-
         if sc.fail == "badcrc":
             frame = bytearray(encode_frame({":event-type": "contentBlockDelta", ":message-type": "event"}, b"{}"))
             frame[-1] ^= 0xFF

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -26,7 +27,7 @@ from ..models import (
 from .base import HttpRequestSpec, SSEJsonDecoder, error_message_from_body, json_body, json_field
 from .sse import DEFAULT_MAX_EVENT_BYTES
 
-__all__ = ["OpenAICodec", "OpenAIStreamDecoder", "effort_for_budget", "openai_messages"]
+__all__ = ["AzureCodec", "OpenAICodec", "OpenAIStreamDecoder", "effort_for_budget", "openai_messages"]
 
 # Delta keys that carry nothing but the content (or are empty or null in a plain text chunk).
 _PLAIN_DELTA_KEYS = frozenset({"content", "role", "refusal"})  # (a refusal only when it is null)
@@ -317,3 +318,18 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
         else:
             retryable = etype not in NON_RETRYABLE_TYPES
         return WireError(message, kind="upstream", status=status, retryable=retryable, error_type=etype)
+
+
+class AzureCodec(OpenAICodec):
+    """Azure OpenAI: the deployment (our model id) goes in the URL (the body keeps `model`,
+    as the openai SDK's AzureOpenAI client sends it)."""
+
+    def __init__(self, endpoint: str, api_version: str, headers: dict[str, str], *, max_event_bytes: int) -> None:
+        super().__init__(endpoint, headers, max_tokens_field="max_completion_tokens", max_event_bytes=max_event_bytes)
+        self.endpoint = endpoint
+        self.api_version = api_version
+
+    def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
+        spec = super().build_request(request, model_id)
+        url = f"{self.endpoint}/openai/deployments/{quote(model_id, safe='')}/chat/completions"
+        return HttpRequestSpec(spec.method, f"{url}?api-version={self.api_version}", spec.headers, spec.body)

@@ -6,29 +6,30 @@ wire formats themselves live in `wire/`, the I/O in `actors/`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from urllib.parse import quote
+from collections.abc import Mapping
 
-from . import __version__
-from .config import (
+from .._version import __version__
+from ..config.schema import (
     AnthropicConfig,
     AzureConfig,
+    BedrockConfig,
+    GeminiConfig,
     OpenAIConfig,
     OpenRouterConfig,
     ProviderConfig,
+    VertexConfig,
 )
-from .errors import ConfigError
-from .models import ChatRequest
-from .wire.anthropic import AnthropicCodec
-from .wire.base import HttpRequestSpec, ProviderCodec
-from .wire.openai import OpenAICodec
+from ..errors import ConfigError
+from ..wire.anthropic import AnthropicCodec
+from ..wire.base import ProviderCodec
+from ..wire.gemini import GeminiCodec, gemini_api_url
+from ..wire.openai import AzureCodec, OpenAICodec
+from ..wire.vertex import VertexCodec
+from .auth import Authorizer, AwsSigner, GoogleTokenSource
 
-__all__ = ["DEFAULT_BASE_URLS", "USER_AGENT", "Authorizer", "build_authorizer", "build_codec"]
+__all__ = ["DEFAULT_BASE_URLS", "USER_AGENT", "build_authorizer", "build_codec"]
 
 USER_AGENT = f"streamactors/{__version__}"
-
-#: Signs or adds fresh credentials to a request just before it is sent (may do I/O).
-Authorizer = Callable[[HttpRequestSpec], Awaitable[HttpRequestSpec]]
 
 DEFAULT_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
@@ -118,32 +119,57 @@ def build_codec(name: str, pc: ProviderConfig) -> ProviderCodec:
             )
         headers.update(pc.headers)
         return AzureCodec(pc.endpoint.rstrip("/"), pc.api_version, headers, max_event_bytes=pc.max_event_bytes)
-    from .providers_cloud import build_cloud_codec  # google-auth and botocore load only when used
-
-    codec = build_cloud_codec(name, pc, headers)
+    codec = _build_cloud_codec(name, pc, headers)
     if codec is not None:
         return codec
     raise ConfigError(f"invalid config: providers.{name}.kind: {kind!r} is not supported yet", key=f"providers.{name}")
 
 
-class AzureCodec(OpenAICodec):
-    """Azure OpenAI: the deployment (our model id) goes in the URL (the body keeps `model`,
-    as the openai SDK's AzureOpenAI client sends it)."""
-
-    def __init__(self, endpoint: str, api_version: str, headers: dict[str, str], *, max_event_bytes: int) -> None:
-        super().__init__(endpoint, headers, max_tokens_field="max_completion_tokens", max_event_bytes=max_event_bytes)
-        self.endpoint = endpoint
-        self.api_version = api_version
-
-    def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
-        spec = super().build_request(request, model_id)
-        url = f"{self.endpoint}/openai/deployments/{quote(model_id, safe='')}/chat/completions"
-        return HttpRequestSpec(spec.method, f"{url}?api-version={self.api_version}", spec.headers, spec.body)
-
-
 def build_authorizer(name: str, pc: ProviderConfig) -> Authorizer | None:
     """Per-request credential step (signing, token refresh); None for static keys, which the
     codec's headers carry already."""
-    from .providers_cloud import build_cloud_authorizer
+    if isinstance(pc, VertexConfig):
+        return GoogleTokenSource(name, pc)
+    if isinstance(pc, BedrockConfig):
+        return AwsSigner(name, pc)
+    return None
 
-    return build_cloud_authorizer(name, pc)
+
+def _missing(name: str, key: str, example: str) -> ConfigError:
+    return ConfigError(f"invalid config: providers.{name}.{key}: required ({example})", key=f"providers.{name}.{key}")
+
+
+def _build_cloud_codec(name: str, pc: ProviderConfig, headers: Mapping[str, str]) -> ProviderCodec | None:
+    """The codec for a cloud provider kind, or None if `pc.kind` is not one."""
+    if isinstance(pc, GeminiConfig):
+        if pc.api_key is None:
+            raise _missing(name, "api_key", 'e.g. api_key = "env:GEMINI_API_KEY"')
+        h = {**headers, "x-goog-api-key": pc.api_key.reveal(), **pc.headers}
+        base = (pc.base_url or "https://generativelanguage.googleapis.com").rstrip("/")
+        return GeminiCodec(gemini_api_url(base, pc.api_version), h, max_event_bytes=pc.max_event_bytes)
+    if isinstance(pc, VertexConfig):
+        if not pc.project:
+            raise _missing(name, "project", 'the Google Cloud project id, e.g. project = "my-project"')
+        return VertexCodec(
+            vertex_base_url(pc),
+            pc.project,
+            pc.location,
+            pc.api_version,
+            {**headers, **pc.headers},
+            max_event_bytes=pc.max_event_bytes,
+        )
+    if isinstance(pc, BedrockConfig):
+        from ..wire.bedrock import BedrockCodec, default_endpoint
+
+        endpoint = pc.endpoint_url or pc.base_url or default_endpoint(pc.region)
+        return BedrockCodec(endpoint, pc.region, None, max_event_bytes=pc.max_event_bytes, extra_headers=pc.headers)
+    return None
+
+
+def vertex_base_url(pc: VertexConfig) -> str:
+    """`base_url`, else the regional endpoint (the global one for location "global")."""
+    if pc.base_url:
+        return pc.base_url.rstrip("/")
+    if pc.location == "global":
+        return "https://aiplatform.googleapis.com"
+    return f"https://{pc.location}-aiplatform.googleapis.com"

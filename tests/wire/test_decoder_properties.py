@@ -28,7 +28,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamactors.accumulate import ReplyBuilder
 from streamactors.errors import WireError
 from streamactors.models import (
     FINISH_REASONS,
@@ -39,6 +38,7 @@ from streamactors.models import (
     ToolCallEvent,
     UsageEvent,
 )
+from streamactors.reply import ReplyBuilder
 from streamactors.testing.formats.bedrock import encode_frame
 from streamactors.wire.anthropic import AnthropicStreamDecoder
 from streamactors.wire.bedrock import BedrockStreamDecoder

@@ -12,7 +12,7 @@ import trio.testing
 
 from streamactors.actors.guards import BreakerActor, LimiterActor, _speaks_of_limits
 from streamactors.actors.messages import CancelHandle
-from streamactors.config import CircuitBreakerConfig, RateLimitConfig
+from streamactors.config.schema import CircuitBreakerConfig, RateLimitConfig
 
 PLAIN = [
     (b"date", b"Tue, 24 Nov 2026 01:28:04 GMT"),

@@ -11,7 +11,7 @@ import pytest
 import trio
 import trio.testing
 
-from streamactors.fasthttp.eager import EagerSocketStream
+from streamactors.http.fast.eager import EagerSocketStream
 
 
 @pytest.fixture

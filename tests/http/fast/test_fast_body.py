@@ -1,4 +1,4 @@
-"""The sans-IO halves of `streamactors.fasthttp`: the bulk chunked decoder, the other body
+"""The sans-IO halves of `streamactors.http.fast`: the bulk chunked decoder, the other body
 decoders, the response head reader and the request head encoder. No sockets here.
 
 Every valid transcript is re-split at every byte offset (and into three pieces, and byte by
@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamactors.fasthttp import ChunkedDecoder, ContentLengthDecoder, FramingError, ResponseHeadReader
-from streamactors.fasthttp.body import decoder_for
-from streamactors.fasthttp.h1 import BodyFraming, ResponseHead, body_framing, encode_request_head, parse_response_head
+from streamactors.http.fast import ChunkedDecoder, ContentLengthDecoder, FramingError, ResponseHeadReader
+from streamactors.http.fast.body import decoder_for
+from streamactors.http.fast.h1 import BodyFraming, ResponseHead, body_framing, encode_request_head, parse_response_head
 
 
 def every_split(data: bytes) -> Iterator[list[bytes]]:

@@ -29,12 +29,6 @@ from typing import Any
 import botocore.auth
 import botocore.session
 import pytest
-
-from conftest import LogCapture
-from streamactors import Config, ConfigError, ProviderError, open_service
-from streamactors.models import ChatRequest
-from streamactors.providers import build_codec
-from streamactors.testing import FakeUpstream
 from test_providers_e2e import (
     AWS_KEY_ID,
     AWS_SECRET,
@@ -49,6 +43,12 @@ from test_providers_e2e import (
     XAI_KEY,
     cloud_table,
 )
+
+from conftest import LogCapture
+from streamactors import Config, ConfigError, ProviderError, open_service
+from streamactors.providers.kinds import build_codec
+from streamactors.request_dict import request_from_dict
+from streamactors.testing import FakeUpstream
 from test_service_requests import CONVERSATION
 
 
@@ -387,7 +387,7 @@ async def test_bedrock_sends_configured_headers(fake: FakeUpstream, logs: LogCap
 
 def _url(name: str, table: dict[str, Any], model_id: str) -> str:
     cfg = Config.from_dict({"providers": {name: table}})
-    request = ChatRequest.from_dict({"model": f"{name}/{model_id}", "messages": [{"role": "user", "content": "x"}]})
+    request = request_from_dict({"model": f"{name}/{model_id}", "messages": [{"role": "user", "content": "x"}]})
     return build_codec(name, cfg.providers[name]).build_request(request, model_id).url
 
 

@@ -8,7 +8,6 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamactors.accumulate import ReplyBuilder
 from streamactors.models import (
     FinishEvent,
     Message,
@@ -19,6 +18,7 @@ from streamactors.models import (
     ToolCallEvent,
     UsageEvent,
 )
+from streamactors.reply import ReplyBuilder
 
 _TEXT = st.sampled_from(["", "a", "héllo ", "🎉", "x" * 40])
 EVENTS: st.SearchStrategy[StreamEvent] = st.one_of(

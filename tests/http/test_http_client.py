@@ -10,8 +10,8 @@ import pytest
 
 from conftest import OPENAI_KEY
 from streamactors import Config, ProviderError, open_service
-from streamactors.fasthttp import FastTransport
-from streamactors.transport import UpstreamClient, environment_proxy
+from streamactors.http.client import UpstreamClient, environment_proxy
+from streamactors.http.fast import FastTransport
 from streamactors.wire.base import HttpRequestSpec
 
 REQUEST = {"model": "openai/fake-model~tokens=3", "messages": [{"role": "user", "content": "hi"}]}

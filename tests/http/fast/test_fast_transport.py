@@ -25,7 +25,7 @@ import trustme
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamactors.fasthttp import FastTransport
+from streamactors.http.fast import FastTransport
 from streamactors.testing import FakeUpstream, token_text
 from streamactors.wire.sse import SSEDecoder
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .stress_stats import Phase, ms
+from .stats import Phase, ms
 
 if TYPE_CHECKING:
-    from .stress import StressOptions
+    from .options import StressOptions
 
 __all__ = ["ProgressDisplay", "build_report", "print_report"]
 

@@ -1,25 +1,22 @@
 """The strict converter behind `Config.from_dict`, and the translation of its errors into
-`ConfigError`s that name the key (as a dotted path) and say how to fix it."""
+`ConfigError`s that name the key (as a dotted path) and say how to fix it. It knows no part
+of the schema: `schema.py` hands it each table and the class to build."""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_origin
+from typing import Any, get_origin
 
 import attrs
 import cattrs
 from cattrs.cols import list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
-from .errors import ConfigError, FieldValueError
-from .secret import Secret
+from ..errors import ConfigError, FieldValueError
+from ..secret import Secret
 
-if TYPE_CHECKING:
-    from .config import Config
-
-__all__ = ["build_config"]
+__all__ = ["resolve_env", "structure", "suggest"]
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
@@ -69,7 +66,7 @@ def _make_converter() -> cattrs.Converter:
 _CONVERTER = _make_converter()
 
 
-def _suggest(word: str, choices: Any) -> str:
+def suggest(word: str, choices: Any) -> str:
     near = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
     return f" (did you mean {near[0]!r}?)" if near else ""
 
@@ -83,7 +80,7 @@ def _errors(exc: BaseException, path: str, cl: Any) -> list[tuple[str, str]]:
     if isinstance(exc, ForbiddenExtraKeysError):
         names = [a.name for a in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
         return [
-            (f"{path}.{key}", f"unknown key{_suggest(key, names)}; valid keys: {', '.join(names)}")
+            (f"{path}.{key}", f"unknown key{suggest(key, names)}; valid keys: {', '.join(names)}")
             for key in sorted(exc.extra_fields)
         ]
     if isinstance(exc, ClassValidationError | IterableValidationError):
@@ -114,7 +111,7 @@ def _raise(exc: BaseException, path: str) -> None:
     raise ConfigError("invalid config:\n  " + "\n  ".join(lines), key=key) from None
 
 
-def _resolve_env(value: Any, path: str, env: Mapping[str, str]) -> Any:
+def resolve_env(value: Any, path: str, env: Mapping[str, str]) -> Any:
     if isinstance(value, str) and value.startswith("env:"):
         name = value[4:]
         if name not in env:
@@ -125,13 +122,13 @@ def _resolve_env(value: Any, path: str, env: Mapping[str, str]) -> Any:
             )
         return env[name]
     if isinstance(value, Mapping):
-        return {k: _resolve_env(v, f"{path}.{k}" if path else str(k), env) for k, v in value.items()}
+        return {k: resolve_env(v, f"{path}.{k}" if path else str(k), env) for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve_env(v, f"{path}[{i}]", env) for i, v in enumerate(value)]
+        return [resolve_env(v, f"{path}[{i}]", env) for i, v in enumerate(value)]
     return value
 
 
-def _structure(data: Any, cl: type, path: str) -> Any:
+def structure(data: Any, cl: type, path: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"invalid config: {path}: expected a table, got {type(data).__name__}", key=path)
     try:
@@ -141,85 +138,3 @@ def _structure(data: Any, cl: type, path: str) -> Any:
     except FieldValueError as exc:  # our attrs validators run in __init__
         key = f"{path}.{exc.field}"
         raise ConfigError(f"invalid config: {key}: {exc}", key=key) from None
-
-
-def build_config(
-    cls: type[Config], data: Mapping[str, Any], *, env: Mapping[str, str], base_dir: Path | None
-) -> Config:
-    """Validate `data` and build the config; raises `ConfigError`."""
-    from .config import PROVIDER_KINDS, LoggingConfig, RouteConfig, ServiceSettings
-
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"invalid config: expected a table, got {type(data).__name__}")
-    data = _resolve_env(data, "", env)
-    allowed = ("providers", "routes", "logging", "service")
-    for key in data:
-        if key not in allowed:
-            raise ConfigError(
-                f"invalid config: {key}: unknown top-level table{_suggest(key, allowed)}; valid: {', '.join(allowed)}",
-                key=key,
-            )
-    providers: dict[str, Any] = {}
-    raw_providers = data.get("providers", {})
-    if not isinstance(raw_providers, Mapping):
-        raise ConfigError("invalid config: providers: expected a table of [providers.<name>]", key="providers")
-    for name, table in raw_providers.items():
-        path = f"providers.{name}"
-        if not isinstance(table, Mapping):
-            raise ConfigError(f"invalid config: {path}: expected a table", key=path)
-        kind = table.get("kind")
-        if kind is None:
-            raise ConfigError(
-                f"invalid config: {path}.kind: required key is missing; one of: {', '.join(PROVIDER_KINDS)}",
-                key=f"{path}.kind",
-            )
-        if kind not in PROVIDER_KINDS:
-            raise ConfigError(
-                f"invalid config: {path}.kind: unknown provider kind {kind!r}{_suggest(str(kind), PROVIDER_KINDS)}; "
-                f"one of: {', '.join(PROVIDER_KINDS)}",
-                key=f"{path}.kind",
-            )
-        pc = _structure(table, PROVIDER_KINDS[kind], path)
-        if base_dir is not None and getattr(pc, "credentials_file", None):
-            pc = attrs.evolve(pc, credentials_file=str(base_dir / pc.credentials_file))
-        providers[name] = pc
-    routes = {}
-    for name, table in (data.get("routes") or {}).items():
-        route = _structure(table, RouteConfig, f"routes.{name}")
-        _check_route(name, route, providers)
-        routes[name] = route
-    logging = _structure(data.get("logging", {}), LoggingConfig, "logging")
-    if logging.format not in ("json", "console"):
-        raise ConfigError(
-            f'invalid config: logging.format: must be "json" or "console", got {logging.format!r}',
-            key="logging.format",
-        )
-    if base_dir is not None and logging.file:
-        logging = attrs.evolve(logging, file=str(base_dir / logging.file))
-    service = _structure(data.get("service", {}), ServiceSettings, "service")
-    return cls(providers=providers, routes=routes, logging=logging, service=service)
-
-
-def _check_route(name: str, route: Any, providers: Mapping[str, Any]) -> None:
-    path = f"routes.{name}"
-    if not route.targets:
-        raise ConfigError(f'invalid config: {path}.targets: give at least one "provider/model"', key=path)
-    for i, target in enumerate(route.targets):
-        provider, sep, _ = target.partition("/")
-        if not sep or provider not in providers:
-            raise ConfigError(
-                f'invalid config: {path}.targets[{i}]: {target!r} must be "<provider>/<model>" with a provider '
-                f"configured under [providers]{_suggest(provider, providers)}",
-                key=f"{path}.targets",
-            )
-    if route.strategy not in ("fallback", "weighted", "least_latency"):
-        raise ConfigError(
-            f'invalid config: {path}.strategy: must be "fallback", "weighted" or "least_latency", '
-            f"got {route.strategy!r}",
-            key=f"{path}.strategy",
-        )
-    if route.strategy == "weighted" and (route.weights is None or len(route.weights) != len(route.targets)):
-        raise ConfigError(
-            f"invalid config: {path}.weights: the weighted strategy needs one weight per target",
-            key=f"{path}.weights",
-        )

@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import orjson
 
-from .config import Config
-from .models import ChatRequest
-from .providers import build_codec
-from .wire.sse import SSEDecoder, SSEEvent
+from ..config.schema import Config
+from ..providers.kinds import build_codec
+from ..request_dict import request_from_dict
+from ..wire.sse import SSEDecoder, SSEEvent
 
 __all__ = ["BareClient", "BareFailure"]
 
@@ -95,7 +95,7 @@ class BareClient:
 
     async def stream(self, request: dict[str, Any], on_text: TextSink) -> None:
         """Send `request` (a dict in OpenAI shape, model "<provider>/<id>"); call `on_text` per text."""
-        req = ChatRequest.from_dict(request)
+        req = request_from_dict(request)
         provider, model_id = req.split_model()
         spec = self._codecs[provider].build_request(req, model_id)
         client = self._clients[provider]

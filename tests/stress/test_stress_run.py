@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from streamactors.stress import StressOptions, run_stress
-from streamactors.stress_stats import LatencyHistogram, Tally, TokenChecker
+from streamactors.stress.stats import LatencyHistogram, Tally, TokenChecker
 
 REPORT_KEYS = {
     # the keys the first harness reported

@@ -32,12 +32,13 @@ import orjson
 import psutil
 import trio
 
-from .config import Config, RouteConfig
-from .errors import ProviderError
-from .service import Service, open_service
-from .stress_bare import BareClient, BareFailure
-from .stress_report import ProgressDisplay, build_report, print_report
-from .stress_stats import Phase, StreamRecord, Tally, TokenChecker
+from ..config.schema import Config, RouteConfig
+from ..errors import ProviderError
+from ..service import Service, open_service
+from .bare import BareClient, BareFailure
+from .options import StressOptions
+from .report import ProgressDisplay, build_report, print_report
+from .stats import Phase, StreamRecord, Tally, TokenChecker
 
 __all__ = ["FAKE_PROVIDER_KINDS", "StressOptions", "TokenChecker", "UpstreamProcess", "fake_config", "run_stress"]
 
@@ -71,33 +72,6 @@ _URL_KEYS = ("base_url", "endpoint_url", "endpoint")
 #: measurement is taken long before; the server then finds the socket closed.
 IDLE_TTFT_MS = 20_000
 WARMUP_FRACTION = 0.10
-
-
-@attrs.frozen
-class StressOptions:
-    """Knobs of one stress run (see `streamactors stress --help`).
-
-    `idle_streams` None means min(concurrency, 1000); 0 skips that phase.
-    """
-
-    tokens: int = 1_000_000
-    concurrency: int = 1000
-    requests: int | None = None
-    providers: tuple[str, ...] = ("all",)
-    upstream: str | None = None
-    ttft_ms: float = 0.0
-    delay_ms: float = 0.0
-    tokens_per_chunk: int = 1
-    events_per_chunk: int = 1
-    fail_rate: float = 0.0
-    midstream_rate: float = 0.0
-    log_file: str | None = None
-    json: bool = False
-    progress: bool = True
-    duration: float | None = None
-    baseline: bool = False
-    idle_streams: int | None = None
-    fallback: bool = False
 
 
 def fake_config(base_url: str, providers: Sequence[str], concurrency: int) -> Config:

@@ -9,10 +9,10 @@ from typing import Protocol, cast
 
 import httpx
 
-from .config import ProviderConfig
-from .fasthttp import FastTransport
-from .fasthttp.response import ResponseStream
-from .wire.base import HttpRequestSpec
+from ..config.schema import ProviderConfig
+from ..wire.base import HttpRequestSpec
+from .fast import FastTransport
+from .fast.response import ResponseStream
 
 __all__ = ["BodyChunks", "UpstreamClient", "body_chunks", "classify_transport_error", "environment_proxy"]
 
@@ -48,7 +48,7 @@ class UpstreamClient:
         )
         if transport is None:
             # Bulk chunked decoding on trio sockets; behind a proxy FastTransport hands every
-            # request to httpx's own transport (see streamactors.fasthttp).
+            # request to httpx's own transport (see streamactors.http.fast).
             proxy = pc.proxy.reveal() if pc.proxy else None
             transport = FastTransport(limits=self._limits, proxy=proxy)
             self._env_proxies = {} if proxy else urllib.request.getproxies_environment()

@@ -15,9 +15,10 @@ from typing import Any
 
 import attrs
 
-from .errors import ConfigError, FieldValueError
-from .secret import Secret
-from .wire.sse import DEFAULT_MAX_EVENT_BYTES
+from ..errors import ConfigError, FieldValueError
+from ..secret import Secret
+from ..wire.sse import DEFAULT_MAX_EVENT_BYTES
+from .load import resolve_env, structure, suggest
 
 __all__ = [
     "AnthropicConfig",
@@ -248,10 +249,88 @@ class Config:
         cls, data: Mapping[str, Any], *, env: Mapping[str, str] | None = None, base_dir: Path | None = None
     ) -> Config:
         """Validate and build a config from plain data (as TOML would give)."""
-        from .config_load import build_config
-
-        return build_config(cls, data, env=os.environ if env is None else env, base_dir=base_dir)
+        return _build_config(cls, data, env=os.environ if env is None else env, base_dir=base_dir)
 
     def secrets(self) -> list[str]:
         """Every credential value configured (for scrubbing)."""
         return [s for p in self.providers.values() for s in p.secrets()]
+
+
+def _build_config(
+    cls: type[Config], data: Mapping[str, Any], *, env: Mapping[str, str], base_dir: Path | None
+) -> Config:
+    """Validate `data` and build the config; raises `ConfigError`."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"invalid config: expected a table, got {type(data).__name__}")
+    data = resolve_env(data, "", env)
+    allowed = ("providers", "routes", "logging", "service")
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(
+                f"invalid config: {key}: unknown top-level table{suggest(key, allowed)}; valid: {', '.join(allowed)}",
+                key=key,
+            )
+    providers: dict[str, Any] = {}
+    raw_providers = data.get("providers", {})
+    if not isinstance(raw_providers, Mapping):
+        raise ConfigError("invalid config: providers: expected a table of [providers.<name>]", key="providers")
+    for name, table in raw_providers.items():
+        path = f"providers.{name}"
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"invalid config: {path}: expected a table", key=path)
+        kind = table.get("kind")
+        if kind is None:
+            raise ConfigError(
+                f"invalid config: {path}.kind: required key is missing; one of: {', '.join(PROVIDER_KINDS)}",
+                key=f"{path}.kind",
+            )
+        if kind not in PROVIDER_KINDS:
+            raise ConfigError(
+                f"invalid config: {path}.kind: unknown provider kind {kind!r}{suggest(str(kind), PROVIDER_KINDS)}; "
+                f"one of: {', '.join(PROVIDER_KINDS)}",
+                key=f"{path}.kind",
+            )
+        pc = structure(table, PROVIDER_KINDS[kind], path)
+        if base_dir is not None and getattr(pc, "credentials_file", None):
+            pc = attrs.evolve(pc, credentials_file=str(base_dir / pc.credentials_file))
+        providers[name] = pc
+    routes = {}
+    for name, table in (data.get("routes") or {}).items():
+        route = structure(table, RouteConfig, f"routes.{name}")
+        _check_route(name, route, providers)
+        routes[name] = route
+    logging = structure(data.get("logging", {}), LoggingConfig, "logging")
+    if logging.format not in ("json", "console"):
+        raise ConfigError(
+            f'invalid config: logging.format: must be "json" or "console", got {logging.format!r}',
+            key="logging.format",
+        )
+    if base_dir is not None and logging.file:
+        logging = attrs.evolve(logging, file=str(base_dir / logging.file))
+    service = structure(data.get("service", {}), ServiceSettings, "service")
+    return cls(providers=providers, routes=routes, logging=logging, service=service)
+
+
+def _check_route(name: str, route: Any, providers: Mapping[str, Any]) -> None:
+    path = f"routes.{name}"
+    if not route.targets:
+        raise ConfigError(f'invalid config: {path}.targets: give at least one "provider/model"', key=path)
+    for i, target in enumerate(route.targets):
+        provider, sep, _ = target.partition("/")
+        if not sep or provider not in providers:
+            raise ConfigError(
+                f'invalid config: {path}.targets[{i}]: {target!r} must be "<provider>/<model>" with a provider '
+                f"configured under [providers]{suggest(provider, providers)}",
+                key=f"{path}.targets",
+            )
+    if route.strategy not in ("fallback", "weighted", "least_latency"):
+        raise ConfigError(
+            f'invalid config: {path}.strategy: must be "fallback", "weighted" or "least_latency", '
+            f"got {route.strategy!r}",
+            key=f"{path}.strategy",
+        )
+    if route.strategy == "weighted" and (route.weights is None or len(route.weights) != len(route.targets)):
+        raise ConfigError(
+            f"invalid config: {path}.weights: the weighted strategy needs one weight per target",
+            key=f"{path}.weights",
+        )

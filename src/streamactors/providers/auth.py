@@ -1,4 +1,5 @@
-"""Codecs and authorizers for the cloud providers: Gemini, Vertex AI, AWS Bedrock.
+"""Per-request credentials for the cloud providers: Google access tokens (google-auth, for
+Vertex AI) and AWS SigV4 signatures (botocore, for Bedrock).
 
 Credentials come from the official libraries: google-auth for Vertex (a service-account
 file, application default credentials, or a fixed token) and botocore for Bedrock (keys
@@ -8,97 +9,21 @@ refreshing credentials) runs in a worker thread, never on the trio loop.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
 
-from .config import BedrockConfig, GeminiConfig, ProviderConfig, VertexConfig
-from .errors import ConfigError, ProviderError
-from .wire.anthropic import AnthropicStreamDecoder, anthropic_body
-from .wire.base import HttpRequestSpec, StreamDecoder, error_message_from_body, json_body
-from .wire.gemini import GeminiCodec, gemini_api_url, vertex_gemini_url
+from ..config.schema import BedrockConfig, VertexConfig
+from ..errors import ConfigError, ProviderError
+from ..wire.base import HttpRequestSpec
 
-if TYPE_CHECKING:
-    from .models import ChatRequest
-    from .providers import Authorizer
-    from .wire.base import ProviderCodec
+__all__ = ["GOOGLE_SCOPES", "Authorizer", "AwsSigner", "GoogleTokenSource"]
 
-__all__ = ["AwsSigner", "GoogleTokenSource", "VertexCodec", "build_cloud_authorizer", "build_cloud_codec"]
+#: Signs or adds fresh credentials to a request just before it is sent (may do I/O).
+Authorizer = Callable[[HttpRequestSpec], Awaitable[HttpRequestSpec]]
 
-VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
 GOOGLE_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
-
-
-def _missing(name: str, key: str, example: str) -> ConfigError:
-    return ConfigError(f"invalid config: providers.{name}.{key}: required ({example})", key=f"providers.{name}.{key}")
-
-
-def vertex_base_url(pc: VertexConfig) -> str:
-    """`base_url`, else the regional endpoint (the global one for location "global")."""
-    if pc.base_url:
-        return pc.base_url.rstrip("/")
-    if pc.location == "global":
-        return "https://aiplatform.googleapis.com"
-    return f"https://{pc.location}-aiplatform.googleapis.com"
-
-
-class VertexCodec:
-    """Vertex AI: Gemini models speak the Gemini format; model ids starting with "claude"
-    go to Anthropic's `:streamRawPredict` with the Messages body (no `model`, plus
-    `anthropic_version`), as the anthropic SDK's Vertex client sends it."""
-
-    def __init__(self, pc: VertexConfig, headers: Mapping[str, str]) -> None:
-        base = vertex_base_url(pc)
-        self._claude_prefix = f"{base}/v1/projects/{pc.project}/locations/{pc.location}/publishers/anthropic/models"
-        self._headers = tuple(headers.items())
-        self.max_event_bytes = pc.max_event_bytes
-        self._gemini = GeminiCodec(
-            vertex_gemini_url(base, pc.project, pc.location, pc.api_version),
-            headers,
-            max_event_bytes=pc.max_event_bytes,
-        )
-
-    @staticmethod
-    def is_claude(model_id: str) -> bool:
-        return model_id.startswith("claude")
-
-    def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
-        if not self.is_claude(model_id):
-            return self._gemini.build_request(request, model_id)
-        body = anthropic_body(request, None)
-        body["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
-        url = f"{self._claude_prefix}/{quote(model_id, safe='@')}:streamRawPredict"
-        return HttpRequestSpec("POST", url, self._headers, json_body(body))
-
-    def new_decoder(self, model_id: str = "") -> StreamDecoder:
-        if self.is_claude(model_id):
-            return AnthropicStreamDecoder(self.max_event_bytes)
-        return self._gemini.new_decoder(model_id)
-
-    def parse_error(self, status: int, body: bytes) -> tuple[str, str | None]:
-        return error_message_from_body(body)
-
-
-def build_cloud_codec(name: str, pc: ProviderConfig, headers: Mapping[str, str]) -> ProviderCodec | None:
-    """The codec for a cloud provider kind, or None if `pc.kind` is not one."""
-    if isinstance(pc, GeminiConfig):
-        if pc.api_key is None:
-            raise _missing(name, "api_key", 'e.g. api_key = "env:GEMINI_API_KEY"')
-        h = {**headers, "x-goog-api-key": pc.api_key.reveal(), **pc.headers}
-        base = (pc.base_url or "https://generativelanguage.googleapis.com").rstrip("/")
-        return GeminiCodec(gemini_api_url(base, pc.api_version), h, max_event_bytes=pc.max_event_bytes)
-    if isinstance(pc, VertexConfig):
-        if not pc.project:
-            raise _missing(name, "project", 'the Google Cloud project id, e.g. project = "my-project"')
-        return VertexCodec(pc, {**headers, **pc.headers})
-    if isinstance(pc, BedrockConfig):
-        from .wire.bedrock import BedrockCodec, default_endpoint
-
-        endpoint = pc.endpoint_url or pc.base_url or default_endpoint(pc.region)
-        return BedrockCodec(endpoint, pc.region, None, max_event_bytes=pc.max_event_bytes, extra_headers=pc.headers)
-    return None
 
 
 class GoogleTokenSource:
@@ -169,7 +94,7 @@ class AwsSigner:
     def __init__(self, name: str, pc: BedrockConfig) -> None:
         from botocore.credentials import RefreshableCredentials  # botocore loads only when Bedrock is used
 
-        from .wire.bedrock import sign_request
+        from ..wire.bedrock import sign_request
 
         self._sign = sign_request
         self._refreshable_type = RefreshableCredentials
@@ -216,12 +141,3 @@ class AwsSigner:
                 retryable=False,
             ) from exc
         return self._sign(spec, frozen, self._region)
-
-
-def build_cloud_authorizer(name: str, pc: ProviderConfig) -> Authorizer | None:
-    """The authorizer for a cloud provider kind, or None if it needs none."""
-    if isinstance(pc, VertexConfig):
-        return GoogleTokenSource(name, pc)
-    if isinstance(pc, BedrockConfig):
-        return AwsSigner(name, pc)
-    return None

@@ -1,0 +1,101 @@
+"""Request dicts (OpenAI chat-completions shape, as LiteLLM users write them) -> `ChatRequest`:
+what is accepted, and errors that name the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from streamactors import ReasoningBlock, UsageError
+from streamactors.request_dict import request_from_dict
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ({"model": "o/m"}, '"messages" must be a non-empty list'),
+        ({"model": "o/m", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
+        ({"model": "o/m", "messages": [{"role": "tool", "content": "x"}]}, "tool_call_id"),
+        ({"model": "o/m", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}, "max_tokens"),
+        (
+            {"model": "o/m", "messages": [{"role": "user", "content": "x"}], "reasoning": {"effort": "max"}},
+            "reasoning.effort",
+        ),
+        (
+            {"model": "o/m", "messages": [{"role": "user", "content": "x"}], "temprature": 1},
+            "did you mean 'temperature'",
+        ),
+        ({"model": "o/m", "messages": [{"role": "user", "content": "x"}], "tools": [{"name": "f"}]}, "tools[0]"),
+    ],
+)
+def test_request_dict_errors(data: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(UsageError) as info:
+        request_from_dict(data)
+    assert fragment in str(info.value)
+
+
+def test_request_dict_accepts_openai_shapes() -> None:
+    req = request_from_dict(
+        {
+            "model": "openrouter/anthropic/claude-3.5-sonnet",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}],
+            "max_completion_tokens": 9,
+            "stop": "END",
+            "reasoning_effort": "high",
+        }
+    )
+    assert req.split_model() == ("openrouter", "anthropic/claude-3.5-sonnet")
+    assert req.messages[0].content == "ab"
+    assert req.max_tokens == 9 and req.stop == ("END",)
+    assert req.reasoning is not None and req.reasoning.effort == "high"
+
+
+def test_request_dict_takes_geminis_thought_signature_on_a_tool_call() -> None:
+    """Gemini's OpenAI-compatible API carries it in extra_content.google.thought_signature."""
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = [
+        {"role": "user", "content": "x"},
+        {
+            "role": "assistant",
+            "tool_calls": [{**call, "extra_content": {"google": {"thought_signature": "sig=="}}}, call],
+        },
+    ]
+    req = request_from_dict({"model": "gemini/g", "messages": messages})
+    assert [tc.signature for tc in req.messages[1].tool_calls] == ["sig==", None]
+    bad = [
+        messages[0],
+        {"role": "assistant", "tool_calls": [{**call, "extra_content": {"google": {"thought_signature": 5}}}]},
+    ]
+    with pytest.raises(UsageError, match=r"messages\[1\]\.tool_calls\[0\]\.extra_content\.google\.thought_signature"):
+        request_from_dict({"model": "gemini/g", "messages": bad})
+
+
+def test_request_dict_takes_thinking_blocks_on_an_assistant_message() -> None:
+    """LiteLLM's `thinking_blocks` (Anthropic's own block shapes) carry signed thinking back."""
+    blocks = [
+        {"type": "thinking", "thinking": "Let me see.", "signature": "c2ln"},
+        {"type": "redacted_thinking", "data": "EmwK"},
+    ]
+    messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "ok", "thinking_blocks": blocks}]
+    req = request_from_dict({"model": "anthropic/c", "messages": messages})
+    assert req.messages[1].reasoning_blocks == (ReasoningBlock("Let me see.", "c2ln"), ReasoningBlock("", None, "EmwK"))
+    assert req.messages[0].reasoning_blocks == ()
+
+
+@pytest.mark.parametrize(
+    ("message", "where"),
+    [
+        ({"role": "user", "content": "x", "thinking_blocks": [{"type": "redacted_thinking", "data": "a"}]},
+         r"messages\[0\]\.thinking_blocks: a list, on assistant messages only"),
+        ({"role": "assistant", "content": "x", "thinking_blocks": {"type": "thinking"}},
+         r"messages\[0\]\.thinking_blocks: a list"),
+        ({"role": "assistant", "content": "x", "thinking_blocks": [{"type": "thinking", "thinking": "t"}]},
+         r"messages\[0\]\.thinking_blocks\[0\] must be .*signature"),
+        ({"role": "assistant", "content": "x", "thinking_blocks": [{"type": "redacted_thinking", "data": 5}]},
+         r"messages\[0\]\.thinking_blocks\[0\] must be"),
+    ],
+)
+def test_request_dict_names_a_bad_thinking_block(message: dict[str, object], where: str) -> None:
+    with pytest.raises(UsageError, match=where):
+        request_from_dict({"model": "anthropic/c", "messages": [message]})
