@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import os
 import random
@@ -14,7 +13,6 @@ import httpx
 import trio
 
 from .actors.guards import BreakerActor, LimiterActor
-from .actors.messages import CancelHandle, ReplyMessage, StreamJob
 from .actors.metrics import MetricsActor
 from .actors.provider import ProviderActor
 from .actors.router import RouterActor
@@ -24,7 +22,8 @@ from .logs import make_logger, open_log_file
 from .models import ChatRequest, ErrorEvent, Reply, StreamEvent
 from .providers.kinds import build_authorizer, build_codec
 from .request_dict import request_from_dict
-from .stream import EventStream, Leg
+from .routing import Legs, plan
+from .stream import EventStream
 from .supervision.supervisor import ChildSpec, supervise
 from .wire.base import ProviderCodec
 
@@ -47,19 +46,12 @@ class Service:
     """
 
     def __init__(
-        self,
-        config: Config,
-        actors: Mapping[str, ProviderActor],
-        logger: Any,
-        *,
-        metrics: MetricsActor | None = None,
-        router: RouterActor | None = None,
+        self, config: Config, actors: Mapping[str, ProviderActor], metrics: MetricsActor, router: RouterActor
     ) -> None:
         self.config = config
         self._actors = dict(actors)
-        self._metrics = metrics or MetricsActor(actors)
-        self._router = router or RouterActor(config.routes)
-        self._log = logger
+        self._metrics = metrics
+        self._router = router
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
         send, recv = trio.open_memory_channel[Submission](config.service.submission_buffer)
@@ -102,27 +94,10 @@ class Service:
 
     async def _open_stream(self, request: ChatRequest | Mapping[str, Any], keep_text: bool) -> EventStream:
         req = self._coerce(request)
-        route = self.config.routes.get(req.model)
-        if route is not None:
-            targets = await self._router.plan(req.model)
-        else:
-            provider, model_id = self._resolve(req)
-            targets = [f"{provider}/{model_id}"]
+        targets, route = await plan(req, self.config.routes, self._router, self._actors)
         request_id = req.request_id or f"{self._id_prefix}-{next(self._ids)}"
-
-        async def open_leg(target: str, leg_request: ChatRequest, max_retries: int | None) -> Leg:
-            return await self._open_leg(target, leg_request, request_id, max_retries)
-
-        return EventStream(
-            req,
-            request_id,
-            targets,
-            open_leg,
-            route=route,
-            router=self._router,
-            metrics=self._metrics,
-            keep_text=keep_text,
-        )
+        legs = Legs(self._actors, targets, request_id, route=route, router=self._router, metrics=self._metrics)
+        return EventStream(req, request_id, legs, keep_text=keep_text)
 
     def health(self) -> dict[str, dict[str, Any]]:
         """Per provider: request counters, error kinds, retries, tokens, latency percentiles
@@ -130,35 +105,16 @@ class Service:
         out: dict[str, dict[str, Any]] = {}
         for name, actor in self._actors.items():
             h = self._metrics.provider_health(name)
-            h["in_flight"] = actor.in_flight
-            h["circuit"] = actor.breaker.status() if actor.breaker is not None else None
-            h["rate_limit"] = actor.limiter.status() if actor.limiter is not None else None
+            h.update(actor.health())
             out[name] = h
         return out
 
     def metrics_text(self) -> str:
         """Prometheus text exposition of the service's metrics."""
         states = {"closed": 0, "open": 1, "half_open": 2}
-        circuit = {n: states[a.breaker.status()["state"]] for n, a in self._actors.items() if a.breaker is not None}
-        return self._metrics.prometheus(circuit, {n: a.in_flight for n, a in self._actors.items()})
-
-    async def _open_leg(self, target: str, request: ChatRequest, request_id: str, max_retries: int | None) -> Leg:
-        provider, _, model_id = target.partition("/")
-        actor = self._actors[provider]
-        send, recv = trio.open_memory_channel[ReplyMessage](self.config.service.event_buffer)
-        cancel = CancelHandle()
-        now = trio.current_time()
-        job = StreamJob(request, model_id, send, cancel, request_id, max_retries, now)
-        try:
-            try:
-                actor.mailbox.send_nowait(job)  # the caller waits for the first event next anyway
-            except trio.WouldBlock:
-                await actor.mailbox.send(job)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise ProviderError(
-                "the service is shutting down", provider=provider, kind="connection", retryable=True
-            ) from None
-        return Leg(target, provider, model_id, recv, cancel, now)
+        health = {name: actor.health() for name, actor in self._actors.items()}
+        circuit = {n: states[h["circuit"]["state"]] for n, h in health.items() if h["circuit"] is not None}
+        return self._metrics.prometheus(circuit, {n: h["in_flight"] for n, h in health.items()})
 
     # --- internals -------------------------------------------------------------------
 
@@ -169,19 +125,6 @@ class Service:
         if type(request) is dict or isinstance(request, Mapping):
             return request_from_dict(request)
         raise UsageError(f"request must be a ChatRequest or a dict, got {type(request).__name__}")
-
-    def _resolve(self, req: ChatRequest) -> tuple[str, str]:
-        provider, model_id = req.split_model()
-        if provider not in self._actors:
-            near = difflib.get_close_matches(provider, list(self._actors), n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise UsageError(
-                f"model {req.model!r}: no provider named {provider!r} is configured{hint} "
-                f'(configured: {", ".join(self._actors) or "none"}). Write "<provider>/<model-id>".'
-            )
-        if not model_id:
-            raise UsageError(f'model {req.model!r}: give a model id after the provider, as "{provider}/<model-id>"')
-        return provider, model_id
 
     async def _serve_submissions(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         limit = trio.CapacityLimiter(max(1, sum(a.config.max_concurrency for a in self._actors.values()) * 2))
@@ -232,7 +175,7 @@ class Service:
         """Stop taking work; provider actors finish what they have, then stop."""
         self._submissions_send.close()
         for actor in self._actors.values():
-            actor.mailbox.close()
+            actor.close()
 
 
 class _Streaming:
@@ -308,13 +251,14 @@ async def _run_service(
             limiter=limiter,
             breaker=breaker,
             metrics=metrics,
+            event_buffer=config.service.event_buffer,
         )
         children += [
             ChildSpec(f"limiter:{name}", limiter.run),
             ChildSpec(f"breaker:{name}", breaker.run),
             ChildSpec(f"provider:{name}", actors[name].run),
         ]
-    service = Service(config, actors, log, metrics=metrics, router=router)
+    service = Service(config, actors, metrics, router)
     settings = config.service
     body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:

@@ -10,7 +10,7 @@ import trio
 from ..errors import ProviderError
 from ..models import ChatRequest, StreamEvent
 
-__all__ = ["Batch", "CancelHandle", "ReplyMessage", "StreamEnd", "StreamJob", "estimate_tokens"]
+__all__ = ["Batch", "CancelHandle", "Leg", "ReplyMessage", "StreamEnd", "StreamJob", "estimate_tokens"]
 
 #: Everything decoded from one network read travels as one message (one channel hop
 #: per read instead of one per event).
@@ -84,6 +84,45 @@ class StreamJob:
     request_id: str
     max_retries: int | None = None
     submitted_at: float = attrs.field(factory=trio.current_time)
+
+
+@attrs.define(eq=False)
+class Leg:
+    """The consumer's side of one job: its reply channel and its cancel handle.
+
+    `ProviderActor.submit` hands one back for each request it takes."""
+
+    target: str  # "provider/model"
+    provider: str
+    model_id: str
+    recv: trio.MemoryReceiveChannel[ReplyMessage]
+    cancel: CancelHandle
+    opened_at: float
+
+    async def next_message(self) -> ReplyMessage:
+        """The leg's next message; an end with a "connection" error if the provider actor
+        closed the channel without one (it crashed, or the service shut down)."""
+        try:
+            return await self.recv.receive()
+        except trio.EndOfChannel:
+            return self.lost()
+
+    def lost(self) -> StreamEnd:
+        """The end of a leg whose provider actor went away before finishing it."""
+        return StreamEnd(
+            None,
+            ProviderError(
+                "the provider actor stopped before the stream finished (it crashed or the service shut down)",
+                provider=self.provider,
+                kind="connection",
+                retryable=True,
+            ),
+        )
+
+    def abandon(self) -> None:
+        """Cancel the upstream request and stop listening."""
+        self.cancel.cancel()
+        self.recv.close()
 
 
 def estimate_tokens(request: ChatRequest) -> int:

@@ -24,20 +24,30 @@ import trio
 
 from ..config.schema import ProviderConfig
 from ..errors import ProviderError, WireError
-from ..http.client import UpstreamClient, body_chunks, classify_transport_error
-from ..http.fast.response import ResponseStream
-from ..models import FinishEvent, UsageEvent
+from ..http.client import UpstreamClient, body_chunks, classify_transport_error, close_response
+from ..models import ChatRequest, FinishEvent, UsageEvent
 from ..policy.backoff import retry_after_seconds, retry_delay, should_retry
 from ..providers.auth import Authorizer
 from ..secret import scrub
 from ..wire.base import HttpRequestSpec, ProviderCodec, StreamDecoder
 from .guards import REJECTED, BreakerActor, LimiterActor
-from .messages import Batch, CancelHandle, ReplyMessage, StreamEnd, StreamJob, estimate_tokens
+from .messages import Batch, CancelHandle, Leg, ReplyMessage, StreamEnd, StreamJob, estimate_tokens
 from .metrics import MetricsActor, RequestRecord
 
 __all__ = ["ProviderActor"]
 
 MAX_ERROR_BODY = 64 * 1024
+
+
+def _outcome(end: StreamEnd | None, cancelled: bool) -> tuple[str, str | None]:
+    """How a job ended, for its metrics and its log line alike: ("ok" | "error" |
+    "cancelled", the error's kind). No end at all is a consumer that left (cancelled) or an
+    actor that stopped under the job (a connection error)."""
+    if end is None:
+        return ("cancelled", None) if cancelled else ("error", "connection")
+    if end.error is not None:
+        return "error", end.error.kind
+    return "ok", None
 
 
 class _TotalTimeout(Exception):
@@ -95,9 +105,11 @@ class _Progress:
 class ProviderActor:
     """One configured provider, run under a supervisor.
 
-    Construct it, then `await nursery.start(actor.run)`. Submit with
-    `await actor.mailbox.send(job)`. The mailbox outlives restarts: a crashed
-    incarnation's queued jobs are served by the next one.
+    Construct it, then `await nursery.start(actor.run)`. Submit a request with
+    `leg = await actor.submit(...)` and read the leg's messages. The mailbox outlives
+    restarts: a crashed incarnation's queued jobs are served by the next one. The actor
+    owns its mailbox, its limiter and its breaker: nobody else touches them (`health()`
+    reads them, `close()` stops taking jobs).
     """
 
     def __init__(
@@ -114,6 +126,7 @@ class ProviderActor:
         limiter: LimiterActor | None = None,
         breaker: BreakerActor | None = None,
         metrics: MetricsActor | None = None,
+        event_buffer: int = 16,
     ) -> None:
         self.name = name
         self.config = config
@@ -125,12 +138,13 @@ class ProviderActor:
         self._wall_clock = wall_clock
         self._secrets = config.secrets()
         self._content_type: str = getattr(codec, "content_type", "text/event-stream")
-        self.limiter = limiter
-        self.breaker = breaker
+        self._limiter = limiter
+        self._breaker = breaker
         self._metrics = metrics
+        self._event_buffer = event_buffer
+        # Where requests are submitted; bounded, so submitters feel backpressure.
         send, recv = trio.open_memory_channel[StreamJob](config.max_concurrency)
-        #: Where requests are submitted; bounded, so submitters feel backpressure.
-        self.mailbox: trio.MemorySendChannel[StreamJob] = send
+        self._mailbox: trio.MemorySendChannel[StreamJob] = send
         self._inbox = recv
         self.in_flight = 0
         # The worker pool (see `_worker`); it does not shrink: an idle worker costs ~2 KB.
@@ -138,6 +152,40 @@ class ProviderActor:
         self._idle = 0
         #: Set once the mailbox is closed and every job has finished.
         self.stopped = trio.Event()
+
+    async def submit(self, request: ChatRequest, model_id: str, request_id: str, max_retries: int | None = None) -> Leg:
+        """Take one request; return its leg, whose messages are the stream's batches and end.
+
+        Waits while the mailbox is full (backpressure on submitters). `max_retries`
+        overrides the provider's setting. Raises `ProviderError` once the actor is closed.
+        """
+        send, recv = trio.open_memory_channel[ReplyMessage](self._event_buffer)
+        cancel = CancelHandle()
+        now = trio.current_time()
+        job = StreamJob(request, model_id, send, cancel, request_id, max_retries, now)
+        try:
+            try:
+                self._mailbox.send_nowait(job)  # the caller waits for the first event next anyway
+            except trio.WouldBlock:
+                await self._mailbox.send(job)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise ProviderError(
+                "the service is shutting down", provider=self.name, kind="connection", retryable=True
+            ) from None
+        return Leg(f"{self.name}/{model_id}", self.name, model_id, recv, cancel, now)
+
+    def close(self) -> None:
+        """Take no more jobs; the ones taken finish (then `stopped` is set)."""
+        self._mailbox.close()
+
+    def health(self) -> dict[str, Any]:
+        """Requests in flight, the circuit's state and the limiter's (what their actors have
+        queued is taken in first)."""
+        return {
+            "in_flight": self.in_flight,
+            "circuit": self._breaker.status() if self._breaker is not None else None,
+            "rate_limit": self._limiter.status() if self._limiter is not None else None,
+        }
 
     async def run(self, *, task_status: trio.TaskStatus[ProviderActor] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve jobs until the mailbox is closed and every job has finished."""
@@ -235,14 +283,7 @@ class ProviderActor:
 
     def _record(self, job: StreamJob, p: _Progress, end: StreamEnd | None, start: float, cancelled: bool) -> None:
         assert self._metrics is not None
-        error = end.error if end is not None else None
-        kind: str | None
-        if error is not None:
-            outcome, kind = "error", error.kind
-        elif end is None:
-            outcome, kind = ("cancelled", None) if cancelled else ("error", "connection")
-        else:
-            outcome, kind = "ok", None
+        outcome, kind = _outcome(end, cancelled)
         overhead = None
         if p.dispatched_at is not None:
             overhead = max(0.0, p.dispatched_at - job.submitted_at - p.limiter_wait)
@@ -274,17 +315,16 @@ class ProviderActor:
             "upstream_model": p.model,
             "events": p.events,
         }
-        if end is not None and end.error is not None:
+        outcome, kind = _outcome(end, cancelled)
+        if outcome != "error":
+            log.info("request_end", status=outcome, **fields)
+        elif end is not None and end.error is not None:
             err = end.error
             log.warning(
-                "request_end", status="error", error_kind=err.kind, error=err.message, error_status=err.status, **fields
+                "request_end", status="error", error_kind=kind, error=err.message, error_status=err.status, **fields
             )
-        elif cancelled and p.finish is None:
-            log.info("request_end", status="cancelled", **fields)
-        elif end is None:
-            log.warning("request_end", status="error", error_kind="connection", error="actor stopped", **fields)
         else:
-            log.info("request_end", status="ok", **fields)
+            log.warning("request_end", status="error", error_kind=kind, error="actor stopped", **fields)
 
     async def _stream(self, client: UpstreamClient, job: StreamJob, progress: _Progress) -> StreamEnd:
         timeouts = self.config.timeouts
@@ -334,7 +374,7 @@ class ProviderActor:
         self, client: UpstreamClient, job: StreamJob, spec: HttpRequestSpec, progress: _Progress
     ) -> None:
         """One attempt behind the circuit breaker and the rate limiter."""
-        breaker, limiter = self.breaker, self.limiter
+        breaker, limiter = self._breaker, self._limiter
         if breaker is not None and not (breaker.admits_freely or await breaker.allow()):
             retry_in = breaker.retry_in()
             hint = f"; next probe in {retry_in:.1f} s" if retry_in is not None else ""
@@ -391,12 +431,12 @@ class ProviderActor:
                     progress.dispatched_at = now()
                 response = await client.send(request)
             except httpx.HTTPError as exc:
-                if self.limiter is not None:
-                    self.limiter.feedback(None, {}, admitted=admitted)
+                if self._limiter is not None:
+                    self._limiter.feedback(None, {}, admitted=admitted)
                 kind, message = classify_transport_error(exc)
                 raise _AttemptFailed(self._fail(message, kind, retryable=True)) from exc
-            if self.limiter is not None:
-                self.limiter.feedback(response.status_code, response.headers, admitted=admitted)
+            if self._limiter is not None:
+                self._limiter.feedback(response.status_code, response.headers, admitted=admitted)
             try:
                 progress.http_status = response.status_code
                 if response.status_code >= 400 or self._content_type not in response.headers.get(
@@ -423,11 +463,7 @@ class ProviderActor:
                 kind, message = classify_transport_error(exc)
                 raise _AttemptFailed(self._fail(message, kind, retryable=True)) from exc
             finally:
-                if type(response.stream) is ResponseStream:
-                    await response.aclose()  # which never waits (so cannot be cancelled)
-                else:
-                    with trio.CancelScope(shield=True):
-                        await response.aclose()
+                await close_response(response)
                 if decoder.unknown_events:
                     self._log.info("unknown_events", types=sorted(decoder.unknown_events), request_id=job.request_id)
                 if decoder.invalid_utf8:

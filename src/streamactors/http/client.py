@@ -3,25 +3,38 @@ failures to `ProviderError` kinds."""
 
 from __future__ import annotations
 
+import functools
 import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
 from typing import Protocol, cast
 
 import httpx
+import trio
 
 from ..config.schema import ProviderConfig
 from ..wire.base import HttpRequestSpec
 from .fast import FastTransport
 from .fast.response import ResponseStream
 
-__all__ = ["BodyChunks", "UpstreamClient", "body_chunks", "classify_transport_error", "environment_proxy"]
+__all__ = [
+    "BodyChunks",
+    "UpstreamClient",
+    "body_chunks",
+    "classify_transport_error",
+    "close_response",
+    "environment_proxy",
+]
 
 # Cached URLs and merged header sets per client; model ids in URL paths (Gemini, Azure)
 # and per-request signatures (SigV4) make many distinct keys, so the caches are bounded.
 _CACHE_LIMIT = 256
 
-# What httpx.AsyncClient sends unless told otherwise: accept, accept-encoding, connection, user-agent.
-_HTTPX_DEFAULT_HEADERS = httpx.AsyncClient(transport=httpx.AsyncBaseTransport(), trust_env=False).headers
+
+@functools.cache
+def _httpx_default_headers() -> httpx.Headers:
+    """What httpx.AsyncClient sends unless told otherwise: accept, accept-encoding, connection,
+    user-agent (asked of a client once, on first use: importing this module builds nothing)."""
+    return httpx.AsyncClient(transport=httpx.AsyncBaseTransport(), trust_env=False).headers
 
 
 class UpstreamClient:
@@ -63,6 +76,7 @@ class UpstreamClient:
         self._extensions = {"timeout": timeout.as_dict()}
         self._urls: dict[str, tuple[httpx.URL, httpx.AsyncBaseTransport]] = {}
         self._headers: dict[tuple[bytes, tuple[tuple[str, str], ...]], httpx.Headers] = {}
+        self._default_headers = _httpx_default_headers()
 
     def build_request(self, spec: HttpRequestSpec) -> httpx.Request:
         """The `httpx.Request` for `spec`: what `httpx.AsyncClient.build_request` makes, header
@@ -74,7 +88,7 @@ class UpstreamClient:
             if len(self._headers) >= _CACHE_LIMIT:
                 self._headers.clear()
             base = self._headers[key] = httpx.Headers({"Host": url.netloc.decode("ascii")})
-            base.update(_HTTPX_DEFAULT_HEADERS)
+            base.update(self._default_headers)
             base.update(spec.headers)
         body = spec.body
         if body or spec.method not in ("POST", "PUT", "PATCH"):
@@ -143,6 +157,17 @@ def body_chunks(response: httpx.Response) -> BodyChunks:
     return cast(AsyncGenerator[bytes, None], response.aiter_bytes())
 
 
+async def close_response(response: httpx.Response) -> None:
+    """Close a response whatever its transport, never left half closed by a cancellation:
+    a `FastTransport` response closes without waiting (so it cannot be cancelled); any other
+    is closed under a shield."""
+    if type(response.stream) is ResponseStream:
+        await response.aclose()
+    else:
+        with trio.CancelScope(shield=True):
+            await response.aclose()
+
+
 def environment_proxy(url: httpx.URL, proxies: Mapping[str, str]) -> str | None:
     """The proxy that `proxies` (as from `urllib.request.getproxies_environment()`: HTTPS_PROXY,
     HTTP_PROXY, ALL_PROXY, NO_PROXY) names for `url`, as httpx and the SDKs honour them."""
@@ -158,6 +183,4 @@ def classify_transport_error(exc: Exception) -> tuple[str, str]:
     if isinstance(exc, httpx.RemoteProtocolError):
         # The peer broke HTTP framing, typically by closing mid-body.
         return "connection", f"connection lost: {exc}"
-    if isinstance(exc, httpx.TransportError):
-        return "connection", f"{type(exc).__name__}: {exc}"
     return "connection", f"{type(exc).__name__}: {exc}"
