@@ -1,4 +1,16 @@
-"""Shared fixtures: the fake upstream on loopback and configs pointing at it."""
+"""Shared fixtures: the fake upstream on loopback, its socketless twin for virtual time, and
+configs pointing at either.
+
+Two ways to run a test against an upstream:
+
+- `upstream` (a `mock_upstream.MockUpstream`) with `autojump_clock`: in virtual time, for
+  what the library decides (timeouts, retries, hedging, fallback, limits). Pass
+  `transports=upstream.transports()` to `open_service`; every wait is exact and instant.
+- `fake` (a `FakeUpstream` on 127.0.0.1) on the wall clock: for what only real sockets
+  show (connections closing, kernel buffers, file descriptors, hostile bytes, exact
+  requests as sent). Real sockets and a MockClock do not mix: autojump would fire
+  while a task waits on a socket.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +21,9 @@ from typing import Any
 import orjson
 import pytest
 import trio
+import trio.testing
 
+from mock_upstream import MockUpstream
 from streamactors import Config
 from streamactors.config.schema import LoggingConfig
 from streamactors.logs import make_logger
@@ -20,14 +34,26 @@ ANTHROPIC_KEY = "sk-ant-test-ANTHROPIC-0123456789abcdef"
 
 
 @pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    """Virtual time that jumps to the next deadline whenever every task is blocked."""
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+@pytest.fixture
+def upstream() -> MockUpstream:
+    """The fake upstream's scenarios over an httpx.MockTransport: no socket, for virtual time."""
+    return MockUpstream()
+
+
+@pytest.fixture
 async def fake(nursery: Any) -> FakeUpstream:
     """A fake upstream serving every provider format on 127.0.0.1."""
     server: FakeUpstream = await nursery.start(FakeUpstream().serve)
     return server
 
 
-def provider_table(fake: FakeUpstream, **overrides: Any) -> dict[str, Any]:
-    """Config tables for openai and anthropic against the fake upstream."""
+def provider_table(fake: FakeUpstream | MockUpstream, **overrides: Any) -> dict[str, Any]:
+    """Config tables for openai and anthropic against the fake upstream (or a mock one)."""
     common = {"max_retries": 0, "timeouts": {"first_token": 5.0, "idle": 5.0, "total": 30.0}}
     common.update(overrides)
     return {
@@ -36,15 +62,27 @@ def provider_table(fake: FakeUpstream, **overrides: Any) -> dict[str, Any]:
     }
 
 
+def config_for(
+    fake: FakeUpstream | MockUpstream,
+    service: dict[str, Any] | None = None,
+    routes: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> Config:
+    """A config for openai and anthropic against `fake`; keyword overrides apply to every provider."""
+    data: dict[str, Any] = {"providers": provider_table(fake, **overrides)}
+    if service:
+        data["service"] = service
+    if routes:
+        data["routes"] = routes
+    return Config.from_dict(data)
+
+
 @pytest.fixture
 def make_config(fake: FakeUpstream) -> Callable[..., Config]:
     """Build a config for the fake upstream; keyword overrides apply to every provider."""
 
     def make(service: dict[str, Any] | None = None, **overrides: Any) -> Config:
-        data: dict[str, Any] = {"providers": provider_table(fake, **overrides)}
-        if service:
-            data["service"] = service
-        return Config.from_dict(data)
+        return config_for(fake, service, **overrides)
 
     return make
 
@@ -70,7 +108,11 @@ def logs() -> LogCapture:
 
 
 async def eventually(predicate: Callable[[], bool], within: float = 2.0, poll: float = 0.005) -> None:
-    """Wait until `predicate()` holds: for state in another object that offers no event to wait on."""
+    """Wait until `predicate()` holds: for state in another object that offers no event to wait on.
+
+    For wall-clock tests over real sockets (the far end of a connection, file descriptors).
+    In virtual time nothing is pending once every task is blocked: await
+    `trio.testing.wait_all_tasks_blocked()` and assert instead."""
     with trio.fail_after(within):
         while not predicate():  # noqa: ASYNC110 - polling is the point: nothing signals this state
             await trio.sleep(poll)
