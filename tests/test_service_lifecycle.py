@@ -1,4 +1,10 @@
-"""Supervised restarts, clean shutdown, the submission channel and the request logs."""
+"""Supervised restarts, clean shutdown, the submission channel and the request logs.
+
+A bug or crash mid-stream, the restart and the concurrency limit run in virtual time
+(`autojump_clock`) against the socketless `upstream`. The rest use the fake upstream over
+real sockets on the wall clock: the two that watch the upstream's connections close must,
+and the others time nothing.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,8 @@ import pytest
 import trio
 import trio.testing
 
-from conftest import ANTHROPIC_KEY, OPENAI_KEY, eventually, user
+from conftest import ANTHROPIC_KEY, OPENAI_KEY, config_for, eventually, user
+from mock_upstream import MockUpstream
 from streamactors import ErrorEvent, FinishEvent, ProviderError, open_service
 from streamactors.models import StreamEvent
 from streamactors.wire.openai import OpenAICodec, OpenAIStreamDecoder
@@ -29,14 +36,18 @@ class BuggyCodec(OpenAICodec):
         return BuggyDecoder() if model_id.startswith("boom") else super().new_decoder(model_id)
 
 
-async def test_a_bug_in_one_job_fails_that_request_alone(fake: Any, make_config: Any, logs: Any) -> None:
+async def test_a_bug_in_one_job_fails_that_request_alone(
+    upstream: MockUpstream, logs: Any, autojump_clock: Any
+) -> None:
     """A decoder that raises RuntimeError on one request while 50 others of the same provider
     stream: that request gets `kind="internal"` with its partial reply, the traceback is
     logged once, the 50 complete exactly, and the actor is not restarted (it did not crash)."""
-    cfg = make_config(max_concurrency=60)
-    codec = BuggyCodec(f"{fake.base_url}/v1/chat/completions", {"authorization": f"Bearer {OPENAI_KEY}"})
+    cfg = config_for(upstream, max_concurrency=60)
+    codec = BuggyCodec(f"{upstream.base_url}/v1/chat/completions", {"authorization": f"Bearer {OPENAI_KEY}"})
     replies: list[str] = []
-    async with open_service(cfg, logger=logs.logger, codecs={"openai": codec}) as service:
+    async with open_service(
+        cfg, logger=logs.logger, transports=upstream.transports(), codecs={"openai": codec}
+    ) as service:
 
         async def other(task_status: trio.TaskStatus[None]) -> None:
             async with service.stream({"model": "openai/m~tokens=200~delay_ms=2", "messages": user()}) as events:
@@ -92,11 +103,13 @@ class CrashingLogger:
 
 
 async def test_a_crash_of_the_actor_itself_restarts_it_and_fails_its_streams(
-    fake: Any, make_config: Any, logs: Any
+    upstream: MockUpstream, logs: Any, autojump_clock: Any
 ) -> None:
     """Not one job's failure but the actor's: its in-flight streams fail (instead of hanging),
     its supervisor restarts it, and it serves again; the other provider is untouched."""
-    async with open_service(make_config(), logger=CrashingLogger(logs.logger)) as service:
+    async with open_service(
+        config_for(upstream), logger=CrashingLogger(logs.logger), transports=upstream.transports()
+    ) as service:
         async with service.stream({"model": "openai/m~tokens=100000~delay_ms=10", "messages": user()}) as slow:
             await slow.__anext__()
             # That job is served; the actor crashes in its bookkeeping right after.
@@ -121,17 +134,18 @@ async def test_a_crash_of_the_actor_itself_restarts_it_and_fails_its_streams(
 
 
 async def test_a_provider_streams_at_most_max_concurrency_at_once_and_a_burst_all_at_once(
-    fake: Any, make_config: Any, logs: Any
+    upstream: MockUpstream, logs: Any, autojump_clock: Any
 ) -> None:
     """Ten requests at once against max_concurrency=4: four stream together at once (the
-    worker pool grows for the burst), never a fifth; the rest wait their turn and finish."""
-    async with open_service(make_config(max_concurrency=4), logger=logs.logger) as service:
+    worker pool grows for the burst), never a fifth; the rest wait their turn and finish.
+    In virtual time the samples, 5 ms apart, fall inside the first 300 ms wave on any machine."""
+    cfg = config_for(upstream, max_concurrency=4)
+    async with open_service(cfg, logger=logs.logger, transports=upstream.transports()) as service:
         seen: list[int] = []
         done: list[str] = []
 
         async def one() -> None:
-            # Each stream holds its first token 300 ms: the first wave outlasts the samples below
-            # however slowly the machine runs them (between waves in_flight dips for a moment).
+            # Each stream holds its first token 300 ms (between waves in_flight dips for a moment).
             reply = await service.complete({"model": "openai/m~tokens=5~ttft_ms=300", "messages": user()})
             done.append(reply.text)
 
@@ -145,10 +159,11 @@ async def test_a_provider_streams_at_most_max_concurrency_at_once_and_a_burst_al
         assert done == ["t0 t1 t2 t3 t4 "] * 10
         assert max(seen) == 4
         assert seen[1:6] == [4] * 5  # the first four started together and ran side by side
-        assert fake.open_connections <= 4
+        assert upstream.most_open <= 4  # never more than four responses open upstream at once
 
 
 async def test_leaving_the_service_leaves_no_tasks_or_sockets(fake: Any, make_config: Any, logs: Any) -> None:
+    """Real sockets, wall clock: what is checked is that the fake's end of every connection closes."""
     tasks_before = trio.lowlevel.current_statistics().tasks_living
     cfg = make_config(service={"shutdown_grace": 0.2})
     failures: list[ProviderError] = []
@@ -198,6 +213,7 @@ async def test_submission_errors_arrive_as_a_final_error_event(make_config: Any,
 
 
 async def test_submitter_closing_early_cancels_the_upstream(fake: Any, make_config: Any, logs: Any) -> None:
+    """Real sockets, wall clock: what is measured is the upstream seeing the connection close."""
     async with open_service(make_config(), logger=logs.logger) as service:
         send, recv = trio.open_memory_channel[StreamEvent](0)
         await service.submissions.send(({"model": "openai/m~tokens=100000~delay_ms=20", "messages": user()}, send))
