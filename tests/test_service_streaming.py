@@ -1,4 +1,9 @@
-"""End to end over real sockets: the service, the provider actors, the fake upstream."""
+"""End to end: the service, the provider actors, the fake upstream.
+
+Over real sockets and the wall clock, except the retry and timeout tests: those check
+what the provider actor decides, and run in virtual time (`autojump_clock`) against the
+socketless `upstream`, where a 3 s stall costs nothing and every deadline is exact.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ from typing import Any
 import pytest
 import trio
 
-from conftest import eventually, user
+from conftest import config_for, eventually, user
+from mock_upstream import MockUpstream
 from streamactors import (
     ChatRequest,
     FinishEvent,
@@ -128,15 +134,18 @@ async def test_http_errors(provider: str, status: int, retryable: bool, make_con
     assert err.partial is not None and err.partial.text == ""
 
 
-async def test_retries_before_first_event_then_gives_up(fake: Any, make_config: Any, logs: Any) -> None:
+async def test_retries_before_first_event_then_gives_up(
+    upstream: MockUpstream, logs: Any, autojump_clock: Any
+) -> None:
     """429 with Retry-After is retried max_retries times (honouring the header), then surfaces."""
-    async with open_service(make_config(max_retries=2), logger=logs.logger) as service:
+    cfg = config_for(upstream, max_retries=2)
+    async with open_service(cfg, logger=logs.logger, transports=upstream.transports()) as service:
         t0 = trio.current_time()
         with pytest.raises(ProviderError) as info:
             await service.complete({"model": "openai/m~fail=status:429~retry_after=0.05", "messages": user()})
         elapsed = trio.current_time() - t0
     assert info.value.status == 429
-    assert len(fake.requests) == 3
+    assert len(upstream.requests) == 3
     assert elapsed >= 0.1  # two waits of 0.05 s
     assert [r["event"] for r in logs.records()].count("retry") == 2
 
@@ -157,9 +166,9 @@ async def test_midstream_failure_is_not_retried(fake: Any, make_config: Any, log
     assert len(fake.requests) == 1
 
 
-async def test_first_token_timeout(make_config: Any, logs: Any) -> None:
-    cfg = make_config(timeouts={"first_token": 0.2, "idle": 5.0, "total": 30.0})
-    async with open_service(cfg, logger=logs.logger) as service:
+async def test_first_token_timeout(upstream: MockUpstream, logs: Any, autojump_clock: Any) -> None:
+    cfg = config_for(upstream, timeouts={"first_token": 0.2, "idle": 5.0, "total": 30.0})
+    async with open_service(cfg, logger=logs.logger, transports=upstream.transports()) as service:
         with pytest.raises(ProviderError) as info:
             await service.complete({"model": "anthropic/m~ttft_ms=3000", "messages": user()})
     assert info.value.kind == "timeout"
@@ -167,9 +176,9 @@ async def test_first_token_timeout(make_config: Any, logs: Any) -> None:
     assert "first_token" in info.value.message
 
 
-async def test_idle_timeout_mid_stream_keeps_partial(make_config: Any, logs: Any) -> None:
-    cfg = make_config(timeouts={"first_token": 5.0, "idle": 0.2, "total": 30.0})
-    async with open_service(cfg, logger=logs.logger) as service:
+async def test_idle_timeout_mid_stream_keeps_partial(upstream: MockUpstream, logs: Any, autojump_clock: Any) -> None:
+    cfg = config_for(upstream, timeouts={"first_token": 5.0, "idle": 0.2, "total": 30.0})
+    async with open_service(cfg, logger=logs.logger, transports=upstream.transports()) as service:
         with pytest.raises(ProviderError) as info:
             await service.complete({"model": "openai/m~tokens=10~fail=hang@4", "messages": user()})
     assert info.value.kind == "timeout"
@@ -177,9 +186,9 @@ async def test_idle_timeout_mid_stream_keeps_partial(make_config: Any, logs: Any
     assert info.value.partial is not None and info.value.partial.text == expected_text(4)
 
 
-async def test_total_timeout(make_config: Any, logs: Any) -> None:
-    cfg = make_config(timeouts={"first_token": 5.0, "idle": 5.0, "total": 0.3})
-    async with open_service(cfg, logger=logs.logger) as service:
+async def test_total_timeout(upstream: MockUpstream, logs: Any, autojump_clock: Any) -> None:
+    cfg = config_for(upstream, timeouts={"first_token": 5.0, "idle": 5.0, "total": 0.3})
+    async with open_service(cfg, logger=logs.logger, transports=upstream.transports()) as service:
         with pytest.raises(ProviderError) as info:
             await service.complete({"model": "openai/m~tokens=100~delay_ms=20", "messages": user()})
     assert info.value.kind == "timeout"
@@ -187,7 +196,8 @@ async def test_total_timeout(make_config: Any, logs: Any) -> None:
 
 
 async def test_early_close_cancels_upstream_within_100ms(fake: Any, make_config: Any, logs: Any) -> None:
-    """Leaving the stream block closes the upstream connection promptly."""
+    """Leaving the stream block closes the upstream connection promptly.
+    Real sockets, wall clock: what is measured is the upstream seeing the connection close."""
     async with open_service(make_config(), logger=logs.logger) as service:
         async with service.stream({"model": "openai/m~tokens=100000~delay_ms=20", "messages": user()}) as ev:
             async for e in ev:
@@ -200,7 +210,8 @@ async def test_early_close_cancels_upstream_within_100ms(fake: Any, make_config:
 
 
 async def test_slow_consumer_pushes_back_on_upstream(fake: Any, make_config: Any, logs: Any) -> None:
-    """A consumer that stops reading stops the upstream reads: the fake cannot send everything."""
+    """A consumer that stops reading stops the upstream reads: the fake cannot send everything.
+    Real sockets, wall clock: what is measured is TCP flow control, the fake blocked on a full socket."""
     total = 300_000
     request = {"model": f"openai/m~tokens={total}", "messages": user()}
     async with open_service(make_config(), logger=logs.logger) as service, service.stream(request) as ev:
