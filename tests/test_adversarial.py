@@ -7,6 +7,12 @@ unknown event types, invalid UTF-8, a flood of tiny events), in the right reply.
 Configuration mistakes must be a `ConfigError` naming the key and the fix, raised before
 any request leaves. Cases that `tests/test_config.py` and `test_service_streaming.py`
 already cover are not repeated here.
+
+The slow drips check timeouts, which are the provider actor's trio deadlines, not the
+socket's: they run in virtual time (`autojump_clock`) against the socketless `upstream`,
+which sends the same bytes one read at a time. Every other upstream fault needs a real
+hostile socket (a reset, a half-sent chunk, a gigabyte against kernel buffers, a
+connection held open, gzip) and stays on the fake upstream and the wall clock.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import pytest
 import trio
 
 from conftest import ANTHROPIC_KEY, OPENAI_KEY, LogCapture, eventually, provider_table, user
+from mock_upstream import MockUpstream
 from streamactors import Config, ConfigError, ProviderError, open_service
 from streamactors.testing import FakeUpstream, token_text
 from streamactors.testing.script import BAD_UTF8_TEXT, ENDLESS_BLOCKS
@@ -36,7 +43,7 @@ TIMEOUTS = {"connect": 2.0, "first_token": 2.0, "idle": 1.0, "total": 10.0}
 MB = 1024 * 1024
 
 
-def table(fake: FakeUpstream, names: tuple[str, ...], **overrides: Any) -> dict[str, Any]:
+def table(fake: FakeUpstream | MockUpstream, names: tuple[str, ...], **overrides: Any) -> dict[str, Any]:
     """`[providers]` for the named providers, each against `fake`, with a small event limit."""
     common: dict[str, Any] = {"max_retries": 0, "max_event_bytes": MAX_EVENT_BYTES, "timeouts": TIMEOUTS}
     common.update(overrides)
@@ -60,6 +67,16 @@ def table(fake: FakeUpstream, names: tuple[str, ...], **overrides: Any) -> dict[
 def config(fake: FakeUpstream) -> Callable[..., Config]:
     def make(*names: str, **overrides: Any) -> Config:
         return Config.from_dict({"providers": table(fake, names or tuple(PROVIDERS), **overrides)})
+
+    return make
+
+
+@pytest.fixture
+def mock_config(upstream: MockUpstream) -> Callable[..., Config]:
+    """As `config`, against the socketless `upstream` (serve it with `upstream.transports()`)."""
+
+    def make(*names: str, **overrides: Any) -> Config:
+        return Config.from_dict({"providers": table(upstream, names or tuple(PROVIDERS), **overrides)})
 
     return make
 
@@ -92,7 +109,8 @@ def rss() -> int:
 async def test_an_event_that_never_ends_stops_at_max_event_bytes(
     provider: str, fake: FakeUpstream, config: Any, logs: LogCapture
 ) -> None:
-    """1 GiB without a line break: cut off at 64 KiB, the fake never gets far, RSS stays flat."""
+    """1 GiB without a line break: cut off at 64 KiB, the fake never gets far, RSS stays flat.
+    Real sockets, wall clock: how far the fake gets is bounded by the kernel's socket buffers."""
     async with open_service(config(provider), logger=logs.logger) as service:
         await service.complete({"model": f"{provider}/warm-up~tokens=5", "messages": user()})
         rss0, chunks0, aborted0 = rss(), fake.chunks_sent, fake.responses_aborted
@@ -239,14 +257,16 @@ async def test_stream_that_ends_without_its_terminator(provider: str, config: An
     assert err.partial.finish_reason is None
 
 
-# --- slow drips ----------------------------------------------------------------------------
+# --- slow drips (virtual time) ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-async def test_slow_drip_mid_stream_hits_the_idle_timeout(provider: str, config: Any, logs: LogCapture) -> None:
+async def test_slow_drip_mid_stream_hits_the_idle_timeout(
+    provider: str, upstream: MockUpstream, mock_config: Any, logs: LogCapture, autojump_clock: Any
+) -> None:
     """One byte every 3 s, idle timeout 0.3 s: a timeout soon after the third token."""
-    cfg = config(provider, timeouts={**TIMEOUTS, "idle": 0.3})
-    async with open_service(cfg, logger=logs.logger) as service:
+    cfg = mock_config(provider, timeouts={**TIMEOUTS, "idle": 0.3})
+    async with open_service(cfg, logger=logs.logger, transports=upstream.transports()) as service:
         err, took = await failure(service, f"{provider}/m~tokens=6~fail=drip@3~drip_ms=3000", within=5)
     assert err.kind == "timeout" and err.retryable
     assert "idle timeout" in err.message
@@ -255,12 +275,12 @@ async def test_slow_drip_mid_stream_hits_the_idle_timeout(provider: str, config:
 
 
 async def test_a_drip_faster_than_the_idle_timeout_is_bounded_by_the_total_timeout(
-    config: Any, logs: LogCapture
+    upstream: MockUpstream, mock_config: Any, logs: LogCapture, autojump_clock: Any
 ) -> None:
     """A byte every 50 ms keeps the connection alive (any byte is upstream activity, as SSE
     keep-alive comments are), but never completes an event: the total timeout ends it."""
-    cfg = config("openai", timeouts={**TIMEOUTS, "idle": 0.3, "total": 1.0})
-    async with open_service(cfg, logger=logs.logger) as service:
+    cfg = mock_config("openai", timeouts={**TIMEOUTS, "idle": 0.3, "total": 1.0})
+    async with open_service(cfg, logger=logs.logger, transports=upstream.transports()) as service:
         err, took = await failure(service, "openai/m~tokens=6~fail=drip@3~drip_ms=50", within=5)
     assert err.kind == "timeout" and "total timeout" in err.message
     assert err.partial is not None and err.partial.text == expected_text(3)
@@ -269,11 +289,11 @@ async def test_a_drip_faster_than_the_idle_timeout_is_bounded_by_the_total_timeo
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_a_drip_before_the_first_event_hits_the_first_token_timeout(
-    provider: str, config: Any, logs: LogCapture
+    provider: str, upstream: MockUpstream, mock_config: Any, logs: LogCapture, autojump_clock: Any
 ) -> None:
     """Bytes that never make an event do not count as a first token."""
-    cfg = config(provider, timeouts={**TIMEOUTS, "first_token": 0.5, "idle": 0.2})
-    async with open_service(cfg, logger=logs.logger) as service:
+    cfg = mock_config(provider, timeouts={**TIMEOUTS, "first_token": 0.5, "idle": 0.2})
+    async with open_service(cfg, logger=logs.logger, transports=upstream.transports()) as service:
         err, took = await failure(service, f"{provider}/m~tokens=6~fail=drip@0~drip_ms=50", within=5)
     assert err.kind == "timeout" and "first_token timeout" in err.message
     assert err.partial is not None and err.partial.text == ""
