@@ -6,6 +6,8 @@ Azure key and an Azure AD token) against the fake upstream, through successes an
 failures: a 401 whose body repeats the request's credentials (`echo_auth=1`), an
 in-stream error that repeats them, retried 503s, refused connections, and a provider
 actor that crashes with a credential in its exception. Then every output is searched.
+Real sockets on the wall clock: what the real transport and connection errors say is among
+what is searched, and nothing here is timed.
 """
 
 from __future__ import annotations
