@@ -7,6 +7,9 @@ as the SDKs do); a third of them travel over the submission channel. Every token
 checked as it arrives (token i must be "t{i} "), so a duplicated, reordered or lost token
 fails the run; every request must end exactly once, completed or with a `ProviderError`
 whose partial reply is exactly what was read; and the whole run must finish in time.
+
+The 2,500-request run is marked `slow`: out of the default run, run by `pytest -m slow`
+(a step of its own in .ci/run).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class Checker:
         assert self.finish is None
 
 
+@pytest.mark.slow
 async def test_soak_with_injected_faults_accounts_for_every_request(nursery: trio.Nursery) -> None:
     fake: FakeUpstream = await nursery.start(FakeUpstream(fail_rate=0.01, midstream_rate=0.01, seed=6).serve)
     cfg = Config.from_dict(
