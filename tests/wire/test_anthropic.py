@@ -33,11 +33,11 @@ from streamactors.models import (
     ToolCall,
 )
 from streamactors.wire.anthropic import (
-    DEFAULT_MAX_TOKENS,
     AnthropicCodec,
     AnthropicStreamDecoder,
     anthropic_body,
 )
+from streamactors.wire.claude import DEFAULT_MAX_TOKENS
 
 TRANSCRIPTS = transcripts("anthropic")
 URL = "https://api.anthropic.com/v1/messages"

@@ -25,14 +25,12 @@ from .base import (
     json_field,
     tool_arguments_object,
 )
+from .claude import claude_sampling
 from .sse import DEFAULT_MAX_EVENT_BYTES
 
-__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicCodec", "AnthropicStreamDecoder", "anthropic_body"]
+__all__ = ["AnthropicCodec", "AnthropicStreamDecoder", "anthropic_body"]
 
 ANTHROPIC_VERSION = "2023-06-01"
-#: Anthropic requires max_tokens; this is what we send when the request gives none.
-DEFAULT_MAX_TOKENS = 4096
-EFFORT_BUDGET = {"low": 1024, "medium": 4096, "high": 16384}
 
 STOP_MAP = {
     "end_turn": "stop",
@@ -129,18 +127,9 @@ def anthropic_messages(messages: tuple[Message, ...]) -> tuple[str | None, list[
 def anthropic_body(request: ChatRequest, model_id: str | None) -> dict[str, Any]:
     """The Messages API body, in the key order the anthropic SDK uses."""
     system, messages = anthropic_messages(request.messages)
-    max_tokens = request.max_tokens if request.max_tokens is not None else DEFAULT_MAX_TOKENS
-    thinking = None
-    if request.reasoning is not None:
-        budget = request.reasoning.budget_tokens
-        if budget is None and request.reasoning.effort is not None:
-            budget = EFFORT_BUDGET[request.reasoning.effort]
-        if budget is not None:
-            budget = max(budget, 1024)
-            if max_tokens <= budget:
-                max_tokens = budget + max_tokens  # the API requires budget_tokens < max_tokens
-            thinking = {"type": "enabled", "budget_tokens": budget}
-    body: dict[str, Any] = {"max_tokens": max_tokens, "messages": messages}
+    # The Messages API requires max_tokens; thinking drops temperature and top_p.
+    sampling = claude_sampling(request, require_max_tokens=True)
+    body: dict[str, Any] = {"max_tokens": sampling.max_tokens, "messages": messages}
     if model_id is not None:
         body["model"] = model_id
     if request.stop:
@@ -148,10 +137,10 @@ def anthropic_body(request: ChatRequest, model_id: str | None) -> dict[str, Any]
     body["stream"] = True
     if system is not None:
         body["system"] = system
-    if request.temperature is not None and thinking is None:
-        body["temperature"] = request.temperature
-    if thinking is not None:
-        body["thinking"] = thinking
+    if sampling.temperature is not None:
+        body["temperature"] = sampling.temperature
+    if sampling.thinking_budget is not None:
+        body["thinking"] = {"type": "enabled", "budget_tokens": sampling.thinking_budget}
     tool_choice = _tool_choice(request.tool_choice)
     if tool_choice is not None:
         body["tool_choice"] = tool_choice
@@ -164,8 +153,8 @@ def anthropic_body(request: ChatRequest, model_id: str | None) -> dict[str, Any]
             }
             for t in request.tools
         ]
-    if request.top_p is not None and thinking is None:
-        body["top_p"] = request.top_p
+    if sampling.top_p is not None:
+        body["top_p"] = sampling.top_p
     return body
 
 

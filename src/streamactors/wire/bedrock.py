@@ -39,8 +39,8 @@ from ..models import (
     ToolCallEvent,
     UsageEvent,
 )
-from .anthropic import DEFAULT_MAX_TOKENS, EFFORT_BUDGET
 from .base import HttpRequestSpec, error_message_from_body, json_field, tool_arguments_object
+from .claude import claude_sampling
 from .sse import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = [
@@ -170,31 +170,22 @@ def converse_body(request: ChatRequest) -> dict[str, Any]:
     """The ConverseStream JSON body (everything but `modelId`, which goes in the URL).
 
     Keys follow the service model's member order, which is the order boto3 users write
-    them in. Reasoning is sent as Anthropic's `thinking` in `additionalModelRequestFields`;
-    as in the Anthropic codec, it drops temperature/topP and raises maxTokens above the budget.
+    them in. Reasoning is sent as Anthropic's `thinking` in `additionalModelRequestFields`,
+    under Claude's thinking rule (`wire/claude.py`): it drops temperature/topP and raises
+    maxTokens above the budget.
     """
     system, messages = converse_messages(request.messages)
     body: dict[str, Any] = {"messages": messages}
     if system:
         body["system"] = system
-    budget = None
-    if request.reasoning is not None:
-        budget = request.reasoning.budget_tokens
-        if budget is None and request.reasoning.effort is not None:
-            budget = EFFORT_BUDGET[request.reasoning.effort]
-    max_tokens = request.max_tokens
-    if budget is not None:
-        budget = max(budget, 1024)
-        max_tokens = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
-        if max_tokens <= budget:
-            max_tokens += budget  # Anthropic requires budget_tokens < max_tokens
+    sampling = claude_sampling(request, require_max_tokens=False)
     inference: dict[str, Any] = {}
-    if max_tokens is not None:
-        inference["maxTokens"] = max_tokens
-    if request.temperature is not None and budget is None:
-        inference["temperature"] = request.temperature
-    if request.top_p is not None and budget is None:
-        inference["topP"] = request.top_p
+    if sampling.max_tokens is not None:
+        inference["maxTokens"] = sampling.max_tokens
+    if sampling.temperature is not None:
+        inference["temperature"] = sampling.temperature
+    if sampling.top_p is not None:
+        inference["topP"] = sampling.top_p
     if request.stop:
         inference["stopSequences"] = list(request.stop)
     if inference:
@@ -219,8 +210,9 @@ def converse_body(request: ChatRequest) -> dict[str, Any]:
             if choice is not None:
                 config["toolChoice"] = choice
             body["toolConfig"] = config
-    if budget is not None:
-        body["additionalModelRequestFields"] = {"thinking": {"type": "enabled", "budget_tokens": budget}}
+    if sampling.thinking_budget is not None:
+        thinking = {"type": "enabled", "budget_tokens": sampling.thinking_budget}
+        body["additionalModelRequestFields"] = {"thinking": thinking}
     return body
 
 
