@@ -27,6 +27,7 @@ import pytest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.eventstream import EventStreamBuffer
 
+from streamactors.config import BedrockConfig, Config
 from streamactors.errors import WireError
 from streamactors.models import (
     ChatRequest,
@@ -42,6 +43,7 @@ from streamactors.models import (
     ToolCallEvent,
     UsageEvent,
 )
+from streamactors.providers.auth import AwsSigner
 from streamactors.testing.formats import bedrock as fmt
 from streamactors.testing.routing import route_request
 from streamactors.testing.script import Scenario, build_steps, token_text
@@ -239,7 +241,7 @@ class TestConverseBody:
                           tool_choice={"type": "function", "function": {"name": "get_weather"}},
                           reasoning=Reasoning(effort="low"))
         for model_id in (CLAUDE, PROFILE_ARN):
-            ours = BedrockCodec(ENDPOINT, "us-east-1", lambda: CREDS).build_request(req, model_id)
+            ours = sign_request(BedrockCodec(ENDPOINT).build_request(req, model_id), CREDS, "us-east-1")
             theirs = boto3_request(monkeypatch, model_id, converse_body(req))
             assert ours.url == theirs.url
             assert ours.body == theirs.body
@@ -288,18 +290,19 @@ class TestCodec:
         ("meta.llama3-70b-instruct-v1:0~tokens=3", "/model/meta.llama3-70b-instruct-v1%3A0~tokens%3D3/converse-stream"),
     ])
     def test_url_quotes_model_id_like_botocore(self, model_id: str, path: str) -> None:
-        codec = BedrockCodec(ENDPOINT + "/", "us-east-1", None)
+        codec = BedrockCodec(ENDPOINT + "/")
         assert codec.url(model_id) == ENDPOINT + path
 
-    def test_unsigned_without_credentials_provider(self) -> None:
-        codec = BedrockCodec(ENDPOINT, "us-east-1", None)
+    def test_built_unsigned(self) -> None:
+        """The provider's authorizer signs each attempt (`test_signed_by_the_providers_signer`)."""
+        codec = BedrockCodec(ENDPOINT)
         spec = codec.build_request(ChatRequest("b/x", [Message("user", "é")]), CLAUDE)
         assert spec.method == "POST"
         assert spec.headers == (("Content-Type", "application/json"),)
         assert spec.body == b'{"messages": [{"role": "user", "content": [{"text": "\\u00e9"}]}]}'
 
     def test_parse_error(self) -> None:
-        codec = BedrockCodec(ENDPOINT, "us-east-1", None)
+        codec = BedrockCodec(ENDPOINT)
         assert codec.parse_error(400, b'{"message":"Malformed input request"}') == ("Malformed input request", None)
         aws = b'{"__type":"com.amazon.coral.service#UnrecognizedClientException","Message":"bad token"}'
         assert codec.parse_error(403, aws) == ("bad token", "UnrecognizedClientException")
@@ -386,15 +389,27 @@ class TestSigning:
         assert headers["Authorization"].endswith(
             "Signature=" + reference_sigv4(self.SPEC, plain, "us-east-1", "bedrock", "20240501T120700Z"))
 
-    def test_codec_signs_with_the_providers_credentials(self, frozen_clock: datetime.datetime) -> None:
+    async def test_signed_by_the_providers_signer(
+        self, monkeypatch: pytest.MonkeyPatch, frozen_clock: datetime.datetime
+    ) -> None:
+        """The codec's request, signed as the service signs each attempt: by the provider's
+        `AwsSigner` (through `sign_request`), with its credentials, frozen once per attempt."""
         calls = []
+        freeze = Credentials.get_frozen_credentials
 
-        def provider() -> Credentials:
+        def counted(creds: Credentials) -> ReadOnlyCredentials:
             calls.append(1)
-            return CREDS
+            return freeze(creds)
 
-        codec = BedrockCodec("http://127.0.0.1:8123", "us-west-2", provider)
-        spec = codec.build_request(ChatRequest("b/x", [Message("user", "hi")]), "m~tokens=3")
+        monkeypatch.setattr(Credentials, "get_frozen_credentials", counted)
+        table = {"kind": "bedrock", "region": "us-west-2", "endpoint_url": "http://127.0.0.1:8123",
+                 "aws_access_key_id": CREDS.access_key, "aws_secret_access_key": CREDS.secret_key,
+                 "aws_session_token": CREDS.token}
+        pc = Config.from_dict({"providers": {"bedrock": table}}).providers["bedrock"]
+        assert isinstance(pc, BedrockConfig)
+        codec = BedrockCodec("http://127.0.0.1:8123")
+        spec = await AwsSigner("bedrock", pc)(codec.build_request(ChatRequest("b/x", [Message("user", "hi")]),
+                                                                  "m~tokens=3"))
         assert calls == [1]
         m = AUTH.match(dict(spec.headers)["Authorization"])
         assert m is not None

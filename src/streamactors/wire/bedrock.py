@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -46,16 +46,11 @@ from .sse import DEFAULT_MAX_EVENT_BYTES
 __all__ = [
     "BedrockCodec",
     "BedrockStreamDecoder",
-    "CredentialsProvider",
     "converse_body",
     "converse_messages",
     "default_endpoint",
     "sign_request",
 ]
-
-#: Returns the credentials to sign with; called once per request, so it must be cheap
-#: and must not block (hand it frozen credentials that something else refreshes).
-CredentialsProvider = Callable[[], Credentials | ReadOnlyCredentials]
 
 STOP_MAP = {
     "end_turn": "stop",
@@ -240,11 +235,12 @@ def sign_request(
 
 
 class BedrockCodec:
-    """Builds signed `POST {endpoint_url}/model/{modelId}/converse-stream` requests and
-    decodes their event streams.
+    """Builds `POST {endpoint_url}/model/{modelId}/converse-stream` requests and decodes
+    their event streams.
 
-    With `credentials_provider=None` requests are left unsigned, for an authorizer to
-    sign with `sign_request` just before each attempt (a retry then gets a fresh date).
+    Requests are built unsigned: the provider's authorizer (`providers.auth.AwsSigner`)
+    signs each attempt with `sign_request` just before it is sent, so a retry gets a
+    fresh date and refreshed credentials.
     """
 
     content_type = "application/vnd.amazon.eventstream"
@@ -252,8 +248,6 @@ class BedrockCodec:
     def __init__(
         self,
         endpoint_url: str,
-        region: str,
-        credentials_provider: CredentialsProvider | None,
         *,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         extra_headers: Mapping[str, str] | None = None,
@@ -261,8 +255,6 @@ class BedrockCodec:
         #: Headers from the config, sent (and signed) with every request.
         self.extra_headers = tuple((extra_headers or {}).items())
         self.endpoint_url = endpoint_url.rstrip("/")
-        self.region = region
-        self.credentials_provider = credentials_provider
         self.max_event_bytes = max_event_bytes
 
     def url(self, model_id: str) -> str:
@@ -272,10 +264,7 @@ class BedrockCodec:
     def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
         body = json.dumps(converse_body(request)).encode("utf-8")
         headers = (("Content-Type", "application/json"), *self.extra_headers)
-        spec = HttpRequestSpec("POST", self.url(model_id), headers, body)
-        if self.credentials_provider is None:
-            return spec
-        return sign_request(spec, self.credentials_provider(), self.region)
+        return HttpRequestSpec("POST", self.url(model_id), headers, body)
 
     def new_decoder(self, model_id: str = "") -> BedrockStreamDecoder:
         return BedrockStreamDecoder(self.max_event_bytes)
