@@ -3,7 +3,7 @@
 The input is what the fake upstream sends, in each provider's exact format, one event
 per chunk: a text reply of `--tokens` tokens (the common case), and a mixed reply with
 reasoning and four tool calls. Each run decodes the whole stream with a fresh decoder
-from the codec the service would build (`build_codec`), through `close()`.
+from the codec the service would build (`build_codec`), through `close_into()`.
 
 Usage: python stress/bench_codecs.py [--tokens 20000] [--repeat 5]
 """
@@ -14,6 +14,7 @@ import argparse
 from types import ModuleType
 
 from _common import best_of, emit_json, print_table
+from streamactors.models import StreamEvent
 from streamactors.providers.kinds import build_codec
 from streamactors.stress.run import fake_config
 from streamactors.testing.formats import anthropic, bedrock, gemini, openai
@@ -36,9 +37,13 @@ def rendered(kind: str, scenario: Scenario) -> list[bytes]:
 def decode_all(c: ProviderCodec, chunks: list[bytes]) -> int:
     decoder = c.new_decoder("fake-model")
     n = 0
-    for chunk in chunks:
-        n += len(decoder.feed(chunk))
-    return n + len(decoder.close())
+    for chunk in chunks:  # a fresh list per read, as the provider actor does
+        events: list[StreamEvent] = []
+        decoder.feed_into(chunk, events)
+        n += len(events)
+    events = []
+    decoder.close_into(events)
+    return n + len(events)
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ The recorded streams in fixtures/ are concatenated and repeated to `--mb` megaby
 cut into chunks (one SSE event per chunk, as providers send them, or 64 KiB reads),
 and decoded by:
 
-- streamactors: `streamactors.wire.sse.SSEDecoder.feed(chunk)`;
+- streamactors: `streamactors.wire.sse.SSEDecoder.feed_into(chunk, events)`;
 - httpx-sse: what `EventSource.aiter_sse()` does: httpx's UTF-8 text decoder and
   `LineDecoder` (as `Response.aiter_lines()`), then `httpx_sse.SSEDecoder.decode(line)`;
 - openai: the openai SDK's `openai._streaming.SSEDecoder.iter_bytes(chunks)`.
@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 
 from _common import best_of, emit_json, fixture_bytes, print_table
-from streamactors.wire.sse import SSEDecoder
+from streamactors.wire.sse import SSEDecoder, SSEEvent
 
 _EVENT_END = re.compile(rb"(?<=\r\n\r\n)|(?<=\n\n)")
 
@@ -37,9 +37,10 @@ def reads(data: bytes, size: int = 65536) -> list[bytes]:
 def ours(chunks: list[bytes]) -> int:
     decoder = SSEDecoder()
     n = 0
-    for chunk in chunks:
-        n += len(decoder.feed(chunk))
-    decoder.close()
+    for chunk in chunks:  # a fresh list per read
+        events: list[SSEEvent] = []
+        decoder.feed_into(chunk, events)
+        n += len(events)
     return n
 
 

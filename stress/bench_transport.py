@@ -47,7 +47,7 @@ import trio
 from streamactors.http.fast import ChunkedDecoder, FastTransport, ResponseHeadReader
 from streamactors.http.fast.body import decoder_for
 from streamactors.http.fast.h1 import body_framing
-from streamactors.wire.sse import SSEDecoder
+from streamactors.wire.sse import SSEDecoder, SSEEvent
 
 PATH = "/v1/chat/completions"
 TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=5.0, pool=None)  # as transport.make_client sets it
@@ -65,7 +65,9 @@ class Counter:
         self.tokens = 0
 
     def feed(self, data: bytes) -> None:
-        for event in self.decoder.feed(data):
+        events: list[SSEEvent] = []
+        self.decoder.feed_into(data, events)
+        for event in events:
             if event.data == "[DONE]":
                 continue
             chunk = orjson.loads(event.data)

@@ -15,7 +15,9 @@ from wire_harness import (
     assert_every_split,
     assert_feed_and_close,
     assert_three_way_and_bytes,
+    close,
     decode,
+    feed,
     load,
     split_at,
     transcripts,
@@ -248,14 +250,14 @@ def test_transcript_in_three_pieces_and_byte_by_byte(path: Path) -> None:
 
 @pytest.mark.parametrize("path", TRANSCRIPTS, ids=lambda p: p.stem)
 def test_transcript_through_feed_and_close(path: Path) -> None:
-    """The plain `feed`/`close` API gives the same events when nothing fails."""
+    """A fresh list per call (`feed`/`close`) gives the same events when nothing fails."""
     assert_feed_and_close(AnthropicStreamDecoder, path)
 
 
 def test_transcript_metadata() -> None:
     dec = AnthropicStreamDecoder()
     data, _ = load(TRANSCRIPTS[0].parent / "anthropic_thinking.sse")
-    dec.feed(data)
+    feed(dec, data)
     assert dec.model == "claude-opus-4-1-20250805"
     assert dec.unknown_events == set() and dec.invalid_utf8 is False
 
@@ -420,7 +422,7 @@ def test_events_before_an_error_in_the_same_read_are_kept() -> None:
         dec.feed_into(raw, out)
     assert out == [TextEvent("a")] and info.value.status == 529
     with pytest.raises(WireError):
-        dec.close()
+        close(dec)
 
 
 # --- end of stream ------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import orjson
 import pytest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.eventstream import EventStreamBuffer
+from wire_harness import close, feed
 
 from streamactors.config import BedrockConfig, Config
 from streamactors.errors import WireError
@@ -84,9 +85,10 @@ def decode(data: bytes, *splits: int) -> list[StreamEvent]:
     out: list[StreamEvent] = []
     last = 0
     for cut in (*splits, len(data)):
-        out += dec.feed(data[last:cut])
+        dec.feed_into(data[last:cut], out)
         last = cut
-    return out + dec.close()
+    dec.close_into(out)
+    return out
 
 
 def as_dicts(events: list[StreamEvent]) -> list[dict[str, Any]]:
@@ -524,13 +526,13 @@ class TestFixtures:
         stop_end = len(data) - len(event_frame(*TRANSCRIPTS[name][-1]))
         for cut in range(stop_end):
             dec = BedrockStreamDecoder()
-            dec.feed(data[:cut])
+            feed(dec, data[:cut])
             with pytest.raises(WireError, match="ended before its terminator") as info:
-                dec.close()
+                close(dec)
             assert info.value.kind == "protocol"
         for cut in range(stop_end, len(data)):  # metadata missing or cut: finish, no usage
             dec = BedrockStreamDecoder()
-            events = dec.feed(data[:cut]) + dec.close()
+            events = feed(dec, data[:cut]) + close(dec)
             assert as_dicts(events) == [e for e in expected if e["type"] != "usage"]
 
 
@@ -552,71 +554,71 @@ class TestMalformed:
         frame = bytearray(event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "hi"}}))
         frame[-8] ^= 0x01  # a payload byte
         with pytest.raises(WireError, match="Checksum mismatch") as info:
-            BedrockStreamDecoder().feed(bytes(frame))
+            feed(BedrockStreamDecoder(), bytes(frame))
         assert info.value.kind == "protocol"
 
     def test_bad_prelude_crc(self) -> None:
         frame = bytearray(event_frame("messageStart", {"role": "assistant"}))
         frame[3] ^= 0x01  # the total length
         with pytest.raises(WireError, match="prelude checksum") as info:
-            BedrockStreamDecoder().feed(bytes(frame[:12]))
+            feed(BedrockStreamDecoder(), bytes(frame[:12]))
         assert info.value.kind == "protocol"
 
     def test_absurd_length_rejected_from_the_prelude_alone(self) -> None:
         head = struct.pack("!II", 3_000_000_000, 50)
         prelude = head + struct.pack("!I", zlib.crc32(head))
         dec = BedrockStreamDecoder()
-        assert dec.feed(prelude[:11]) == []
+        assert feed(dec, prelude[:11]) == []
         with pytest.raises(WireError, match="larger than max_event_bytes") as info:
-            dec.feed(prelude[11:])
+            feed(dec, prelude[11:])
         assert info.value.kind == "protocol"
 
     def test_max_event_bytes(self) -> None:
         frame = event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "x" * 100}})
-        assert BedrockStreamDecoder(max_event_bytes=len(frame)).feed(frame) == [TextEvent("x" * 100)]
+        assert feed(BedrockStreamDecoder(max_event_bytes=len(frame)), frame) == [TextEvent("x" * 100)]
         with pytest.raises(WireError, match="larger than max_event_bytes"):
-            BedrockStreamDecoder(max_event_bytes=len(frame) - 1).feed(frame)
+            feed(BedrockStreamDecoder(max_event_bytes=len(frame) - 1), frame)
 
     def test_botocore_limits_apply_from_the_prelude(self) -> None:
         """Past botocore's own 24 MiB payload limit, its InvalidPayloadLength becomes a WireError."""
         head = struct.pack("!II", 30 * 1024 * 1024, 0)
         dec = BedrockStreamDecoder(max_event_bytes=64 * 1024 * 1024)
         with pytest.raises(WireError, match="InvalidPayloadLength") as info:
-            dec.feed(head + struct.pack("!I", zlib.crc32(head)))
+            feed(dec, head + struct.pack("!I", zlib.crc32(head)))
         assert info.value.kind == "protocol"
 
     def test_lengths_that_cannot_hold_the_headers(self) -> None:
         head = struct.pack("!II", 20, 10)
         with pytest.raises(WireError, match="malformed event-stream prelude"):
-            BedrockStreamDecoder().feed(head + struct.pack("!I", zlib.crc32(head)))
+            feed(BedrockStreamDecoder(), head + struct.pack("!I", zlib.crc32(head)))
 
     def test_bad_header_type(self) -> None:
         frame = bytearray(fmt.encode_frame({"a": "b"}, b"{}"))
         frame[14] = 42  # the header value type
         frame[-4:] = struct.pack("!I", zlib.crc32(bytes(frame[:-4])))
         with pytest.raises(WireError, match="malformed event-stream message"):
-            BedrockStreamDecoder().feed(bytes(frame))
+            feed(BedrockStreamDecoder(), bytes(frame))
 
     def test_invalid_json(self) -> None:
         headers = {":event-type": "contentBlockDelta", ":message-type": "event"}
         with pytest.raises(WireError, match="invalid JSON") as info:
-            BedrockStreamDecoder().feed(fmt.encode_frame(headers, b'{"delta": {'))
+            feed(BedrockStreamDecoder(), fmt.encode_frame(headers, b'{"delta": {'))
         assert info.value.kind == "protocol"
 
     def test_invalid_utf8_is_replaced_and_flagged(self) -> None:
         headers = {":event-type": "contentBlockDelta", ":message-type": "event"}
         dec = BedrockStreamDecoder()
-        assert dec.feed(fmt.encode_frame(headers, b'{"delta": {"text": "a\xffb"}}')) == [TextEvent("a\ufffdb")]
+        assert feed(dec, fmt.encode_frame(headers, b'{"delta": {"text": "a\xffb"}}')) == [TextEvent("a\ufffdb")]
         assert dec.invalid_utf8
 
     def test_missing_message_type(self) -> None:
         with pytest.raises(WireError, match=":message-type"):
-            BedrockStreamDecoder().feed(fmt.encode_frame({":event-type": "messageStart"}, b"{}"))
+            feed(BedrockStreamDecoder(), fmt.encode_frame({":event-type": "messageStart"}, b"{}"))
 
     def test_tool_input_without_start(self) -> None:
         frame = event_frame("contentBlockDelta", {"contentBlockIndex": 4, "delta": {"toolUse": {"input": "{}"}}})
         with pytest.raises(WireError, match="never started"):
-            BedrockStreamDecoder().feed(frame)
+            feed(BedrockStreamDecoder(), frame)
 
     def test_unknown_events_are_recorded(self) -> None:
         dec = BedrockStreamDecoder()
@@ -626,8 +628,8 @@ class TestMalformed:
             event_frame("contentBlockStart", {"contentBlockIndex": 1, "start": {"image": {}}}),
             event_frame("messageStop", {"stopReason": "brand_new_reason"}),
         ])
-        assert dec.feed(data) == []
-        assert dec.close() == [FinishEvent("stop")]
+        assert feed(dec, data) == []
+        assert close(dec) == [FinishEvent("stop")]
         assert dec.unknown_events == {
             "futureEvent", "contentBlockDelta:citation", "contentBlockStart:image", "messageStop:brand_new_reason"}
         assert dec.model is None
@@ -639,14 +641,14 @@ class TestMalformed:
     ])
     def test_stop_reasons(self, stop: str, reason: str) -> None:
         data = event_frame("messageStop", {"stopReason": stop}) + event_frame("metadata", {"usage": {}})
-        assert BedrockStreamDecoder().feed(data) == [UsageEvent(None, None), FinishEvent(reason)]
+        assert feed(BedrockStreamDecoder(), data) == [UsageEvent(None, None), FinishEvent(reason)]
 
     def test_bytes_after_the_end_are_ignored(self) -> None:
         data = event_frame("messageStop", {"stopReason": "end_turn"}) + event_frame("metadata", {"usage": {}})
         dec = BedrockStreamDecoder()
-        assert dec.feed(data + b"trailing garbage")[-1] == FinishEvent("stop")
-        assert dec.feed(b"more") == []
-        assert dec.close() == []
+        assert feed(dec, data + b"trailing garbage")[-1] == FinishEvent("stop")
+        assert feed(dec, b"more") == []
+        assert close(dec) == []
 
 
 class TestExceptions:
@@ -661,22 +663,22 @@ class TestExceptions:
     ])
     def test_exception_frame(self, etype: str, status: int | None, retryable: bool) -> None:
         with pytest.raises(WireError) as info:
-            BedrockStreamDecoder().feed(exception_frame(etype, {"message": f"{etype} happened"}))
+            feed(BedrockStreamDecoder(), exception_frame(etype, {"message": f"{etype} happened"}))
         err = info.value
         assert (err.kind, err.status, err.retryable, err.error_type) == ("upstream", status, retryable, etype)
         assert err.message == f"{etype} happened"
 
     def test_capitalized_message_and_non_json_payload(self) -> None:
         with pytest.raises(WireError, match=r"^Too many tokens$"):
-            BedrockStreamDecoder().feed(exception_frame("throttlingException", {"Message": "Too many tokens"}))
+            feed(BedrockStreamDecoder(), exception_frame("throttlingException", {"Message": "Too many tokens"}))
         headers = {":exception-type": "internalServerException", ":message-type": "exception"}
         with pytest.raises(WireError, match=r"^oops$"):
-            BedrockStreamDecoder().feed(fmt.encode_frame(headers, b"oops"))
+            feed(BedrockStreamDecoder(), fmt.encode_frame(headers, b"oops"))
 
     def test_error_message_type(self) -> None:
         headers = {":message-type": "error", ":error-code": "InternalFailure", ":error-message": "try again"}
         with pytest.raises(WireError, match="try again") as info:
-            BedrockStreamDecoder().feed(fmt.encode_frame(headers, b""))
+            feed(BedrockStreamDecoder(), fmt.encode_frame(headers, b""))
         assert (info.value.kind, info.value.error_type, info.value.retryable) == ("upstream", "InternalFailure", True)
 
     def test_events_before_an_exception_survive_any_split(self) -> None:
@@ -701,7 +703,7 @@ class TestExceptions:
             assert events == [TextEvent("partial "), TextEvent("reply")], cut
             assert info.value.status == 424
             with pytest.raises(WireError):  # sticky
-                dec.close()
+                close(dec)
             with pytest.raises(WireError):
                 dec.feed_into(b"", [])
 
@@ -756,15 +758,15 @@ class TestFakeFormat:
         dec = BedrockStreamDecoder()
         with pytest.raises(WireError) as info:
             for cut in range(0, len(data), 5):
-                dec.feed(data[cut : cut + 5])
+                feed(dec, data[cut : cut + 5])
         assert (info.value.kind, info.value.error_type, info.value.status) == (
             "upstream", "modelStreamErrorException", 424)
 
     def test_truncated_scenario(self) -> None:
         dec = BedrockStreamDecoder()
-        dec.feed(rendered(Scenario(tokens=3, fail="truncate", fail_at=2)))
+        feed(dec, rendered(Scenario(tokens=3, fail="truncate", fail_at=2)))
         with pytest.raises(WireError, match="ended before its terminator"):
-            dec.close()
+            close(dec)
 
     def test_garbage_scenario(self) -> None:
         with pytest.raises(WireError, match="prelude checksum"):

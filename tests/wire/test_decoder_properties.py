@@ -459,8 +459,9 @@ _UTF8_PIECES = st.sampled_from(
 def test_sse_invalid_utf8_flag_and_replacement_do_not_depend_on_the_split(raw: bytes, data: st.DataObject) -> None:
     def decode(pieces: list[bytes]) -> tuple[list[Any], bool]:
         dec = SSEDecoder()
-        events = [ev for piece in pieces for ev in dec.feed(piece)]
-        dec.close()
+        events: list[Any] = []
+        for piece in pieces:
+            dec.feed_into(piece, events)
         return events, dec.invalid_utf8
 
     whole = decode([raw])

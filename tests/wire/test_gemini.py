@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 import orjson
 import pytest
+from wire_harness import close, feed
 
 from streamactors.errors import UsageError, WireError
 from streamactors.models import ChatRequest, Message, Reasoning, StreamEvent, Tool, ToolCall
@@ -36,8 +37,9 @@ def decode(*pieces: bytes) -> list[StreamEvent]:
     dec = GeminiStreamDecoder()
     out: list[StreamEvent] = []
     for piece in pieces:
-        out += dec.feed(piece)
-    return out + dec.close()
+        dec.feed_into(piece, out)
+    dec.close_into(out)
+    return out
 
 
 def sse(*objs: Any) -> bytes:
@@ -258,8 +260,8 @@ def test_transcript_split_at_every_byte_offset(path: Path) -> None:
 
 def test_transcript_sets_model_and_response_id() -> None:
     dec = GeminiStreamDecoder()
-    dec.feed((FIXTURES / "gemini_thinking_tools.sse").read_bytes())
-    dec.close()
+    feed(dec, (FIXTURES / "gemini_thinking_tools.sse").read_bytes())
+    close(dec)
     assert dec.model == "gemini-2.5-flash"
     assert dec.response_id == "kXqUaJ2lNe2Ez7IPnL3D8Qc"
     assert dec.finish_reason_raw == "STOP"
@@ -356,7 +358,7 @@ def test_blocked_prompt_finishes_with_content_filter() -> None:
         }
     )
     dec = GeminiStreamDecoder()
-    events = dec.feed(data) + dec.close()
+    events = feed(dec, data) + close(dec)
     assert as_dicts(events) == [
         {"type": "usage", "input_tokens": 7, "output_tokens": None},
         {"type": "finish", "reason": "content_filter"},
@@ -366,8 +368,8 @@ def test_blocked_prompt_finishes_with_content_filter() -> None:
 
 def test_unknown_parts_are_recorded() -> None:
     dec = GeminiStreamDecoder()
-    dec.feed(sse(chunk([{"executableCode": {"language": "PYTHON", "code": "1"}}], "STOP")))
-    dec.close()
+    feed(dec, sse(chunk([{"executableCode": {"language": "PYTHON", "code": "1"}}], "STOP")))
+    close(dec)
     assert dec.unknown_events == {"part:executableCode"}
 
 
@@ -375,9 +377,9 @@ def test_unknown_parts_are_recorded() -> None:
 def test_error_object_mid_stream(wrap: bool) -> None:
     err: Any = {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}
     dec = GeminiStreamDecoder()
-    assert as_dicts(dec.feed(sse(chunk([{"text": "partial"}])))) == [{"type": "text", "text": "partial"}]
+    assert as_dicts(feed(dec, sse(chunk([{"text": "partial"}])))) == [{"type": "text", "text": "partial"}]
     with pytest.raises(WireError) as info:
-        dec.feed(sse([err] if wrap else err))
+        feed(dec, sse([err] if wrap else err))
     e = info.value
     assert (e.kind, e.status, e.error_type, e.retryable) == ("upstream", 503, "UNAVAILABLE", True)
     assert e.message == "The model is overloaded."
@@ -392,9 +394,9 @@ def test_client_error_mid_stream_is_not_retryable() -> None:
 
 def test_truncated_stream_is_a_wire_error() -> None:
     dec = GeminiStreamDecoder()
-    dec.feed(sse(chunk([{"text": "Once upon"}])))
+    feed(dec, sse(chunk([{"text": "Once upon"}])))
     with pytest.raises(WireError, match="incomplete"):
-        dec.close()
+        close(dec)
 
 
 def test_half_event_at_eof_is_a_wire_error() -> None:
@@ -412,7 +414,7 @@ def test_invalid_json_is_a_protocol_error() -> None:
 def test_oversized_event_is_a_protocol_error() -> None:
     dec = GeminiStreamDecoder(max_event_bytes=64)
     with pytest.raises(WireError, match="max_event_bytes"):
-        dec.feed(b"data: " + b"x" * 100)
+        feed(dec, b"data: " + b"x" * 100)
 
 
 # --- the fake upstream's format, decoded back ---------------------------------------------
@@ -430,7 +432,7 @@ def test_fake_format_round_trips_through_the_decoder() -> None:
     assert data.startswith(b'data: {"candidates": [{"content": {"parts": [{"text": ')
     assert data.endswith(b"\r\n\r\n") and b"\n\n" not in data.replace(b"\r\n", b"")
     dec = GeminiStreamDecoder()
-    events = dec.feed(data) + dec.close()
+    events = feed(dec, data) + close(dec)
     assert dec.model == "gemini-2.5-flash"
     text = "".join(e.text for e in events if e.type == "text")  # type: ignore[union-attr]
     reasoning = "".join(e.text for e in events if e.type == "reasoning")  # type: ignore[union-attr]

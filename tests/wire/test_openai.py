@@ -16,8 +16,10 @@ from wire_harness import (
     assert_every_split,
     assert_feed_and_close,
     assert_three_way_and_bytes,
+    close,
     decode,
     every_split,
+    feed,
     load,
     split_at,
     transcripts,
@@ -199,17 +201,17 @@ def test_transcript_in_three_pieces_and_byte_by_byte(path: Path) -> None:
 
 @pytest.mark.parametrize("path", TRANSCRIPTS, ids=lambda p: p.stem)
 def test_transcript_through_feed_and_close(path: Path) -> None:
-    """The plain `feed`/`close` API gives the same events when nothing fails."""
+    """A fresh list per call (`feed`/`close`) gives the same events when nothing fails."""
     assert_feed_and_close(OpenAIStreamDecoder, path)
 
 
 def test_transcript_metadata() -> None:
     dec = OpenAIStreamDecoder()
     data, _ = load(Path(TRANSCRIPTS[0]).parent / "openai_azure_content_filter.sse")
-    dec.feed(data)
+    feed(dec, data)
     assert dec.model == "gpt-4o-2024-11-20"  # not the empty model of Azure's first chunk
     dec = OpenAIStreamDecoder()
-    dec.feed(load(TRANSCRIPTS[0].parent / "openai_openrouter_reasoning_length.sse")[0])
+    feed(dec, load(TRANSCRIPTS[0].parent / "openai_openrouter_reasoning_length.sse")[0])
     assert dec._sse.comments == 3 and dec.invalid_utf8 is False
 
 
@@ -482,8 +484,8 @@ def test_events_before_an_error_in_the_same_read_are_kept() -> None:
 def test_a_failed_decoder_keeps_failing() -> None:
     dec = OpenAIStreamDecoder()
     with pytest.raises(WireError) as first:
-        dec.feed(sse({"error": {"message": "boom", "code": 500}}))
-    for call in (lambda: dec.feed(STOP), dec.close):
+        feed(dec, sse({"error": {"message": "boom", "code": 500}}))
+    for call in (lambda: feed(dec, STOP), lambda: close(dec)):
         with pytest.raises(WireError) as again:
             call()
         assert (again.value.kind, again.value.status) == (first.value.kind, first.value.status)
@@ -582,15 +584,15 @@ def test_property_any_json_shape_is_handled_explicitly(objs: list[Any]) -> None:
 def test_feed_returns_events_as_they_complete() -> None:
     dec = OpenAIStreamDecoder()
     raw = sse(chunk({"content": "a"}), chunk({"content": "b"}, "stop"))
-    assert dec.feed(raw[:-1]) == [TextEvent("a")]
-    assert dec.feed(raw[-1:]) == [TextEvent("b")]
-    assert dec.feed(DONE) == [FinishEvent("stop")]
-    assert dec.close() == [] and dec.feed(b"data: more\n\n") == []
+    assert feed(dec, raw[:-1]) == [TextEvent("a")]
+    assert feed(dec, raw[-1:]) == [TextEvent("b")]
+    assert feed(dec, DONE) == [FinishEvent("stop")]
+    assert close(dec) == [] and feed(dec, b"data: more\n\n") == []
 
 
 def test_usage_and_tool_events_are_typed() -> None:
     dec = OpenAIStreamDecoder()
-    events = dec.feed(sse(chunk({"tool_calls": [tool(0, "{}", "c", "f")]}), {"choices": [], "usage": {
+    events = feed(dec, sse(chunk({"tool_calls": [tool(0, "{}", "c", "f")]}), {"choices": [], "usage": {
         "prompt_tokens": 3, "completion_tokens": 4}}) + DONE)
     assert events == [ToolCallEvent(0, "c", "f", "{}"), UsageEvent(3, 4), FinishEvent("tool_calls")]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wire_harness import FIXTURES, byte_by_byte, every_split, split_at, three_way_splits
+from wire_harness import FIXTURES, byte_by_byte, every_split, feed, split_at, three_way_splits
 
 from streamactors.errors import WireError
 from streamactors.wire.sse import SSEDecoder, SSEEvent, SSEItem
@@ -56,8 +56,8 @@ def decode(*pieces: bytes, max_event_bytes: int = 1 << 20) -> list[SSEEvent]:
     dec = SSEDecoder(max_event_bytes)
     out: list[SSEEvent] = []
     for piece in pieces:
-        out += dec.feed(piece)
-    return out + dec.close()
+        dec.feed_into(piece, out)
+    return out
 
 
 def outcome(pieces: list[bytes], max_event_bytes: int) -> tuple[list[SSEEvent], str | None]:
@@ -67,7 +67,6 @@ def outcome(pieces: list[bytes], max_event_bytes: int) -> tuple[list[SSEEvent], 
     try:
         for piece in pieces:
             dec.feed_into(piece, out)
-        dec.close_into(out)
     except WireError as exc:
         return out, exc.kind
     return out, None
@@ -99,32 +98,32 @@ def test_mixed_line_endings() -> None:
 
 def test_cr_at_chunk_end_then_lf_is_one_line_end() -> None:
     dec = SSEDecoder()
-    assert dec.feed(b"data: x\r") == []
+    assert feed(dec, b"data: x\r") == []
     # The CR already ended the line; the LF completes the same CRLF, not a blank line.
-    assert dec.feed(b"\n") == []
-    assert dec.feed(b"\r") == [E(None, "x")]
-    assert dec.feed(b"\n") == []  # the rest of that CRLF
-    assert dec.feed(b"data: y\n\n") == [E(None, "y")]
+    assert feed(dec, b"\n") == []
+    assert feed(dec, b"\r") == [E(None, "x")]
+    assert feed(dec, b"\n") == []  # the rest of that CRLF
+    assert feed(dec, b"data: y\n\n") == [E(None, "y")]
 
 
 def test_cr_dispatches_without_waiting_for_the_next_read() -> None:
     dec = SSEDecoder()
-    assert dec.feed(b"data: x\r\r") == [E(None, "x")]
+    assert feed(dec, b"data: x\r\r") == [E(None, "x")]
 
 
 def test_cr_then_cr_lf_across_reads() -> None:
     dec = SSEDecoder()
-    assert dec.feed(b"data: x\r") == []
-    assert dec.feed(b"\r\n") == [E(None, "x")]  # CR ends the data line, CRLF the blank one
-    assert dec.feed(b"\n") == []  # a real blank line: nothing pending, nothing dispatched
+    assert feed(dec, b"data: x\r") == []
+    assert feed(dec, b"\r\n") == [E(None, "x")]  # CR ends the data line, CRLF the blank one
+    assert feed(dec, b"\n") == []  # a real blank line: nothing pending, nothing dispatched
 
 
 def test_empty_reads_change_nothing() -> None:
     dec = SSEDecoder()
-    assert dec.feed(b"data: x\r") == []
-    assert dec.feed(b"") == []
-    assert dec.feed(b"\n") == []  # still the second half of CRLF
-    assert dec.feed(b"\n") == [E(None, "x")]
+    assert feed(dec, b"data: x\r") == []
+    assert feed(dec, b"") == []
+    assert feed(dec, b"\n") == []  # still the second half of CRLF
+    assert feed(dec, b"\n") == [E(None, "x")]
 
 
 # --- BOM --------------------------------------------------------------------------------
@@ -197,14 +196,14 @@ def test_named_events_fail_at_the_same_line_whole_or_split(name: str) -> None:
 
 def test_comments_are_skipped_and_counted() -> None:
     dec = SSEDecoder()
-    out = dec.feed(b": OPENROUTER PROCESSING\n\n:\n\ndata: x\n: inside an event\n\n")
+    out = feed(dec, b": OPENROUTER PROCESSING\n\n:\n\ndata: x\n: inside an event\n\n")
     assert out == [E(None, "x")]
     assert dec.comments == 3
 
 
 def test_event_data_id_retry_fields() -> None:
     dec = SSEDecoder()
-    out = dec.feed(b"retry: 3000\nid: 7\nevent: message_start\ndata: {}\n\n")
+    out = feed(dec, b"retry: 3000\nid: 7\nevent: message_start\ndata: {}\n\n")
     assert out == [E("message_start", "{}", "7")]
     assert (dec.retry, dec.last_event_id) == (3000, "7")
 
@@ -216,7 +215,7 @@ def test_id_persists_until_changed_and_empty_id_resets_it() -> None:
 
 def test_id_containing_nul_is_ignored() -> None:
     dec = SSEDecoder()
-    out = dec.feed(b"id: 5\n\nid: 6\x007\ndata: x\n\n")
+    out = feed(dec, b"id: 5\n\nid: 6\x007\ndata: x\n\n")
     assert out == [E(None, "x", "5")]
     assert dec.last_event_id == "5"
 
@@ -224,7 +223,7 @@ def test_id_containing_nul_is_ignored() -> None:
 @pytest.mark.parametrize("value", [b"abc", b"12a", b"-5", b"1.5", b"  15", b"", "٣".encode()])
 def test_non_digit_retry_is_ignored(value: bytes) -> None:
     dec = SSEDecoder()
-    dec.feed(b"retry: 10\n\nretry:" + value + b"\n\n")
+    feed(dec, b"retry: 10\n\nretry:" + value + b"\n\n")
     assert dec.retry == 10
 
 
@@ -268,14 +267,17 @@ def test_event_type_resets_after_each_dispatch() -> None:
     assert decode(b"event: a\n\ndata: 2\n\n") == [E(None, "2")]  # reset even without dispatch
 
 
-def test_last_event_without_blank_line_is_dropped_at_close() -> None:
+def test_last_event_without_blank_line_is_never_dispatched() -> None:
+    """The stream ends with no call: an event left without its blank line stays held, and
+    goes with the decoder."""
     dec = SSEDecoder()
-    assert dec.feed(b"data: a\n\ndata: b\n") == [E(None, "a")]
-    assert dec.close() == []
+    assert feed(dec, b"data: a\n\ndata: b\n") == [E(None, "a")]
+    assert feed(dec, b"") == []
+    assert dec.pending_bytes == len(b"data: b\n")
     dec = SSEDecoder()
-    assert dec.feed(b"data: a\n\ndata: b") == [E(None, "a")]
-    assert dec.close() == []
-    assert dec.pending_bytes == 0
+    assert feed(dec, b"data: a\n\ndata: b") == [E(None, "a")]
+    assert feed(dec, b"") == []
+    assert dec.pending_bytes == len(b"data: b")
 
 
 def test_many_blank_lines_dispatch_nothing_extra() -> None:
@@ -290,24 +292,24 @@ def test_max_event_bytes_one_huge_line_without_newline() -> None:
     fed = 0
     with pytest.raises(WireError) as info:
         while True:
-            dec.feed(b"data: " + b"x" * 94)
+            feed(dec, b"data: " + b"x" * 94)
             fed += 100
             assert dec.pending_bytes <= 1000  # it never holds more than the limit
     assert info.value.kind == "protocol"
     assert fed == 1000  # the read that crossed the limit is the one that raised
     assert dec.pending_bytes == 0
     with pytest.raises(WireError):  # the decoder is spent and holds nothing
-        dec.feed(b"\n\n")
+        feed(dec, b"\n\n")
     assert dec.pending_bytes == 0
-    with pytest.raises(WireError):
-        dec.close()
+    with pytest.raises(WireError, match="failed earlier"):  # by either entry point
+        dec.feed_items_into(b"", [])
 
 
 def test_max_event_bytes_many_data_lines() -> None:
     dec = SSEDecoder(max_event_bytes=1000)
     with pytest.raises(WireError) as info:
         for _ in range(200):
-            dec.feed(b"data: 0123456789\n")
+            feed(dec, b"data: 0123456789\n")
             assert dec.pending_bytes <= 1000
     assert info.value.kind == "protocol"
     assert "max_event_bytes=1000" in info.value.message
@@ -317,7 +319,7 @@ def test_max_event_bytes_many_data_lines() -> None:
 def test_max_event_bytes_many_lines_in_one_read() -> None:
     dec = SSEDecoder(max_event_bytes=1000)
     with pytest.raises(WireError):
-        dec.feed(b"data: 0123456789\n" * 100)
+        feed(dec, b"data: 0123456789\n" * 100)
     assert dec.pending_bytes == 0
 
 
@@ -325,15 +327,15 @@ def test_events_up_to_the_limit_pass_and_the_count_restarts_per_event() -> None:
     line = b"data: " + b"y" * 993 + b"\n"  # exactly 1000 bytes with its LF
     dec = SSEDecoder(max_event_bytes=1000)
     for _ in range(5):
-        assert dec.feed(line + b"\n") == [E(None, "y" * 993)]
+        assert feed(dec, line + b"\n") == [E(None, "y" * 993)]
     with pytest.raises(WireError):
-        SSEDecoder(max_event_bytes=999).feed(line + b"\n")
+        feed(SSEDecoder(max_event_bytes=999), line + b"\n")
 
 
 def test_comments_between_events_do_not_accumulate() -> None:
     dec = SSEDecoder(max_event_bytes=100)
     for _ in range(1000):
-        dec.feed(b": keep-alive\n\n")
+        feed(dec, b": keep-alive\n\n")
     assert dec.comments == 1000 and dec.pending_bytes == 0
 
 
@@ -358,14 +360,14 @@ def test_the_limit_fails_at_the_same_line_for_every_split() -> None:
 
 def test_invalid_utf8_becomes_replacement_character() -> None:
     dec = SSEDecoder()
-    out = dec.feed(b"data: a\xffb\xe3\x81c\n\n")
+    out = feed(dec, b"data: a\xffb\xe3\x81c\n\n")
     assert out == [E(None, "a\ufffdb\ufffdc")]
     assert dec.invalid_utf8 is True
 
 
 def test_valid_utf8_leaves_the_flag_clear() -> None:
     dec = SSEDecoder()
-    dec.feed("data: héllo 🎉\n\n".encode())
+    feed(dec, "data: héllo 🎉\n\n".encode())
     assert dec.invalid_utf8 is False
 
 
@@ -392,12 +394,12 @@ def test_character_cut_after_an_odd_run_of_blank_lines_is_kept(head: bytes) -> N
     tail = "data: é\n\n".encode()
     for cut in range(len(tail) + 1):
         dec = SSEDecoder()
-        out = dec.feed(head + tail[:cut]) + dec.feed(tail[cut:])
+        out = feed(dec, head + tail[:cut]) + feed(dec, tail[cut:])
         assert out == decode(head + tail), cut
         assert out[-1] == E(None, "é")
         assert dec.invalid_utf8 is False, cut
     dec = SSEDecoder()
-    assert dec.feed(b"\n\n\n\xc3") + dec.feed(b"\xa9\n") == []
+    assert feed(dec, b"\n\n\n\xc3") + feed(dec, b"\xa9\n") == []
     assert dec.invalid_utf8 is False
 
 
@@ -484,7 +486,6 @@ def decode_items(*pieces: bytes, max_event_bytes: int = 1 << 20) -> list[SSEItem
     out: list[SSEItem] = []
     for piece in pieces:
         dec.feed_items_into(piece, out)
-    dec.close_into([])
     return out
 
 
@@ -523,8 +524,8 @@ def test_property_arbitrary_bytes_match_the_reference_under_any_split(data: st.D
     pieces = split_at(raw, data.draw(cuts(raw)))
     whole, split = SSEDecoder(), SSEDecoder()
     expected = reference_events(raw)
-    assert whole.feed(raw) + whole.close() == expected
-    assert [ev for piece in pieces for ev in split.feed(piece)] + split.close() == expected
+    assert feed(whole, raw) == expected
+    assert [ev for piece in pieces for ev in feed(split, piece)] == expected
     assert split.invalid_utf8 == whole.invalid_utf8
     items = decode_items(*pieces)
     assert items == as_items(expected)

@@ -1,4 +1,6 @@
-"""Shared helpers of the wire tests: fixture loading, splitting bytes, decoding to plain dicts.
+"""Shared helpers of the wire tests: fixture loading, splitting bytes, decoding to plain dicts,
+and `feed`/`close`, which call a decoder's `feed_into`/`close_into` on a fresh list and
+return it (the decoders' one contract; see `StreamDecoder` in `streamactors.wire.base`).
 
 A decode result is a list of dicts, one per event, `{"type": ..., **fields}` as in the
 fixtures' `*.json` files; a `WireError` ends the list as
@@ -30,10 +32,26 @@ from streamactors.models import (
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 
-class IntoDecoder(Protocol):
-    def feed_into(self, data: bytes, out: list[StreamEvent]) -> None: ...
+class Feeds(Protocol):
+    def feed_into(self, data: bytes, out: list[Any]) -> None: ...
 
-    def close_into(self, out: list[StreamEvent]) -> None: ...
+
+class IntoDecoder(Feeds, Protocol):
+    def close_into(self, out: list[Any]) -> None: ...
+
+
+def feed(dec: Feeds, data: bytes) -> list[Any]:
+    """`dec.feed_into(data, out)` on a fresh list: the events `data` completes."""
+    out: list[Any] = []
+    dec.feed_into(data, out)
+    return out
+
+
+def close(dec: IntoDecoder) -> list[Any]:
+    """`dec.close_into(out)` on a fresh list: the last events."""
+    out: list[Any] = []
+    dec.close_into(out)
+    return out
 
 
 def transcripts(prefix: str) -> list[Path]:
@@ -162,13 +180,13 @@ def assert_three_way_and_bytes(factory: Callable[[], IntoDecoder], path: Path) -
 
 
 def assert_feed_and_close(factory: Callable[[], IntoDecoder], path: Path) -> None:
-    """The plain `feed`/`close` API gives the same events when nothing fails."""
+    """A fresh list per call (`feed`/`close`) gives the same events when nothing fails."""
     data, expected = load(path)
     dec = factory()
     if expected[-1]["type"] == "error":
         with pytest.raises(WireError):
-            dec.feed(data)
+            feed(dec, data)
         return
-    events = [ev for piece in byte_by_byte(data) for ev in dec.feed(piece)] + dec.close()
+    events = [ev for piece in byte_by_byte(data) for ev in feed(dec, piece)] + close(dec)
     assert event_dicts(events) == expected
 

@@ -109,7 +109,9 @@ class BareClient:
                 return
             decoder = SSEDecoder()
             async for chunk in response.aiter_bytes():
-                for ev in decoder.feed(chunk):
+                events: list[SSEEvent] = []
+                decoder.feed_into(chunk, events)
+                for ev in events:
                     text = extract(ev)
                     if text:
                         on_text(text)

@@ -10,9 +10,10 @@ import orjson
 
 from ..errors import WireError
 from ..models import ChatRequest, FinishEvent, StreamEvent, UsageEvent
-from .sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent, SSEItem
+from .sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent, SSEItem, failed_earlier
 
 __all__ = [
+    "DecoderBase",
     "HttpRequestSpec",
     "ProviderCodec",
     "SSEJsonDecoder",
@@ -50,7 +51,24 @@ class HttpRequestSpec:
 
 
 class StreamDecoder(Protocol):
-    """Turns one response body's bytes into normalized events (sans-IO)."""
+    """Turns one response body's bytes into normalized events (sans-IO).
+
+    The contract, the same for every decoder:
+
+    - `feed_into(data, out)` takes the next bytes of the body (a read of any size, cut
+      anywhere) and appends to `out` the events they complete. `close_into(out)` marks the
+      end of the body and appends the last events: usage (when the stream reported it),
+      then the finish. Once the reply is complete (its terminator arrived, or
+      `close_into` ran), later calls append nothing and bytes after the end are ignored.
+    - A `WireError` found in a read is raised by that same call, right after the events
+      decoded before it, which stay in `out` (the caller delivers them as the partial
+      reply): it is never held back for a later call, which may not come while the
+      upstream holds the connection open. `close_into` raises `WireError(kind="protocol")`
+      when the body ended before the stream's terminator or finish reason.
+    - Errors are sticky: after a `WireError`, every later call raises a new `WireError`,
+      "the stream failed earlier: <message>", with the first error's kind, status,
+      retryable and error_type, and the first error as its `__cause__`.
+    """
 
     model: str | None
     unknown_events: set[str]
@@ -60,21 +78,13 @@ class StreamDecoder(Protocol):
         """True once invalid UTF-8 was replaced by U+FFFD."""
         ...
 
-    def feed(self, data: bytes) -> list[StreamEvent]:
-        """Take body bytes; return the events they complete. Raises `WireError`."""
-        ...
-
-    def close(self) -> list[StreamEvent]:
-        """End of body. Returns the last events (usage, finish) or raises `WireError`
-        if the stream ended before its terminator or finish reason."""
-        ...
-
     def feed_into(self, data: bytes, out: list[StreamEvent]) -> None:
-        """Like `feed`, appending to `out`; on `WireError`, `out` keeps the events before it."""
+        """Append to `out` the events `data` completes; raises `WireError` right after them."""
         ...
 
     def close_into(self, out: list[StreamEvent]) -> None:
-        """Like `close`, appending to `out`."""
+        """End of body: append the last events (usage, finish), or raise `WireError` if the
+        stream ended before its terminator or finish reason."""
         ...
 
 
@@ -134,48 +144,88 @@ def error_message_from_body(body: bytes) -> tuple[str, str | None]:
     return (text or "(empty body)", None)
 
 
-class SSEJsonDecoder:
+class DecoderBase:
+    """What every stream decoder shares: the bookkeeping of the `StreamDecoder` contract
+    (sticky errors, nothing after the end) and the end of the reply (usage, then finish).
+
+    A subclass implements `_feed(data, out)`, which decodes one read and raises `WireError`
+    for what is wrong with the stream. It sets `_finish` when the provider states a finish
+    reason, `_usage` when it reports usage and `_tool_calls_seen` once a tool call starts,
+    and calls `_end_reply(out)` when the stream's terminator arrives. `close_into` ends the
+    reply if a finish reason came, else fails with `_incomplete_message()`.
+    """
+
+    def __init__(self) -> None:
+        self.model: str | None = None
+        self.unknown_events: set[str] = set()
+        self._finish: str | None = None
+        self._usage: UsageEvent | None = None
+        self._tool_calls_seen = False
+        self._closed = False
+        self._failed: WireError | None = None
+
+    def feed_into(self, data: bytes, out: list[StreamEvent]) -> None:
+        if self._failed is not None:
+            raise failed_earlier(self._failed) from self._failed
+        if self._closed:
+            return
+        try:
+            self._feed(data, out)
+        except WireError as exc:
+            self._failed = exc
+            raise
+
+    def close_into(self, out: list[StreamEvent]) -> None:
+        if self._failed is not None:
+            raise failed_earlier(self._failed) from self._failed
+        if self._closed:
+            return
+        if self._finish is None:
+            self._failed = WireError(self._incomplete_message(), kind="protocol")
+            raise self._failed
+        self._end_reply(out)
+
+    def _feed(self, data: bytes, out: list[StreamEvent]) -> None:
+        raise NotImplementedError
+
+    def _incomplete_message(self) -> str:
+        return "stream ended before its terminator: the reply is incomplete"
+
+    def _end_reply(self, out: list[StreamEvent]) -> None:
+        """The reply is complete: append its usage (if reported) and its finish, once."""
+        self._closed = True
+        if self._usage is not None:
+            out.append(self._usage)
+        out.append(FinishEvent(self._final_reason()))
+
+    def _final_reason(self) -> str:
+        reason = self._finish or "stop"
+        if reason == "stop" and self._tool_calls_seen:
+            reason = "tool_calls"
+        return reason
+
+
+class SSEJsonDecoder(DecoderBase):
     """Base for providers whose stream is SSE with a JSON object per event.
 
     Subclasses implement `_on_event(event, data, out)` (`event` is the SSE event name, None
-    when the stream gave none); they set `self._finish` when the
-    provider states a finish reason, and `self._done` when its terminator arrives.
-    Bytes after the terminator are ignored, even malformed ones.
-
-    `feed_into(data, out)` and `close_into(out)` append to a list the caller owns: when
-    they raise `WireError`, `out` still holds the events decoded before the error in the
-    same read (with `feed`, those are lost along with its return value). After a
-    `WireError` the decoder is spent: every later call raises again.
+    when the stream gave none); besides what `DecoderBase` says, they set `self._done` when
+    the provider's terminator arrives. Bytes after the terminator are ignored, even
+    malformed ones.
     """
 
     terminator = "[DONE]"
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        super().__init__()
         self._sse = SSEDecoder(max_event_bytes)
-        self.model: str | None = None
-        self.unknown_events: set[str] = set()
-        self._finish: str | None = None
-        self._usage: UsageEvent | None = None
         self._done = False
-        self._closed = False
-        self._failed: WireError | None = None
-        self._tool_calls_seen = False
 
     @property
     def invalid_utf8(self) -> bool:
         return self._sse.invalid_utf8
 
-    def feed(self, data: bytes) -> list[StreamEvent]:
-        out: list[StreamEvent] = []
-        self.feed_into(data, out)
-        return out
-
-    def feed_into(self, data: bytes, out: list[StreamEvent]) -> None:
-        """Like `feed`, appending to `out`."""
-        if self._failed is not None:
-            raise self._already_failed()
-        if self._closed:
-            return
+    def _feed(self, data: bytes, out: list[StreamEvent]) -> None:
         events: list[SSEItem] = []
         sse_error: WireError | None = None
         try:
@@ -184,32 +234,9 @@ class SSEJsonDecoder:
             sse_error = exc  # the events before it come first
         self._dispatch(events, out)
         if self._done:
-            self._close_into(out)
+            self._end_reply(out)
         elif sse_error is not None:
-            self._failed = sse_error
             raise sse_error
-
-    def close(self) -> list[StreamEvent]:
-        out: list[StreamEvent] = []
-        self.close_into(out)
-        return out
-
-    def close_into(self, out: list[StreamEvent]) -> None:
-        """Like `close`, appending to `out`."""
-        if self._failed is not None:
-            raise self._already_failed()
-        if self._closed:
-            return
-        events: list[SSEItem] = []
-        self._sse.close_into([])  # which never completes an event
-        self._dispatch(events, out)
-        if self._done:
-            self._close_into(out)
-            return
-        if self._finish is None:
-            self._failed = WireError("stream ended before its terminator: the reply is incomplete", kind="protocol")
-            raise self._failed
-        self._close_into(out)
 
     def _dispatch(self, events: list[SSEItem], out: list[StreamEvent]) -> None:
         on_event = self._on_event
@@ -223,38 +250,11 @@ class SSEJsonDecoder:
                 event, data = item.event, item.data
             try:
                 on_event(event, data, out)
-            except WireError as exc:
-                self._failed = exc
-                raise
             except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
                 # A payload of an unexpected shape that a subclass did not check for.
-                self._failed = WireError(
+                raise WireError(
                     f"malformed stream event ({type(exc).__name__}: {exc}): {data[:200]!r}", kind="protocol"
-                )
-                raise self._failed from exc
-
-    def _already_failed(self) -> WireError:
-        assert self._failed is not None
-        failed = self._failed
-        return WireError(
-            f"the stream failed earlier: {failed.message}",
-            kind=failed.kind,
-            status=failed.status,
-            retryable=failed.retryable,
-            error_type=failed.error_type,
-        )
-
-    def _close_into(self, out: list[StreamEvent]) -> None:
-        self._closed = True
-        if self._usage is not None:
-            out.append(self._usage)
-        out.append(FinishEvent(self._final_reason()))
-
-    def _final_reason(self) -> str:
-        reason = self._finish or "stop"
-        if reason == "stop" and self._tool_calls_seen:
-            reason = "tool_calls"
-        return reason
+                ) from exc
 
     def _on_event(self, event: str | None, data: str, out: list[StreamEvent]) -> None:
         raise NotImplementedError

@@ -31,7 +31,6 @@ from botocore.utils import percent_encode
 from ..errors import WireError
 from ..models import (
     ChatRequest,
-    FinishEvent,
     Message,
     ReasoningEvent,
     StreamEvent,
@@ -39,7 +38,7 @@ from ..models import (
     ToolCallEvent,
     UsageEvent,
 )
-from .base import HttpRequestSpec, error_message_from_body, json_field, tool_arguments_object
+from .base import DecoderBase, HttpRequestSpec, error_message_from_body, json_field, tool_arguments_object
 from .claude import claude_sampling
 from .sse import DEFAULT_MAX_EVENT_BYTES
 
@@ -286,49 +285,27 @@ class BedrockCodec:
 # --- response --------------------------------------------------------------------------
 
 
-class BedrockStreamDecoder:
+class BedrockStreamDecoder(DecoderBase):
     """Decodes a ConverseStream event stream into normalized events.
 
     Bedrock sends `metadata` (usage) after `messageStop` (the finish reason), so the
-    reply ends once both arrived, or at `close()` after `messageStop`; usage and finish
-    then come out last, in that order, as from the other decoders.
+    reply ends once both arrived, or at `close_into` after `messageStop`; usage and finish
+    then come out last, in that order, as from the other decoders. The contract
+    (errors raised by the read that finds them, sticky) is `StreamDecoder`'s.
     """
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        super().__init__()  # `model` stays None: ConverseStream does not echo the model
         self.max_event_bytes = max_event_bytes
-        self.model: str | None = None  # ConverseStream does not echo the model
-        self.unknown_events: set[str] = set()
         self.invalid_utf8 = False
         self._buf = bytearray()  # the message being received
         self._need = _PRELUDE  # its length, once the prelude is known
         self._frames = EventStreamBuffer()
         self._tool_pos: dict[int, int] = {}  # contentBlockIndex -> tool call position
-        self._finish: str | None = None
-        self._usage: UsageEvent | None = None
         self._metadata = False
-        self._closed = False
-        self._error: WireError | None = None
 
-    def feed(self, data: bytes) -> list[StreamEvent]:
-        """Take body bytes; return the events they complete. Raises `WireError`."""
-        out: list[StreamEvent] = []
-        self.feed_into(data, out)
-        return out
-
-    def feed_into(self, data: bytes, out: list[StreamEvent]) -> None:
-        """Like `feed`, appending to `out`. On `WireError`, `out` holds the events decoded
-        before the error in the same read: the error is raised now, right after them, not
-        on a later call that may never come (an upstream that holds the connection open).
-        Errors are sticky: every later call raises the same error."""
-        if self._error is not None:
-            raise self._error
-        try:
-            self._feed(memoryview(data), out)
-        except WireError as exc:
-            self._error = exc
-            raise
-
-    def _feed(self, view: memoryview, out: list[StreamEvent]) -> None:
+    def _feed(self, data: bytes, out: list[StreamEvent]) -> None:
+        view = memoryview(data)
         while view and not self._closed:
             take = self._need - len(self._buf)
             self._buf += view[:take]
@@ -353,37 +330,11 @@ class BedrockStreamDecoder:
                     kind="protocol",
                 ) from exc
             if self._finish is not None and self._metadata:
-                self._close_into(out)
+                self._end_reply(out)
 
-    def close(self) -> list[StreamEvent]:
-        """End of body: the usage and finish events, or `WireError` if `messageStop` never came."""
-        out: list[StreamEvent] = []
-        self.close_into(out)
-        return out
-
-    def close_into(self, out: list[StreamEvent]) -> None:
-        """Like `close`, appending to `out`."""
-        if self._error is not None:
-            raise self._error
-        if self._closed:
-            return
-        if self._finish is None:
-            partial = f" ({len(self._buf)} bytes of an unfinished message)" if self._buf else ""
-            self._error = WireError(
-                f"stream ended before its terminator (messageStop): the reply is incomplete{partial}",
-                kind="protocol",
-            )
-            raise self._error
-        self._close_into(out)
-
-    def _close_into(self, out: list[StreamEvent]) -> None:
-        self._closed = True
-        if self._usage is not None:
-            out.append(self._usage)
-        reason = self._finish or "stop"
-        if reason == "stop" and self._tool_pos:
-            reason = "tool_calls"
-        out.append(FinishEvent(reason))
+    def _incomplete_message(self) -> str:
+        partial = f" ({len(self._buf)} bytes of an unfinished message)" if self._buf else ""
+        return f"stream ended before its terminator (messageStop): the reply is incomplete{partial}"
 
     # --- framing -----------------------------------------------------------------------
 
@@ -490,6 +441,7 @@ class BedrockStreamDecoder:
             if tool is not None:
                 block = json_field(obj, "contentBlockIndex", int, etype)
                 pos = self._tool_pos[block if block is not None else -1 - len(self._tool_pos)] = len(self._tool_pos)
+                self._tool_calls_seen = True
                 tool_id = json_field(tool, "toolUseId", str, "start.toolUse")
                 out.append(ToolCallEvent(pos, tool_id, json_field(tool, "name", str, "start.toolUse"), ""))
             else:

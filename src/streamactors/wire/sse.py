@@ -1,12 +1,13 @@
 """A sans-IO decoder for `text/event-stream` (the WHATWG server-sent events format).
 
-Feed it bytes as they arrive, in pieces of any size; it returns the events completed by
-those bytes. It follows the WHATWG parsing rules
+Feed it bytes as they arrive, in pieces of any size (`feed_into(data, out)`); it appends
+to `out` the events completed by those bytes. It follows the WHATWG parsing rules
 (https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation):
 `\\n`, `\\r\\n` and `\\r` end lines, one leading BOM is dropped, `:` lines are comments,
 `event`/`data`/`id`/`retry` fields, multi-line data joined by `\\n`, unknown fields
 ignored, an event whose data buffer is empty is not dispatched, and an event left
-without its blank line at end of stream is discarded.
+without its blank line at end of stream is discarded (there is no end-of-stream call:
+what the decoder holds then is never dispatched, and goes with the decoder).
 
 A CR ends its line at once (the event it completes is dispatched without waiting for
 the next read); an LF that follows it, even in the next read, is then skipped, as
@@ -16,9 +17,11 @@ linear in its own length: held bytes are never rescanned.
 Unlike openai-python's `SSEDecoder` ("without imposing a line or event size limit"),
 it bounds what a peer can make it hold, as h11 bounds its incomplete-event buffer:
 when the raw lines of one event (including a line still being received) exceed
-`max_event_bytes`, it raises `WireError(kind="protocol")`, drops what it held, and
-refuses further input. The check depends only on the byte stream, not on how it was
-split, so every split of the same bytes fails at the same line.
+`max_event_bytes`, it raises `WireError(kind="protocol")` right after the events before
+it (which stay in `out`), drops what it held, and refuses further input: every later
+call raises `failed_earlier(error)`, as the stream decoders of `wire/base.py` do. The
+check depends only on the byte stream, not on how it was split, so every split of the
+same bytes fails at the same line.
 
 Lines are decoded only once complete, so a multi-byte UTF-8 character split across
 reads is never mangled; invalid UTF-8 becomes U+FFFD, as the standard says, and
@@ -31,7 +34,7 @@ from typing import NamedTuple
 
 from ..errors import WireError
 
-__all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "SSEEvent", "SSEItem"]
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "SSEEvent", "SSEItem", "failed_earlier"]
 
 DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024
 
@@ -46,16 +49,28 @@ class SSEEvent(NamedTuple):
     id: str | None = None
 
 
+def failed_earlier(error: WireError) -> WireError:
+    """What every decoder raises when called again after `error` failed it (errors are
+    sticky): a new error that says so, with the kind, status, retryability and type of
+    the first. (Here, in the module every other one of `wire/` builds on.)"""
+    return WireError(
+        f"the stream failed earlier: {error.message}",
+        kind=error.kind,
+        status=error.status,
+        retryable=error.retryable,
+        error_type=error.error_type,
+    )
+
+
 #: What `SSEDecoder.feed_items_into` hands out: an event with no `event:` name as its data
 #: string alone, any other as an `SSEEvent`.
 SSEItem = str | SSEEvent
 
 
 class SSEDecoder:
-    """Incremental event-stream decoder: `feed(bytes) -> list[SSEEvent]`, then `close()`.
-
-    `feed_into`/`close_into` do the same but append to a list the caller owns, so the
-    events completed before a `WireError` in the same read are not lost.
+    """Incremental event-stream decoder: `feed_into(data, events)` appends the events that
+    `data` completes, to a list the caller owns (so the events completed before a
+    `WireError` in the same read are kept); `feed_items_into` is its faster twin.
     """
 
     __slots__ = (
@@ -93,14 +108,9 @@ class SSEDecoder:
         #: How many comment lines were seen (keep-alives such as `: OPENROUTER PROCESSING`).
         self.comments = 0
 
-    def feed(self, data: bytes) -> list[SSEEvent]:
-        """Take the next bytes of the stream; return the events they complete."""
-        events: list[SSEEvent] = []
-        self.feed_into(data, events)
-        return events
-
     def feed_into(self, data: bytes, events: list[SSEEvent]) -> None:
-        """Like `feed`, appending to `events`; on `WireError` they hold what came before it."""
+        """Take the next bytes of the stream; append to `events` the events they complete.
+        On `WireError`, `events` holds those completed before it."""
         self._bare = False
         self._feed(data, events)  # type: ignore[arg-type]  # with _bare off, only SSEEvents
 
@@ -113,7 +123,7 @@ class SSEDecoder:
 
     def _feed(self, data: bytes, events: list[SSEItem]) -> None:
         if self._failed is not None:
-            raise self._already_failed()
+            raise failed_earlier(self._failed) from self._failed
         if not data:
             return
         if self._skip_lf:
@@ -241,19 +251,6 @@ class SSEDecoder:
             self._process(line, events)
         self._line += tail
 
-    def close(self) -> list[SSEEvent]:
-        """Signal end of stream. Returns no events: the standard discards an event that
-        lacks its closing blank line, and an unterminated last line with it."""
-        events: list[SSEEvent] = []
-        self.close_into(events)
-        return events
-
-    def close_into(self, events: list[SSEEvent]) -> None:
-        """Like `close`, appending to `events` (which it never does; kept for symmetry)."""
-        if self._failed is not None:
-            raise self._already_failed()
-        self._reset()
-
     @property
     def pending_bytes(self) -> int:
         """Bytes held for an event that is not complete yet (raw line bytes, terminators included)."""
@@ -271,10 +268,6 @@ class SSEDecoder:
     def _fail(self, exc: WireError) -> None:
         self._failed = exc
         self._reset()
-
-    def _already_failed(self) -> WireError:
-        assert self._failed is not None
-        return WireError(f"the event stream failed earlier: {self._failed.message}", kind="protocol")
 
     def _too_big(self, size: int) -> WireError:
         return WireError(
