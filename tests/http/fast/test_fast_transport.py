@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from streamactors.http.fast import FastTransport
 from streamactors.testing import FakeUpstream, token_text
-from streamactors.wire.sse import SSEDecoder
+from streamactors.wire.sse import SSEDecoder, SSEEvent
 
 Handler = Callable[[trio.abc.Stream], Awaitable[None]]
 
@@ -188,7 +188,9 @@ async def sse_tokens(response: httpx.Response) -> list[str]:
     decoder = SSEDecoder()
     tokens: list[str] = []
     async for chunk in response.aiter_bytes():
-        for event in decoder.feed(chunk):
+        events: list[SSEEvent] = []
+        decoder.feed_into(chunk, events)
+        for event in events:
             if event.data != "[DONE]":
                 for choice in orjson.loads(event.data)["choices"]:
                     tokens.append(choice["delta"].get("content") or "")
