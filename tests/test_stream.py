@@ -1,0 +1,115 @@
+"""`EventStream` itself, in virtual time over the mock upstream: events one at a time in
+order, the same reply by iteration and by `drain()`, the partial reply on a failure, what
+leaving early and a lost provider actor do, and `keep_text=False`. (Leg choice, fallback,
+hedging and continuation, is `routing.Legs`'s, tested in test_routing.py.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+
+from conftest import config_for, user
+from mock_upstream import MockUpstream
+from streamactors import FinishEvent, ProviderError, TextEvent, UsageEvent, open_service
+from streamactors.testing import token_text
+
+
+def serve(upstream: MockUpstream, logs: Any, **provider: Any) -> Any:
+    return open_service(config_for(upstream, **provider), logger=logs.logger, transports=upstream.transports())
+
+
+async def test_events_come_one_at_a_time_in_order(upstream: MockUpstream, logs: Any, autojump_clock: Any) -> None:
+    async with serve(upstream, logs) as service, service.stream(
+        {"model": "openai/m~tokens=6~tokens_per_chunk=2", "messages": user()}
+    ) as events:
+        seen = [ev async for ev in events]
+        reply = events.reply()
+    texts = [ev.text for ev in seen if isinstance(ev, TextEvent)]
+    assert texts == ["t0 t1 ", "t2 t3 ", "t4 t5 "]
+    assert isinstance(seen[-2], UsageEvent) and seen[-1] == FinishEvent("stop")
+    assert reply.text == "t0 t1 t2 t3 t4 t5 " and reply.finish_reason == "stop" and reply.provider == "openai"
+    assert reply.model == "m"  # as the upstream reported it
+
+
+async def test_drain_folds_the_same_reply_as_iteration(upstream: MockUpstream, logs: Any, autojump_clock: Any) -> None:
+    request = {"model": "anthropic/m~tokens=40~reasoning=5~tool_calls=2", "messages": user()}
+    async with serve(upstream, logs) as service:
+        async with service.stream(request) as events:
+            async for _ in events:
+                pass
+            iterated = events.reply()
+        async with service.stream(request) as events:
+            await events.__anext__()  # a stream part read one by one, then drained
+            await events.drain()
+            drained = events.reply()
+        completed = await service.complete(request)
+    assert iterated == drained == completed
+    assert len(iterated.tool_calls) == 2 and iterated.reasoning
+
+
+async def test_a_failure_mid_stream_raises_with_the_partial_reply(
+    upstream: MockUpstream, logs: Any, autojump_clock: Any
+) -> None:
+    async with serve(upstream, logs) as service, service.stream(
+        {"model": "openai/m~tokens=8~fail=midstream@3", "messages": user()}
+    ) as events:
+        texts = []
+        with pytest.raises(ProviderError) as info:
+            async for ev in events:
+                texts.append(ev)
+        with pytest.raises(StopAsyncIteration):  # and the stream stays ended
+            await events.__anext__()
+    assert info.value.kind == "upstream"
+    assert info.value.partial is not None and info.value.partial.text == "t0 t1 t2 "
+    assert [ev.text for ev in texts if isinstance(ev, TextEvent)] == ["t0 ", "t1 ", "t2 "]
+
+
+async def test_leaving_the_block_cancels_the_upstream_at_once(
+    upstream: MockUpstream, logs: Any, autojump_clock: Any
+) -> None:
+    async with serve(upstream, logs) as service:
+        async with service.stream({"model": "openai/m~tokens=1000~delay_ms=100", "messages": user()}) as events:
+            await events.__anext__()
+            left_at = trio.current_time()
+        await trio.testing.wait_all_tasks_blocked()
+        assert service.health()["openai"]["in_flight"] == 0
+    assert upstream.responses_aborted == 1 and upstream.aborted_at[0] == left_at
+
+
+async def test_keep_text_false_hands_out_text_but_does_not_keep_it(
+    upstream: MockUpstream, logs: Any, autojump_clock: Any
+) -> None:
+    async with serve(upstream, logs) as service, service.stream(
+        {"model": "openai/m~tokens=5", "messages": user()}, keep_text=False
+    ) as events:
+        texts = [ev.text async for ev in events if isinstance(ev, TextEvent)]
+        reply = events.reply()
+    assert "".join(texts) == "".join(token_text(i) for i in range(5))
+    assert reply.text == "" and reply.finish_reason == "stop" and reply.usage.output_tokens == 5
+
+
+async def test_a_stream_whose_actor_goes_away_ends_with_a_connection_error(
+    upstream: MockUpstream, logs: Any, autojump_clock: Any
+) -> None:
+    """The service shuts down (grace 1 s) under a stream that would run for 100 s: when the
+    grace is over the stream ends with kind "connection" and what it had, instead of waiting."""
+    failures: list[tuple[float, ProviderError]] = []
+
+    async def consume(service: Any, task_status: trio.TaskStatus[None]) -> None:
+        try:
+            async with service.stream({"model": "openai/m~tokens=1000~delay_ms=100", "messages": user()}) as events:
+                await events.__anext__()
+                task_status.started()
+                async for _ in events:
+                    pass
+        except ProviderError as exc:
+            failures.append((trio.current_time(), exc))
+
+    async with trio.open_nursery() as nursery, serve(upstream, logs, service={"shutdown_grace": 1.0}) as service:
+        await nursery.start(consume, service)
+        left_at = trio.current_time()
+    [(ended_at, error)] = failures
+    assert error.kind == "connection" and ended_at == pytest.approx(left_at + 1.0)
+    assert error.partial is not None and error.partial.text.startswith("t0 ")
