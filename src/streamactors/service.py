@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import trio
 
-from .actors.guards import BreakerActor, LimiterActor
+from .actors.breaker import BreakerActor
+from .actors.limiter import LimiterActor
 from .actors.metrics import MetricsActor
 from .actors.provider import ProviderActor
 from .actors.router import RouterActor

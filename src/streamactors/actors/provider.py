@@ -30,7 +30,8 @@ from ..policy.backoff import retry_after_seconds, retry_delay, should_retry
 from ..providers.auth import Authorizer
 from ..secret import scrub
 from ..wire.base import HttpRequestSpec, ProviderCodec, StreamDecoder
-from .guards import REJECTED, BreakerActor, LimiterActor
+from .breaker import BreakerActor
+from .limiter import REJECTED, LimiterActor
 from .messages import Batch, CancelHandle, Leg, ReplyMessage, StreamEnd, StreamJob, estimate_tokens
 from .metrics import MetricsActor, RequestRecord
 

@@ -13,11 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-import trio
 
 from ..config.schema import RouteConfig
 from ..policy.latency import LatencyEstimate, pick_two, weighted_choice
-from .guards import _GuardBase
+from .mailbox import BatchedActor, Call
 
 __all__ = ["FAILURE_LATENCY_S", "RouterActor"]
 
@@ -26,9 +25,10 @@ FAILURE_LATENCY_S = 30.0
 
 
 @attrs.frozen(slots=True, eq=False)
-class _Plan:
+class _Plan(Call[list[str]]):
+    """The targets of `route`, in the order to try them."""
+
     route: str
-    reply: trio.MemorySendChannel[list[str]]
 
 
 @attrs.frozen(slots=True)
@@ -37,7 +37,7 @@ class _Observe:
     seconds: float | None  # None: the target failed before its first event
 
 
-class RouterActor(_GuardBase):
+class RouterActor(BatchedActor[_Plan | _Observe]):
     """Owns the routes' latency estimates and random source."""
 
     def __init__(self, routes: Mapping[str, RouteConfig], rng: random.Random | None = None) -> None:
@@ -50,14 +50,13 @@ class RouterActor(_GuardBase):
 
     async def plan(self, route: str) -> list[str]:
         """The targets of `route`, in the order to try them."""
-        order: list[str] = await self._call(lambda reply: _Plan(route, reply))
-        return order
+        return await self._call(_Plan, route)
 
     def observe(self, target: str, seconds: float | None) -> None:
         """Report a target's time to first event (None: it failed before producing one)."""
-        self._report(_Observe(target, seconds))
+        self._alert(_Observe(target, seconds))
 
-    def _handle(self, msg: Any) -> None:
+    def _handle(self, msg: _Plan | _Observe) -> None:
         if type(msg) is _Plan:
             msg.reply.send_nowait(self._order(self.routes[msg.route]))
         elif type(msg) is _Observe:
