@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from streamactors.actors.metrics import LATENCY_BUCKETS, MetricsActor, RequestRecord, _Histogram
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from streamactors.actors.mailbox import FLUSH_INTERVAL
+from streamactors.actors.metrics import _MAILBOX, LATENCY_BUCKETS, MetricsActor, RequestRecord, _Histogram
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
 
 
 def test_histogram_buckets_are_le_bounds() -> None:
@@ -24,3 +36,29 @@ def test_folding_reports_per_provider() -> None:
     text = metrics.prometheus({}, {})
     assert 'streamactors_request_duration_seconds_bucket{provider="a",le="+Inf"} 1' in text
     assert 'streamactors_request_duration_seconds_bucket{provider="a",le="120.0"} 0' in text
+
+
+def record(provider: str = "a") -> RequestRecord:
+    return RequestRecord(provider, "m", "ok", None, 0.02, 0.5, None, 5, 7, 0)
+
+
+async def test_reports_wait_for_a_batch_but_reads_see_them(autojump_clock: Any, nursery: trio.Nursery) -> None:
+    metrics = MetricsActor(["a"])
+    await nursery.start(metrics.run)
+    metrics.report(record())
+    await trio.sleep(FLUSH_INTERVAL / 2)
+    assert metrics._queued == 1  # routine: the actor was not woken for it
+    assert metrics.provider_health("a")["requests"] == 1  # the read folds it in itself
+    metrics.report(record())
+    await trio.sleep(FLUSH_INTERVAL)
+    assert metrics._queued == 0  # folded at the interval
+    assert metrics.provider_health("a")["requests"] == 2
+
+
+def test_a_full_mailbox_drops_and_counts() -> None:
+    metrics = MetricsActor(["a"])
+    for _ in range(_MAILBOX + 2):
+        metrics.report(record())
+    assert metrics.dropped == 2
+    assert metrics.provider_health("a")["requests"] == _MAILBOX
+    assert "streamactors_metrics_dropped_total 2\n" in metrics.prometheus({}, {})

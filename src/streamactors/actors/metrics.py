@@ -1,7 +1,9 @@
 """`MetricsActor`: counts and times every request; renders health and Prometheus text.
 
-Provider actors report each finished request with a non-blocking send (a full mailbox
-drops the report and counts the drop: metrics must never slow the data path). Memory is
+Provider actors report each finished request with a non-blocking send into the actor's
+batched mailbox (see `mailbox`): a full mailbox drops the report and counts the drop
+(metrics must never slow the data path), and reports are folded in batches, when the
+mailbox is half full or every `FLUSH_INTERVAL` seconds, or at once by a read. Memory is
 bounded: fixed histogram buckets, a ring of recent samples for percentiles, and at most
 `MAX_MODELS` model labels per provider (the rest are counted as "other").
 """
@@ -14,13 +16,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import attrs
-import trio
+
+from .mailbox import BatchedActor
 
 __all__ = ["HedgeCancelled", "MetricsActor", "RequestRecord"]
 
 MAX_MODELS = 100
-#: The longest a report waits in the mailbox before it is folded in (reads fold in at once).
-FLUSH_INTERVAL = 1.0
 _MAILBOX = 4096
 RING = 1024
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -90,60 +91,24 @@ class _ProviderStats:
     overhead: _Histogram = attrs.field(factory=lambda: _Histogram(OVERHEAD_BUCKETS))
 
 
-class MetricsActor:
-    """Aggregates request records. Reads (`health`, `prometheus`) are synchronous snapshots."""
+class MetricsActor(BatchedActor[RequestRecord | HedgeCancelled]):
+    """Aggregates request records. Reads (`health`, `prometheus`) are synchronous snapshots
+    (what is queued is folded in first)."""
 
     def __init__(self, providers: Iterable[str]) -> None:
-        send, recv = trio.open_memory_channel[RequestRecord | HedgeCancelled](_MAILBOX)
-        self._mailbox = send
-        self._inbox = recv
+        super().__init__(_MAILBOX)
         self._stats = {p: _ProviderStats() for p in providers}
-        self._arrived = trio.Event()
-        self._queued = 0  # reports queued since the last drain
-        self.dropped = 0
 
-    def report(self, record: RequestRecord | HedgeCancelled) -> None:
-        """Non-blocking: drop (and count) if the actor is behind."""
-        try:
-            self._mailbox.send_nowait(record)
-        except trio.WouldBlock:
-            self.dropped += 1
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            return
-        self._queued += 1
-        if self._queued >= _MAILBOX // 2:
-            self._arrived.set()
+    #: `report(record)`: non-blocking; a full mailbox drops the record (counted in `dropped`).
+    #: Routine news: folded in at the next batch or read, without waking the actor now.
+    report = BatchedActor._post
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Fold reports in, in batches: when the mailbox is half full, else every
-        `FLUSH_INTERVAL` seconds (waking per request would cost more than the folding).
+    @property
+    def dropped(self) -> int:
+        """Reports dropped because the actor was behind."""
+        return self.dropped_reports
 
-        The loop waits on an event rather than on `receive()`: a report handed to a waiting
-        receiver would be in no buffer until that task runs, and a synchronous read
-        (`health()`) right after a request could miss it. This way every report is either
-        folded or still in the buffer, where the readers' `drain()` finds it.
-        """
-        task_status.started()
-        while True:
-            with trio.move_on_after(FLUSH_INTERVAL):
-                await self._arrived.wait()
-            self._arrived = trio.Event()
-            self.drain()
-
-    def close(self) -> None:
-        """Stop accepting reports."""
-        self._mailbox.close()
-
-    def drain(self) -> None:
-        """Fold in every report already queued (so a read right after a request sees it)."""
-        self._queued = 0
-        while True:
-            try:
-                self._fold(self._inbox.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                return
-
-    def _fold(self, msg: RequestRecord | HedgeCancelled) -> None:
+    def _handle(self, msg: RequestRecord | HedgeCancelled) -> None:
         stats = self._stats.get(msg.provider) or self._stats.setdefault(msg.provider, _ProviderStats())
         if isinstance(msg, HedgeCancelled):
             stats.hedges_cancelled += 1
