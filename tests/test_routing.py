@@ -105,6 +105,24 @@ async def test_hedge_wins_and_the_loser_is_cancelled_within_100ms(
         assert 'streamactors_hedges_cancelled_total{provider="anthropic"} 1' in service.metrics_text()
 
 
+async def test_the_hedge_loser_is_cancelled_when_the_winner_answers_not_when_the_request_ends(
+    upstream: MockUpstream, logs: Any, autojump_clock: Any
+) -> None:
+    """The winner streams for 10 s; the loser's response must be closed when the winner's first
+    event arrives, while the winner still streams (not only when the stream is closed)."""
+    targets = ["anthropic/m~tokens=3~ttft_ms=3000", "openai/m~tokens=1000~delay_ms=10"]
+    route = {"targets": targets, "hedge_after_ms": 100}
+    async with serve(upstream, route, logs) as service, service.stream(
+        {"model": "smart", "messages": user()}
+    ) as events:
+        await events.__anext__()
+        await trio.testing.wait_all_tasks_blocked()
+        assert upstream.responses_aborted == 1 and upstream.open_responses == 1  # the loser's, and the winner's
+        assert upstream.aborted_at[0] == pytest.approx(0.1)
+        texts = [ev async for ev in events if ev.type == "text"]
+    assert len(texts) == 999 and events.provider == "openai"
+
+
 async def test_no_hedge_when_the_first_target_is_quick(upstream: MockUpstream, logs: Any, autojump_clock: Any) -> None:
     route = {"targets": ["anthropic/m~tokens=3", "openai/m~tokens=3"], "hedge_after_ms": 500}
     async with serve(upstream, route, logs) as service:
