@@ -288,6 +288,10 @@ async def _run_service(
             with trio.move_on_after(settings.shutdown_grace):
                 for actor in actors.values():
                     await actor.stopped.wait()
+                # No request is left to report: the metrics and the router take in what is
+                # queued and stop (their supervisor does not restart a child that returns).
+                metrics.close()
+                router.close()
             nursery.cancel_scope.cancel()
             log.info("service_stopped")
     if body_error is not None:

@@ -199,6 +199,11 @@ class ProviderActor:
         finally:
             with trio.CancelScope(shield=True):
                 await client.aclose()
+        # Every job has ended, so no verdict or feedback is still to come: the guards may stop
+        # once they have taken in what is queued. (A crash leaves them open for the restart.)
+        for guard in (self._limiter, self._breaker):
+            if guard is not None:
+                guard.close()
         self.stopped.set()
 
     def _add_workers(self, nursery: trio.Nursery, client: UpstreamClient, count: int) -> None:
