@@ -15,7 +15,6 @@ wall clock, and a scenario asking for one here fails loudly instead of passing q
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -27,7 +26,7 @@ import trio
 from streamactors.testing import RecordedRequest, Scenario, parse_scenario
 from streamactors.testing.routing import route_request
 from streamactors.testing.script import Delay, Drop, Reset, TruncatedChunk, UnknownEvent, WrongShape, build_steps
-from streamactors.testing.server import CREDENTIAL_HEADERS, HEAD_FAULTS
+from streamactors.testing.server import CREDENTIAL_HEADERS, HEAD_FAULTS, status_fault_headers
 
 __all__ = ["BASE_URL", "MockUpstream"]
 
@@ -91,12 +90,7 @@ class MockUpstream:
             scenario = attrs.evolve(scenario, echo=" ".join(headers[h] for h in CREDENTIAL_HEADERS if h in headers))
         status = scenario.fail_status
         if status is not None:
-            extra: list[tuple[bytes, bytes]] = []
-            if scenario.retry_after is not None:
-                extra.append((b"retry-after", str(scenario.retry_after).encode()))
-            quota_headers = getattr(fmt, "quota_headers", None)
-            if scenario.quota_tokens is not None and quota_headers is not None:
-                extra += quota_headers(scenario.quota_tokens, scenario.quota_reset_ms / 1000, time.time())
+            extra = status_fault_headers(fmt, scenario)
             message = f"injected HTTP {status}" + (f": {scenario.echo}" if scenario.echo else "")
             self.error_sent_at.append(trio.current_time())
             return _json(status, fmt.error_body(status, message), extra)

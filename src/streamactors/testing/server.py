@@ -36,7 +36,7 @@ from .script import (
     parse_scenario,
 )
 
-__all__ = ["FakeUpstream", "RecordedRequest", "serve_fake_upstream"]
+__all__ = ["FakeUpstream", "RecordedRequest", "serve_fake_upstream", "status_fault_headers"]
 
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
@@ -48,6 +48,18 @@ _HTML_PAGE = (
     b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
     b"<body><h1>502 Bad Gateway</h1><p>The upstream is having a bad day.</p></body></html>"
 )
+
+
+def status_fault_headers(fmt: ModuleType, scenario: Scenario) -> list[tuple[bytes, bytes]]:
+    """The headers of a status fault's response: Retry-After, and quota headers in the
+    format's own names when the scenario asks for them (`quota_tokens`, `quota_reset_ms`)."""
+    extra: list[tuple[bytes, bytes]] = []
+    if scenario.retry_after is not None:
+        extra.append((b"retry-after", str(scenario.retry_after).encode()))
+    quota_headers = getattr(fmt, "quota_headers", None)
+    if scenario.quota_tokens is not None and quota_headers is not None:
+        extra += quota_headers(scenario.quota_tokens, scenario.quota_reset_ms / 1000, time.time())
+    return extra
 
 
 class _BodyFilter:
@@ -237,14 +249,8 @@ class FakeUpstream:
             scenario = attrs.evolve(scenario, echo=echo)
         status = scenario.fail_status
         if status is not None:
-            extra = []
-            if scenario.retry_after is not None:
-                extra.append((b"retry-after", str(scenario.retry_after).encode()))
-            quota_headers = getattr(fmt, "quota_headers", None)
-            if scenario.quota_tokens is not None and quota_headers is not None:
-                extra += quota_headers(scenario.quota_tokens, scenario.quota_reset_ms / 1000, time.time())
             message = f"injected HTTP {status}" + (f": {scenario.echo}" if scenario.echo else "")
-            await self._send_error(stream, status, fmt.error_body(status, message), extra)
+            await self._send_error(stream, status, fmt.error_body(status, message), status_fault_headers(fmt, scenario))
             self.error_sent_at.append(trio.current_time())
             return True
         content_type = fmt.CONTENT_TYPE
