@@ -96,16 +96,18 @@ class Legs:
         if hedge and self._route is not None and self._route.hedge_after_ms is not None:
             hedge_s = self._route.hedge_after_ms / 1000
         error: ProviderError | None = None
-        while self.has_next():
+        targets = self.targets
+        while self._next < len(targets):
             leg = await self._open(request)
-            if hedge_s is not None and self.has_next():
+            if hedge_s is not None and self._next < len(targets):
                 leg, msg = await self._race(leg, hedge_s, request)
                 hedge_s = None
             else:
                 msg = await leg.next_message()
-            error = _failed(msg)
+            error = msg.error if type(msg) is StreamEnd else None
             if error is None:
-                self._observe(leg, trio.current_time() - leg.opened_at)
+                if self._route is not None:
+                    self._observe(leg, trio.current_time() - leg.opened_at)
                 return leg, msg
             self._observe(leg, None)
             leg.abandon()

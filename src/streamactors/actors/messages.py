@@ -92,12 +92,16 @@ class Leg:
 
     `ProviderActor.submit` hands one back for each request it takes."""
 
-    target: str  # "provider/model"
     provider: str
     model_id: str
     recv: trio.MemoryReceiveChannel[ReplyMessage]
     cancel: CancelHandle
     opened_at: float
+
+    @property
+    def target(self) -> str:
+        """"provider/model" (what routes name)."""
+        return f"{self.provider}/{self.model_id}"
 
     async def next_message(self) -> ReplyMessage:
         """The leg's next message; an end with a "connection" error if the provider actor

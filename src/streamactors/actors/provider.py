@@ -173,7 +173,7 @@ class ProviderActor:
             raise ProviderError(
                 "the service is shutting down", provider=self.name, kind="connection", retryable=True
             ) from None
-        return Leg(f"{self.name}/{model_id}", self.name, model_id, recv, cancel, now)
+        return Leg(self.name, model_id, recv, cancel, now)
 
     def close(self) -> None:
         """Take no more jobs; the ones taken finish (then `stopped` is set)."""
