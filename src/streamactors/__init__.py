@@ -15,6 +15,8 @@ from .errors import ProviderError as ProviderError
 from .errors import StreamActorsError as StreamActorsError
 from .errors import UsageError as UsageError
 from .models import ChatRequest as ChatRequest
+from .models import Citation as Citation
+from .models import CitationEvent as CitationEvent
 from .models import ErrorEvent as ErrorEvent
 from .models import FinishEvent as FinishEvent
 from .models import Message as Message
@@ -36,6 +38,8 @@ from .stream import EventStream as EventStream
 
 __all__ = [
     "ChatRequest",
+    "Citation",
+    "CitationEvent",
     "Config",
     "ConfigError",
     "ErrorEvent",

@@ -169,11 +169,39 @@ class ToolCallEvent:
 
 @attrs.frozen(slots=True)
 class UsageEvent:
-    """Token counts; output tokens include reasoning tokens."""
+    """Token counts, each None where the provider did not say.
+
+    `input_tokens` counts every input token, cached ones included (OpenAI's `prompt_tokens`;
+    for Anthropic and Bedrock input + cache writes + cache reads, as LiteLLM reports it), and
+    `output_tokens` includes reasoning tokens. `cache_read_tokens` and `cache_write_tokens` are
+    the input tokens read from and written to the provider's prompt cache; `reasoning_tokens`
+    the output tokens spent on reasoning.
+    """
 
     type: ClassVar[str] = "usage"
     input_tokens: int | None = None
     output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+@attrs.frozen(slots=True)
+class Citation:
+    """A source the reply cites: where (`url`), its `title`, and the text cited, each if given."""
+
+    url: str | None = None
+    title: str | None = None
+    cited_text: str | None = None
+
+
+@attrs.frozen(slots=True)
+class CitationEvent:
+    """The reply cites a source (OpenAI's url_citation annotations, Anthropic's citations,
+    Gemini's grounding chunks, Perplexity's search results, Bedrock's citations)."""
+
+    type: ClassVar[str] = "citation"
+    citation: Citation
 
 
 @attrs.frozen(slots=True)
@@ -192,15 +220,18 @@ class ErrorEvent:
     error: Exception
 
 
-StreamEvent = TextEvent | ReasoningEvent | ToolCallEvent | UsageEvent | FinishEvent | ErrorEvent
+StreamEvent = TextEvent | ReasoningEvent | ToolCallEvent | CitationEvent | UsageEvent | FinishEvent | ErrorEvent
 
 
 @attrs.frozen(slots=True)
 class Usage:
-    """Token usage of a reply; None where the provider did not say."""
+    """Token usage of a reply; None where the provider did not say (see `UsageEvent`)."""
 
     input_tokens: int | None = None
     output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
 
 @attrs.frozen(slots=True)
@@ -216,6 +247,8 @@ class Reply:
     model: str = ""
     #: The signed (or redacted) reasoning blocks, in order, for replay; see `ReasoningBlock`.
     reasoning_blocks: tuple[ReasoningBlock, ...] = ()
+    #: The sources the reply cites, in the order they arrived.
+    citations: tuple[Citation, ...] = ()
 
     def as_message(self) -> Message:
         """This reply as the assistant turn of a conversation that goes on: its text, tool

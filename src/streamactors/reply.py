@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .models import (
+    Citation,
+    CitationEvent,
     ErrorEvent,
     FinishEvent,
     ReasoningBlock,
@@ -63,6 +65,7 @@ class ReplyBuilder:
 
     __slots__ = (
         "_blocks",
+        "_citations",
         "_reasoning",
         "_saw_text",
         "_text",
@@ -86,6 +89,7 @@ class ReplyBuilder:
         self._tool_signatures: dict[int, str] = {}  # position -> the call's signature, if any
         self.finish_reason: str | None = None
         self.usage = Usage()
+        self._citations: list[Citation] = []
         self.provider = provider
         self.model = model
         self.events = 0
@@ -136,7 +140,12 @@ class ReplyBuilder:
                 self._tool_signatures[ev.index] = ev.signature
         elif cls is UsageEvent:
             assert isinstance(ev, UsageEvent)
-            self.usage = Usage(ev.input_tokens, ev.output_tokens)
+            self.usage = Usage(
+                ev.input_tokens, ev.output_tokens, ev.cache_read_tokens, ev.cache_write_tokens, ev.reasoning_tokens
+            )
+        elif cls is CitationEvent:
+            assert isinstance(ev, CitationEvent)
+            self._citations.append(ev.citation)
         elif cls is FinishEvent:
             assert isinstance(ev, FinishEvent)
             self.finish_reason = ev.reason
@@ -171,4 +180,5 @@ class ReplyBuilder:
             provider=self.provider,
             model=self.model,
             reasoning_blocks=tuple(self._blocks),
+            citations=tuple(self._citations),
         )

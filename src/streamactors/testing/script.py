@@ -23,6 +23,7 @@ from .frames import encode_frame
 
 __all__ = [
     "UNICODE_WORDS",
+    "CitationStep",
     "Delay",
     "Drop",
     "Finish",
@@ -39,6 +40,7 @@ __all__ = [
     "Usage",
     "WrongShape",
     "build_steps",
+    "citation_for",
     "parse_scenario",
     "token_text",
 ]
@@ -66,7 +68,14 @@ class Scenario:
     tool_calls: int = 0
     unicode: bool = False
     finish: str = "stop"  # "stop" | "length" | "content_filter"
-    input_tokens: int = 10
+    input_tokens: int = 10  # every input token, cached ones included
+    # Of the input tokens, how many the provider's prompt cache served and how many it stored;
+    # each format reports them in its own fields (only when asked: 0 means not reported).
+    cache_read: int = 0
+    cache_write: int = 0
+    # Sources the reply cites, sent in each format's own way at the end of the reply (in its
+    # last chunk where the provider does so): source i is `citation_for(i)`.
+    citations: int = 0
     # Faults: "status:<code>" before the body; "midstream" (an in-band error event);
     # "drop" (connection closed mid-body); "truncate" (body ends without its terminator);
     # "garbage" (invalid JSON in an event); "hang" (stop sending, keep the socket open).
@@ -164,9 +173,25 @@ class ToolCallStep:
 
 @attrs.frozen
 class Usage:
-    input_tokens: int
-    output_tokens: int
+    input_tokens: int  # every input token, cached ones included
+    output_tokens: int  # reasoning included
     reasoning_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
+@attrs.frozen
+class CitationStep:
+    """A source the reply cites."""
+
+    url: str
+    title: str
+    cited_text: str
+
+
+def citation_for(i: int) -> CitationStep:
+    """The fake upstream's cited source number `i`."""
+    return CitationStep(f"https://example.com/source/{i}", f"Source {i}", f"cited passage {i}")
 
 
 @attrs.frozen
@@ -229,7 +254,7 @@ class WrongShape(Delay):
     the response's format."""
 
 
-Step = Text | Reasoning | ToolCallStep | Usage | Finish | MidStreamError | Delay | Drop | Raw
+Step = Text | Reasoning | ToolCallStep | CitationStep | Usage | Finish | MidStreamError | Delay | Drop | Raw
 
 #: `inject=badutf8` text carries this character; the server swaps its UTF-8 bytes for 0xFF.
 BAD_UTF8_MARK = "\uffff"
@@ -282,7 +307,9 @@ def build_steps(sc: Scenario) -> Iterator[Step]:
         yield from _fault(sc)
         return
     finish = "tool_calls" if sc.tool_calls and sc.finish == "stop" else sc.finish
-    yield Usage(sc.input_tokens, sc.tokens + sc.reasoning, sc.reasoning)
+    for c in range(sc.citations):
+        yield citation_for(c)
+    yield Usage(sc.input_tokens, sc.tokens + sc.reasoning, sc.reasoning, sc.cache_read, sc.cache_write)
     yield Finish(finish)
 
 
