@@ -238,6 +238,7 @@ async def test_request_logs_have_one_start_and_end_line_each_without_secrets(mak
     assert ok["status"] == "ok" and ok["http_status"] == 200
     assert ok["finish_reason"] == "stop"
     assert ok["input_tokens"] == 10 and ok["output_tokens"] == 7
+    assert ok["cache_read_tokens"] is ok["cache_write_tokens"] is ok["reasoning_tokens"] is None  # not reported
     assert ok["ttft_ms"] is not None and ok["duration_ms"] >= ok["ttft_ms"]
     bad = next(r for r in ends if r["provider"] == "anthropic")
     assert bad["status"] == "error" and bad["error_kind"] == "http_status" and bad["error_status"] == 401
