@@ -9,6 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamactors.models import (
+    Citation,
+    CitationEvent,
     FinishEvent,
     Message,
     ReasoningBlock,
@@ -16,6 +18,7 @@ from streamactors.models import (
     StreamEvent,
     TextEvent,
     ToolCallEvent,
+    Usage,
     UsageEvent,
 )
 from streamactors.reply import ReplyBuilder
@@ -98,3 +101,25 @@ def test_without_kept_text_there_is_nothing_to_replay() -> None:
     builder.add_all([ReasoningEvent("t"), ReasoningEvent("", signature="s")])
     assert builder.reply().reasoning_blocks == ()
     assert builder.has_content
+
+
+def test_citations_and_usage_details_fold_into_the_reply() -> None:
+    """Citations are kept in order (one per event), and every usage field reaches `Reply.usage`,
+    by `add` and by `add_all` alike."""
+    first, second = Citation("https://a.example/1", "A", "alpha"), Citation(None, "Doc", None)
+    events = [
+        TextEvent("x "),
+        CitationEvent(first),
+        TextEvent("y"),
+        CitationEvent(second),
+        UsageEvent(100, 20, cache_read_tokens=40, cache_write_tokens=8, reasoning_tokens=5),
+        FinishEvent("stop"),
+    ]
+    one_by_one, batched = ReplyBuilder("p", "m"), ReplyBuilder("p", "m")
+    for ev in events:
+        one_by_one.add(ev)
+    batched.add_all(events)
+    for builder in (one_by_one, batched):
+        reply = builder.reply()
+        assert reply.citations == (first, second) and reply.text == "x y"
+        assert reply.usage == Usage(100, 20, cache_read_tokens=40, cache_write_tokens=8, reasoning_tokens=5)
