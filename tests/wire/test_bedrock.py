@@ -21,6 +21,8 @@ from urllib.parse import quote, urlsplit
 
 import attrs
 import botocore.auth
+import botocore.eventstream
+import botocore.parsers
 import botocore.session
 import orjson
 import pytest
@@ -32,6 +34,8 @@ from streamactors.config import BedrockConfig, Config
 from streamactors.errors import WireError
 from streamactors.models import (
     ChatRequest,
+    Citation,
+    CitationEvent,
     FinishEvent,
     Message,
     Reasoning,
@@ -47,7 +51,7 @@ from streamactors.models import (
 from streamactors.providers.auth import AwsSigner
 from streamactors.testing.formats import bedrock as fmt
 from streamactors.testing.routing import route_request
-from streamactors.testing.script import Scenario, build_steps, token_text
+from streamactors.testing.script import Scenario, build_steps, citation_for, token_text
 from streamactors.wire.base import HttpRequestSpec
 from streamactors.wire.bedrock import (
     EXCEPTION_STATUS,
@@ -624,14 +628,14 @@ class TestMalformed:
         dec = BedrockStreamDecoder()
         data = b"".join([
             event_frame("futureEvent", {}),
-            event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"citation": {"title": "x"}}}),
+            event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"image": {"source": {}}}}),
             event_frame("contentBlockStart", {"contentBlockIndex": 1, "start": {"image": {}}}),
             event_frame("messageStop", {"stopReason": "brand_new_reason"}),
         ])
         assert feed(dec, data) == []
         assert close(dec) == [FinishEvent("stop")]
         assert dec.unknown_events == {
-            "futureEvent", "contentBlockDelta:citation", "contentBlockStart:image", "messageStop:brand_new_reason"}
+            "futureEvent", "contentBlockDelta:image", "contentBlockStart:image", "messageStop:brand_new_reason"}
         assert dec.model is None
 
     @pytest.mark.parametrize(("stop", "reason"), [
@@ -708,6 +712,119 @@ class TestExceptions:
                 dec.feed_into(b"", [])
 
 
+# --- usage details and citations -------------------------------------------------------------
+
+
+def _every_split(data: bytes) -> list[StreamEvent]:
+    """The events of `data`, checked to be the same whole, cut at every offset and byte by byte."""
+    events = decode(data)
+    for cut in range(len(data) + 1):
+        assert decode(data, cut) == events, cut
+    assert decode(data, *range(1, len(data))) == events
+    return events
+
+
+def _end(usage: dict[str, Any], stop: str = "end_turn") -> bytes:
+    return event_frame("messageStop", {"stopReason": stop}) + event_frame(
+        "metadata", {"metrics": {"latencyMs": 5}, "usage": usage})
+
+
+WEB_CITATION = {
+    "title": "Renewable energy - Wikipedia",
+    "sourceContent": [{"text": "Solar power is the "}, {"text": "fastest-growing source."}],
+    "location": {"web": {"url": "https://en.wikipedia.org/wiki/Renewable_energy", "domain": "en.wikipedia.org"}},
+}
+DOCUMENT_CITATION = {
+    "title": "report.pdf",
+    "sourceContent": [{"text": "Revenue rose 12%."}],
+    "location": {"documentChar": {"documentIndex": 0, "start": 120, "end": 137}},
+}
+
+
+class TestUsageDetails:
+    def test_cache_reads_and_writes_count_in_the_input(self) -> None:
+        """`inputTokens` leaves the cached tokens out; input_tokens is the total (LiteLLM's rule)."""
+        usage = {"cacheReadInputTokens": 1200, "cacheWriteInputTokens": 30, "inputTokens": 12, "outputTokens": 16,
+                 "totalTokens": 1258}
+        events = _every_split(event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "hi"}})
+                              + _end(usage))
+        assert events == [TextEvent("hi"), UsageEvent(1242, 16, 1200, 30, None), FinishEvent("stop")]
+
+    def test_without_cache_fields_they_are_none(self) -> None:
+        events = _every_split(_end({"inputTokens": 7, "outputTokens": 3, "totalTokens": 10}))
+        assert events == [UsageEvent(7, 3, None, None, None), FinishEvent("stop")]
+
+    def test_zero_is_kept_and_one_field_alone(self) -> None:
+        events = decode(_end({"cacheWriteInputTokens": 0, "inputTokens": 7, "outputTokens": 3, "totalTokens": 10}))
+        assert events[0] == UsageEvent(7, 3, None, 0, None)
+        events = decode(_end({"cacheReadInputTokens": 5, "inputTokens": 7, "outputTokens": 3, "totalTokens": 15}))
+        assert events[0] == UsageEvent(12, 3, 5, None, None)
+
+    def test_reasoning_tokens_are_never_reported(self) -> None:
+        """Converse has no reasoning count: reasoning is inside outputTokens."""
+        data = event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {
+            "text": "hmm"}}}) + _end({"inputTokens": 7, "outputTokens": 300, "totalTokens": 307})
+        assert decode(data)[-2] == UsageEvent(7, 300, None, None, None)
+
+    def test_wrong_type_is_a_protocol_error(self) -> None:
+        with pytest.raises(WireError, match=r"usage\.cacheReadInputTokens is str") as info:
+            feed(BedrockStreamDecoder(), _end({"cacheReadInputTokens": "5", "inputTokens": 7, "outputTokens": 3}))
+        assert info.value.kind == "protocol"
+
+
+class TestCitations:
+    def test_one_event_each_in_order_none_lost_at_the_end(self) -> None:
+        """Each `citation` delta is one citation, emitted as it comes; the last one arrives in
+        the same read as messageStop and metadata and still comes out, before usage and finish."""
+        data = b"".join([
+            event_frame("messageStart", {"role": "assistant"}),
+            event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Solar leads."}}),
+            event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"citation": WEB_CITATION}}),
+            event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": " Revenue rose."}}),
+            event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"citation": DOCUMENT_CITATION}}),
+            event_frame("contentBlockStop", {"contentBlockIndex": 0}),
+            _end({"inputTokens": 7, "outputTokens": 3, "totalTokens": 10}),
+        ])
+        events = _every_split(data)
+        assert events == [
+            TextEvent("Solar leads."),
+            CitationEvent(Citation("https://en.wikipedia.org/wiki/Renewable_energy", "Renewable energy - Wikipedia",
+                                   "Solar power is the fastest-growing source.")),
+            TextEvent(" Revenue rose."),
+            CitationEvent(Citation(None, "report.pdf", "Revenue rose 12%.")),  # a document location has no URL
+            UsageEvent(7, 3),
+            FinishEvent("stop"),
+        ]
+
+    def test_sparse_citation(self) -> None:
+        frame = event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"citation": {
+            "location": {"web": {"domain": "example.org"}}, "sourceContent": []}}})
+        assert feed(BedrockStreamDecoder(), frame) == [CitationEvent(Citation(None, None, None))]
+
+    @pytest.mark.parametrize(("citation", "match"), [
+        ({"title": 3}, "delta.citation.title is int"),
+        ({"sourceContent": {"text": "x"}}, "delta.citation.sourceContent is dict"),
+        ({"sourceContent": ["x"]}, "sourceContent holds a str"),
+        ({"sourceContent": [{"text": 1}]}, "sourceContent.text is int"),
+        ({"location": {"web": {"url": ["u"]}}}, "location.web.url is list"),
+        ("just text", "delta.citation is str"),
+    ])
+    def test_malformed_citation(self, citation: Any, match: str) -> None:
+        frame = event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"citation": citation}})
+        with pytest.raises(WireError, match=match) as info:
+            feed(BedrockStreamDecoder(), frame)
+        assert info.value.kind == "protocol"
+
+    def test_field_names_are_the_service_models(self, service_model: Any) -> None:
+        members = service_model.shape_for("TokenUsage").members
+        assert {"inputTokens", "outputTokens", "cacheReadInputTokens", "cacheWriteInputTokens"} <= set(members)
+        assert "citation" in service_model.shape_for("ContentBlockDelta").members
+        delta = service_model.shape_for("CitationsDelta").members
+        assert {"title", "sourceContent", "location"} <= set(delta)
+        assert "text" in delta["sourceContent"].member.members
+        assert "url" in delta["location"].members["web"].members
+
+
 # --- the fake upstream's format ------------------------------------------------------------
 
 
@@ -737,6 +854,56 @@ class TestFakeFormat:
         assert events[-2:] == [UsageEvent(10, 8), FinishEvent("tool_calls")]
         for cut in range(0, len(data), 7):
             assert decode(data, cut) == events
+
+    def test_cache_reasoning_and_citations(self) -> None:
+        """Cached tokens are reported apart from inputTokens (and counted back in), citations
+        come as `citation` deltas, one event each, in order, before usage and finish."""
+        sc = Scenario(tokens=5, reasoning=3, cache_read=40, cache_write=8, citations=2, input_tokens=100)
+        data = rendered(sc)
+        events = decode(data)
+        assert _texts(events, ReasoningEvent) == "".join(token_text(i) for i in range(3))
+        assert _texts(events, TextEvent) == "".join(token_text(i) for i in range(5))
+        assert events[-4:] == [CitationEvent(Citation(c.url, c.title, c.cited_text))
+                               for c in map(citation_for, range(2))] + [
+            UsageEvent(100, 8, 40, 8, None), FinishEvent("stop")]
+        for cut in range(len(data) + 1):
+            assert decode(data, cut) == events, cut
+        buf = EventStreamBuffer()
+        buf.add_data(data)
+        payloads = {m.headers[":event-type"]: json.loads(m.payload) for m in buf}
+        assert payloads["metadata"]["usage"] == {"cacheReadInputTokens": 40, "cacheWriteInputTokens": 8,
+                                                 "inputTokens": 52, "outputTokens": 8, "totalTokens": 108}
+
+    def test_citations_after_tool_calls_and_cache_read_alone(self) -> None:
+        sc = Scenario(tokens=1, tool_calls=1, cache_read=40, citations=1)
+        events = decode(rendered(sc))
+        cite = citation_for(0)
+        assert events[-3:] == [CitationEvent(Citation(cite.url, cite.title, cite.cited_text)),
+                               UsageEvent(10, 1, 40, 0, None), FinishEvent("tool_calls")]
+
+    def test_no_cache_fields_without_cache(self) -> None:
+        buf = EventStreamBuffer()
+        buf.add_data(rendered(Scenario(tokens=2)))
+        usage = [json.loads(m.payload) for m in buf][-1]["usage"]
+        assert usage == {"inputTokens": 10, "outputTokens": 2, "totalTokens": 12}
+
+    def test_botocore_parses_every_field(self, service_model: Any) -> None:
+        """botocore's own event-stream parser, which keeps only the members its service model
+        defines, gives back each payload whole (less the padding): every name is the model's."""
+        data = rendered(Scenario(tokens=2, reasoning=1, tool_calls=1, cache_read=4, cache_write=2, citations=2))
+
+        class Body:
+            def stream(self) -> Iterator[bytes]:
+                yield data
+
+        shape = service_model.operation_model("ConverseStream").output_shape.members["stream"]
+        parsed = list(botocore.eventstream.EventStream(
+            Body(), shape, botocore.parsers.EventStreamJSONParser(), "ConverseStream"))
+        buf = EventStreamBuffer()
+        buf.add_data(data)
+        raw = [{m.headers[":event-type"]: {k: v for k, v in json.loads(m.payload).items() if k != "p"}} for m in buf]
+        assert parsed == raw
+        assert sum("citation" in e.get("contentBlockDelta", {}).get("delta", {}) for e in parsed) == 2
 
     def test_frames_look_like_bedrocks(self) -> None:
         buf = EventStreamBuffer()

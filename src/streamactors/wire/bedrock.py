@@ -31,6 +31,8 @@ from botocore.utils import percent_encode
 from ..errors import WireError
 from ..models import (
     ChatRequest,
+    Citation,
+    CitationEvent,
     Message,
     ReasoningEvent,
     StreamEvent,
@@ -433,6 +435,10 @@ class BedrockStreamDecoder(DecoderBase):
                 redacted = json_field(content, "redactedContent", str, "delta.reasoningContent")
                 if redacted:  # a blob: base64 in the JSON payload, kept as it came
                     out.append(ReasoningEvent("", redacted=redacted))
+            elif "citation" in delta:
+                citation = json_field(delta, "citation", dict, "delta")
+                if citation is not None:  # one CitationsDelta per cited source, emitted as it comes
+                    out.append(CitationEvent(_citation(citation)))
             else:
                 self.unknown_events.add(f"contentBlockDelta:{','.join(delta) or '(empty)'}")
         elif etype == "contentBlockStart":
@@ -455,13 +461,7 @@ class BedrockStreamDecoder(DecoderBase):
             self._metadata = True
             usage = json_field(obj, "usage", dict, etype)
             if usage is not None:
-                inp = json_field(usage, "inputTokens", int, "usage")
-                if inp is not None:
-                    # Converse counts cached prompt tokens apart; OpenAI's prompt_tokens include them.
-                    inp += (json_field(usage, "cacheReadInputTokens", int, "usage") or 0) + (
-                        json_field(usage, "cacheWriteInputTokens", int, "usage") or 0
-                    )
-                self._usage = UsageEvent(inp, json_field(usage, "outputTokens", int, "usage"))
+                self._usage = _usage(usage)
         elif etype not in ("messageStart", "contentBlockStop"):
             self.unknown_events.add(etype)
 
@@ -478,3 +478,36 @@ class BedrockStreamDecoder(DecoderBase):
         status = EXCEPTION_STATUS.get(etype)
         retryable = etype in RETRYABLE_EXCEPTIONS or status is None
         return WireError(message, kind="upstream", status=status, retryable=retryable, error_type=etype)
+
+
+def _usage(usage: dict[str, Any]) -> UsageEvent:
+    """A `TokenUsage`: `inputTokens` leaves out the prompt-cache reads and writes, which
+    `input_tokens` counts (as OpenAI's prompt_tokens and LiteLLM do). Converse reports no
+    reasoning count (reasoning is inside `outputTokens`)."""
+    inp = json_field(usage, "inputTokens", int, "usage")
+    read = json_field(usage, "cacheReadInputTokens", int, "usage")
+    write = json_field(usage, "cacheWriteInputTokens", int, "usage")
+    if inp is not None:
+        inp += (read or 0) + (write or 0)
+    return UsageEvent(inp, json_field(usage, "outputTokens", int, "usage"), read, write, None)
+
+
+def _citation(citation: dict[str, Any]) -> Citation:
+    """A `CitationsDelta` (one per cited source): the URL of a `web` location (the other
+    locations point into documents sent with the request, and have none), the title, and
+    the `sourceContent` texts joined."""
+    location = json_field(citation, "location", dict, "delta.citation") or {}
+    web = json_field(location, "web", dict, "delta.citation.location") or {}
+    pieces = json_field(citation, "sourceContent", list, "delta.citation") or []
+    texts = []
+    for piece in pieces:
+        if type(piece) is not dict:
+            raise WireError(f"delta.citation.sourceContent holds a {type(piece).__name__}", kind="protocol")
+        text = json_field(piece, "text", str, "delta.citation.sourceContent")
+        if text:
+            texts.append(text)
+    return Citation(
+        json_field(web, "url", str, "delta.citation.location.web"),
+        json_field(citation, "title", str, "delta.citation"),
+        "".join(texts) or None,
+    )

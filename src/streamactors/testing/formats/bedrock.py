@@ -10,11 +10,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
 from ..frames import encode_frame
-from ..script import Delay, Drop, Finish, MidStreamError, Raw, Reasoning, Step, Text, ToolCallStep, Usage
+from ..script import (
+    CitationStep,
+    Delay,
+    Drop,
+    Finish,
+    MidStreamError,
+    Raw,
+    Reasoning,
+    Step,
+    Text,
+    ToolCallStep,
+    Usage,
+)
 
 __all__ = ["CONTENT_TYPE", "encode_frame", "error_body", "render"]
 
@@ -42,8 +55,37 @@ def _exception(name: str, obj: dict[str, Any]) -> bytes:
     return encode_frame(headers, orjson.dumps(obj))
 
 
+def _citation(step: CitationStep) -> dict[str, Any]:
+    """A `CitationsDelta` citing a web page (as web grounding does): title, the cited text
+    in `sourceContent`, and a `web` location."""
+    return {
+        "title": step.title,
+        "sourceContent": [{"text": step.cited_text}],
+        "location": {"web": {"url": step.url, "domain": urlsplit(step.url).netloc}},
+    }
+
+
+def _usage(usage: Usage | None) -> dict[str, int]:
+    """A `TokenUsage`: `inputTokens` leaves out the cache reads and writes, reported apart
+    (both, when the prompt cache was used); `totalTokens` counts everything."""
+    if usage is None:
+        return {"inputTokens": 0, "outputTokens": 0, "totalTokens": 0}
+    out: dict[str, int] = {}
+    if usage.cache_read_tokens or usage.cache_write_tokens:
+        out["cacheReadInputTokens"] = usage.cache_read_tokens
+        out["cacheWriteInputTokens"] = usage.cache_write_tokens
+    out["inputTokens"] = usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens
+    out["outputTokens"] = usage.output_tokens
+    out["totalTokens"] = usage.input_tokens + usage.output_tokens
+    return out
+
+
 def render(steps: Iterable[Step], model: str, request_body: dict[str, Any]) -> Iterator[bytes | Delay | Drop]:
-    """Render steps as messageStart ... messageStop, then metadata (usage comes last)."""
+    """Render steps as messageStart ... messageStop, then metadata (usage comes last).
+
+    Citations are `citation` deltas in the text block they follow (in a block of their own
+    after a tool call or when there is no text).
+    """
     yield _event("messageStart", {"role": "assistant"})
     index = -1
     open_kind: str | None = None
@@ -67,6 +109,13 @@ def render(steps: Iterable[Step], model: str, request_body: dict[str, Any]) -> I
                 open_kind = kind
             delta = {"text": step.text} if kind == "text" else {"reasoningContent": {"text": step.text}}
             yield _event("contentBlockDelta", {"contentBlockIndex": index, "delta": delta})
+        elif isinstance(step, CitationStep):
+            if open_kind != "text":
+                if open_kind is not None:
+                    yield from close_block()
+                index += 1
+                open_kind = "text"
+            yield _event("contentBlockDelta", {"contentBlockIndex": index, "delta": {"citation": _citation(step)}})
         elif isinstance(step, ToolCallStep):
             if open_kind is not None:
                 yield from close_block()
@@ -88,14 +137,7 @@ def render(steps: Iterable[Step], model: str, request_body: dict[str, Any]) -> I
                 yield from close_block()
                 open_kind = None
             yield _event("messageStop", {"stopReason": STOP_REASON.get(step.reason, "end_turn")})
-            inp, out = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
-            yield _event(
-                "metadata",
-                {
-                    "metrics": {"latencyMs": 42},
-                    "usage": {"inputTokens": inp, "outputTokens": out, "totalTokens": inp + out},
-                },
-            )
+            yield _event("metadata", {"metrics": {"latencyMs": 42}, "usage": _usage(usage)})
         elif isinstance(step, MidStreamError):
             if step.status == 429:
                 yield _exception("throttlingException", {"message": step.message})
