@@ -38,6 +38,9 @@ from streamactors.models import (
     ToolCallEvent,
     UsageEvent,
 )
+from streamactors.testing.formats import openai as openai_format
+from streamactors.testing.routing import route_request
+from streamactors.testing.script import build_steps, parse_scenario
 from streamactors.wire.openai import OpenAICodec, OpenAIStreamDecoder, effort_for_budget
 
 TRANSCRIPTS = transcripts("openai")
@@ -87,6 +90,16 @@ def tc_ev(index: int, args: str = "", id: str | None = None, name: str | None = 
 
 def fin(reason: str) -> dict[str, Any]:
     return {"type": "finish", "reason": reason}
+
+
+def usage_ev(input_tokens: int | None, output_tokens: int | None, cache_read: int | None = None,
+             reasoning_tokens: int | None = None) -> dict[str, Any]:
+    return {"type": "usage", "input_tokens": input_tokens, "output_tokens": output_tokens,
+            "cache_read_tokens": cache_read, "cache_write_tokens": None, "reasoning_tokens": reasoning_tokens}
+
+
+def cite_ev(url: str | None, title: str | None = None, cited_text: str | None = None) -> dict[str, Any]:
+    return {"type": "citation", "citation": {"url": url, "title": title, "cited_text": cited_text}}
 
 
 # --- request side -----------------------------------------------------------------------
@@ -334,17 +347,17 @@ def test_usage_chunk_and_usage_on_every_chunk() -> None:
     u = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
     raw = sse(chunk({"content": "a"}, usage=None), chunk({}, "stop", usage=None),
               {"id": "x", "choices": [], "usage": u})
-    assert run(raw + DONE) == [text("a"), {"type": "usage", "input_tokens": 5, "output_tokens": 2}, fin("stop")]
+    assert run(raw + DONE) == [text("a"), usage_ev(5, 2), fin("stop")]
     # vLLM's continuous usage stats: the last one wins, reported once.
     raw = sse(chunk({"content": "a"}, usage={"prompt_tokens": 5, "completion_tokens": 1}),
               chunk({}, "stop", usage={"prompt_tokens": 5, "completion_tokens": 2}))
-    assert run(raw + DONE) == [text("a"), {"type": "usage", "input_tokens": 5, "output_tokens": 2}, fin("stop")]
+    assert run(raw + DONE) == [text("a"), usage_ev(5, 2), fin("stop")]
 
 
 def test_groq_usage_under_x_groq() -> None:
     raw = sse(chunk({"content": "a"}), chunk({}, "stop", x_groq={"id": "req_1", "usage": {
         "prompt_tokens": 9, "completion_tokens": 3}})) + DONE
-    assert run(raw)[-2:] == [{"type": "usage", "input_tokens": 9, "output_tokens": 3}, fin("stop")]
+    assert run(raw)[-2:] == [usage_ev(9, 3), fin("stop")]
 
 
 # --- reasoning (xAI, OpenRouter, DeepSeek) ----------------------------------------------
@@ -404,7 +417,7 @@ def test_truncated_stream_without_done_or_finish_is_an_error() -> None:
 def test_finish_without_done_is_complete() -> None:
     u = {"prompt_tokens": 1, "completion_tokens": 1}
     assert run(sse(chunk({"content": "a"}), chunk({}, "stop"), {"choices": [], "usage": u})) == [
-        text("a"), {"type": "usage", "input_tokens": 1, "output_tokens": 1}, fin("stop")]
+        text("a"), usage_ev(1, 1), fin("stop")]
 
 
 def test_done_without_its_blank_line_is_not_an_event() -> None:
@@ -612,3 +625,209 @@ def test_a_request_body_holds_no_more_memory_than_its_bytes() -> None:
     held = sum(d.size_diff for d in after.compare_to(before, "filename"))
     assert len(spec.body) < 200
     assert held < 1024, held  # the body and its spec, not a 4 KiB buffer
+
+
+# --- usage details and citations (issue 13) ---------------------------------------------------
+
+
+def assert_all_splits(raw: bytes, expected: list[dict[str, Any]]) -> None:
+    """`raw` decodes to `expected` whole, cut at every offset, and byte by byte."""
+    assert run(raw) == expected
+    for pieces in every_split(raw):
+        assert decode(OpenAIStreamDecoder, pieces) == expected, [len(p) for p in pieces]
+    assert decode(OpenAIStreamDecoder, [raw[i : i + 1] for i in range(len(raw))]) == expected
+
+
+# openai-python `types/completion_usage.py`: CompletionUsage, PromptTokensDetails, CompletionTokensDetails.
+DETAILED_USAGE = {
+    "prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120,
+    "prompt_tokens_details": {"cached_tokens": 40, "audio_tokens": 0},
+    "completion_tokens_details": {"reasoning_tokens": 5, "audio_tokens": 0, "accepted_prediction_tokens": 0,
+                                  "rejected_prediction_tokens": 0},
+}
+
+
+def test_usage_details_cached_and_reasoning_tokens() -> None:
+    raw = sse(chunk({"content": "a"}), chunk({}, "stop"), {"id": "x", "choices": [], "usage": DETAILED_USAGE}) + DONE
+    # input_tokens is prompt_tokens itself: every input token, the 40 cached ones included.
+    assert_all_splits(raw, [text("a"), usage_ev(100, 20, cache_read=40, reasoning_tokens=5), fin("stop")])
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        ({"prompt_tokens": 5, "completion_tokens": 2}, usage_ev(5, 2)),
+        ({"prompt_tokens": 5, "completion_tokens": 2, "prompt_tokens_details": None,
+          "completion_tokens_details": None}, usage_ev(5, 2)),
+        ({"prompt_tokens": 5, "completion_tokens": 2, "prompt_tokens_details": {"audio_tokens": 0},
+          "completion_tokens_details": {"audio_tokens": 0}}, usage_ev(5, 2)),
+        ({"prompt_tokens": 5, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 0},
+          "completion_tokens_details": {"reasoning_tokens": 0}}, usage_ev(5, 2, cache_read=0, reasoning_tokens=0)),
+        # Perplexity (perplexity-node `shared.ts` UsageInfo): reasoning_tokens in usage itself.
+        ({"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14, "reasoning_tokens": 7,
+          "citation_tokens": 30, "num_search_queries": 1}, usage_ev(5, 9, reasoning_tokens=7)),
+    ],
+    ids=["none", "null-details", "details-without-counts", "zeros", "perplexity"],
+)
+def test_usage_details_only_where_the_payload_has_them(usage: dict[str, Any], expected: dict[str, Any]) -> None:
+    raw = sse(chunk({"content": "a"}), chunk({}, "stop"), {"id": "x", "choices": [], "usage": usage}) + DONE
+    assert run(raw) == [text("a"), expected, fin("stop")]
+
+
+def test_groq_usage_details_under_x_groq() -> None:
+    raw = sse(chunk({"content": "a"}), chunk({}, "stop", x_groq={"id": "req_1", "usage": DETAILED_USAGE})) + DONE
+    assert run(raw)[-2:] == [usage_ev(100, 20, cache_read=40, reasoning_tokens=5), fin("stop")]
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [{"prompt_tokens": 1, "prompt_tokens_details": [1]}, {"prompt_tokens": 1, "prompt_tokens_details": {
+        "cached_tokens": "4"}}, {"prompt_tokens": 1, "completion_tokens_details": {"reasoning_tokens": True}},
+     {"prompt_tokens": 1, "reasoning_tokens": 1.5}],
+)
+def test_malformed_usage_details_are_protocol_errors(usage: dict[str, Any]) -> None:
+    got = run(sse({"choices": [], "usage": usage}) + STOP)
+    assert got[-1]["type"] == "error" and got[-1]["kind"] == "protocol"
+
+
+def url_citation(url: str, title: str, start: int, end: int) -> dict[str, Any]:
+    return {"type": "url_citation", "url_citation": {"end_index": end, "start_index": start, "title": title,
+                                                      "url": url}}
+
+
+A_URL, B_URL = "https://a.example/x", "https://b.example/y"
+
+
+@pytest.mark.parametrize("where", ["content", "finish", "finish-with-usage"])
+def test_annotations_become_citations_once_each_in_order(where: str) -> None:
+    # The spans are code points into the whole reply text (the é counts one).
+    first, second = "Paris é big (a.example). ", "Tokyo too (b.example)."
+    spans = [url_citation(A_URL, "A", 12, 23), url_citation(B_URL, "B", 35, 46)]
+    if where == "content":
+        body = [chunk({"content": first}), chunk({"content": second, "annotations": spans}), chunk({}, "stop")]
+    else:
+        last = chunk({"annotations": spans}, "stop")
+        if where == "finish-with-usage":  # as OpenRouter sends its last chunk
+            last["usage"] = {"prompt_tokens": 3, "completion_tokens": 4}
+        body = [chunk({"content": first}), chunk({"content": second}), last]
+    expected = [text(first), text(second), cite_ev(A_URL, "A", "(a.example)"), cite_ev(B_URL, "B", "(b.example)")]
+    if where == "finish-with-usage":
+        expected.append(usage_ev(3, 4))
+    assert_all_splits(sse(*body) + DONE, [*expected, fin("stop")])
+
+
+def test_repeated_annotations_are_emitted_once() -> None:
+    ann = url_citation(A_URL, "A", 0, 2)
+    again = url_citation(A_URL, "A", 3, 5)  # the same source cited elsewhere: a citation of its own
+    raw = sse(chunk({"content": "ab cd", "annotations": [ann]}), chunk({"annotations": [ann, again]}, "stop"))
+    assert run(raw + DONE) == [text("ab cd"), cite_ev(A_URL, "A", "ab"), cite_ev(A_URL, "A", "cd"), fin("stop")]
+
+
+@pytest.mark.parametrize(("start", "end"), [(0, 99), (-1, 2), (3, 3), (None, 2)])
+def test_a_span_outside_the_text_has_no_cited_text(start: int | None, end: int) -> None:
+    ann = url_citation(A_URL, "A", 0, end)
+    ann["url_citation"]["start_index"] = start
+    raw = sse(chunk({"content": "abcdef", "annotations": [ann]}), chunk({}, "stop")) + DONE
+    assert run(raw) == [text("abcdef"), cite_ev(A_URL, "A", None), fin("stop")]
+
+
+def test_unknown_annotation_types_are_noted_not_emitted() -> None:
+    dec = OpenAIStreamDecoder()
+    raw = sse(chunk({"content": "a", "annotations": [{"type": "file_citation", "file_citation": {}}]}),
+              chunk({}, "stop")) + DONE
+    assert decode(lambda: dec, [raw]) == [text("a"), fin("stop")]
+    assert dec.unknown_events == {"annotation:file_citation"}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"annotations": {"type": "url_citation"}}, {"annotations": ["x"]},
+     {"annotations": [{"type": "url_citation", "url_citation": "u"}]},
+     {"annotations": [{"type": "url_citation", "url_citation": {"url": 5}}]},
+     {"annotations": [{"type": "url_citation", "url_citation": {"url": "u", "start_index": "0"}}]}],
+)
+def test_malformed_annotations_are_protocol_errors(payload: dict[str, Any]) -> None:
+    got = run(sse(chunk(payload)) + STOP)
+    assert got[-1]["type"] == "error" and got[-1]["kind"] == "protocol"
+    assert not got[-1]["message"].startswith("malformed stream event")
+
+
+PPLX_RESULTS = [
+    {"title": "A page", "url": A_URL, "date": "2025-01-02", "last_updated": None, "snippet": "a passage"},
+    {"title": "B page", "url": B_URL, "date": None},
+]
+
+
+def test_perplexity_search_results_and_citations_repeated_on_every_chunk_emit_once() -> None:
+    # perplexity-node `chat/chat.ts` StreamChunk: citations (URLs) and search_results on the chunk.
+    extra = {"citations": [A_URL, B_URL], "search_results": PPLX_RESULTS}
+    usage = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+    raw = sse(chunk({"content": "a [1]"}, **extra), chunk({"content": " b [2]"}, **extra),
+              chunk({}, "stop", **extra, usage=usage)) + DONE
+    assert_all_splits(raw, [text("a [1]"), cite_ev(A_URL, "A page", "a passage"), cite_ev(B_URL, "B page"),
+                            text(" b [2]"), usage_ev(3, 4), fin("stop")])
+
+
+def test_perplexity_sources_arriving_only_with_the_last_chunks_are_kept() -> None:
+    c_url = "https://c.example/"
+    raw = sse(chunk({"content": "a"}), chunk({}, "stop", citations=[A_URL]),
+              {"id": "x", "choices": [], "citations": [A_URL, c_url], "usage": {"prompt_tokens": 1}}) + DONE
+    assert_all_splits(raw, [text("a"), cite_ev(A_URL), cite_ev(c_url), usage_ev(1, None), fin("stop")])
+
+
+@pytest.mark.parametrize("payload", [{"citations": "u"}, {"citations": [1]}, {"search_results": ["u"]},
+                                     {"search_results": [{"url": 1}]}, {"search_results": {"url": "u"}}])
+def test_malformed_perplexity_sources_are_protocol_errors(payload: dict[str, Any]) -> None:
+    got = run(sse(chunk({"content": "a"}, **payload)) + STOP)
+    assert got[-1]["type"] == "error" and got[-1]["kind"] == "protocol"
+    assert not got[-1]["message"].startswith("malformed stream event")
+
+
+# --- the fake upstream's rendering decodes to the scenario -----------------------------------
+
+DETAILED = "m~tokens=3~reasoning=2~cache_read=40~cache_write=8~citations=2~input_tokens=100"
+ROUTES = {"openai": "/v1/chat/completions", "openrouter": "/api/v1/chat/completions",
+          "azure": "/openai/deployments/m/chat/completions", "perplexity": "/chat/completions"}
+
+
+def rendered(path: str, model: str) -> bytes:
+    body = {"model": model, "stream": True, "stream_options": {"include_usage": True}}
+    route = route_request(path, body)
+    assert route is not None
+    module, _, render = route
+    assert module is openai_format
+    return b"".join(p for p in render(build_steps(parse_scenario(model)), model, body) if isinstance(p, bytes))
+
+
+@pytest.mark.parametrize("route", list(ROUTES))
+def test_fake_format_renders_usage_details_and_citations(route: str) -> None:
+    raw = rendered(ROUTES[route], DETAILED)
+    got = run(raw)
+    cites = [ev["citation"] for ev in got if ev["type"] == "citation"]
+    if route == "perplexity":  # the snippet is the cited text; the reply text is the tokens alone
+        assert cites == [{"url": f"https://example.com/source/{i}", "title": f"Source {i}",
+                          "cited_text": f"cited passage {i}"} for i in range(2)]
+        assert "".join(ev["text"] for ev in got if ev["type"] == "text") == "t0 t1 t2 "
+    else:  # the annotations span the cited passages, streamed as the reply's last text
+        assert cites == [{"url": f"https://example.com/source/{i}", "title": f"Source {i}",
+                          "cited_text": f"cited passage {i}"} for i in range(2)]
+        assert "".join(ev["text"] for ev in got if ev["type"] == "text") == (
+            "t0 t1 t2 cited passage 0 cited passage 1 ")
+    # OpenAI reports no cache writes; Perplexity no cache at all.
+    cache_read = None if route == "perplexity" else 40
+    assert got[-2:] == [usage_ev(100, 5, cache_read=cache_read, reasoning_tokens=2), fin("stop")]
+    assert [ev["type"] for ev in got].count("citation") == 2
+    assert_all_splits(raw, got)
+
+
+@pytest.mark.parametrize("route", list(ROUTES))
+def test_fake_format_default_scenario_reports_no_details(route: str) -> None:
+    got = run(rendered(ROUTES[route], "m~tokens=2"))
+    assert got[-2:] == [usage_ev(10, 2), fin("stop")]
+    assert "citation" not in [ev["type"] for ev in got]
+
+
+def test_fake_format_citations_after_tool_calls() -> None:
+    got = run(rendered(ROUTES["openai"], "m~tokens=1~tool_calls=1~citations=1"))
+    assert [ev["type"] for ev in got][-4:] == ["text", "citation", "usage", "finish"]
+    assert got[-3]["citation"]["cited_text"] == "cited passage 0" and got[-1] == fin("tool_calls")

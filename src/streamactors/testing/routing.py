@@ -45,6 +45,8 @@ def route_request(path: str, body: dict[str, Any]) -> Route | None:
             str(body.get("model", "")),
             _render_with(openai, reasoning_field="reasoning", keepalive=True, error_in_chunk=True),
         )
+    if path == "/chat/completions":  # Perplexity, at api.perplexity.ai's root: its own citation fields
+        return openai, str(body.get("model", "")), _render_with(openai, perplexity=True)
     if path.endswith("/chat/completions"):
         return openai, str(body.get("model", "")), _render_with(openai)
     if m := _VERTEX_CLAUDE.search(path):

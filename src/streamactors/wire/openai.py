@@ -3,7 +3,8 @@
 The same format serves Azure OpenAI, xAI, OpenRouter and every OpenAI-compatible
 server; their differences are parameters of `OpenAICodec` (URL, headers, which
 max-tokens field) and tolerances of `OpenAIStreamDecoder` (empty `choices`,
-`reasoning`/`reasoning_content` deltas, error objects inside a chunk).
+`reasoning`/`reasoning_content` deltas, error objects inside a chunk, Perplexity's
+top-level `citations` and `search_results`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import orjson
 from ..errors import WireError
 from ..models import (
     ChatRequest,
+    Citation,
+    CitationEvent,
     Message,
     ReasoningEvent,
     StreamEvent,
@@ -152,6 +155,24 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
     at an index already in use starts a new call (servers that number every call 0).
     A call's id and name are emitted once, with its first fragment that has them.
     A `refusal` is streamed as text, and turns a "stop" finish into "content_filter".
+
+    Usage (openai-python `types/completion_usage.py`): `prompt_tokens` (every input token,
+    cached ones included) and `completion_tokens` (reasoning included), with
+    `prompt_tokens_details.cached_tokens` as the cache reads and
+    `completion_tokens_details.reasoning_tokens` (or Perplexity's top-level
+    `usage.reasoning_tokens`) as the reasoning tokens, each only when the payload has it.
+    OpenAI reports no cache writes.
+
+    Citations become `CitationEvent`s as they arrive, each once:
+    - OpenAI and OpenRouter: `delta.annotations`, a list of `{"type": "url_citation",
+      "url_citation": {"url", "title", "start_index", "end_index"}}`; the cited text is the
+      reply text (choice 0's `content`, as streamed so far, chunk included) from
+      `start_index` to `end_index`, or None when those do not fall inside it. The same
+      annotation (url and span) repeated later is not emitted again.
+    - Perplexity: chunk-level `search_results` (`{"title", "url", "snippet", ...}`; the
+      snippet becomes the cited text) and `citations` (URLs), repeated on every chunk:
+      each URL is emitted once, from the first entry that names it (`search_results`
+      first within a chunk).
     """
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
@@ -160,6 +181,8 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
         self._tool_ids: list[str | None] = []  # position -> id given
         self._tool_names: list[str | None] = []  # position -> name given
         self._refused = False
+        self._text: list[str] = []  # choice 0's content pieces, for annotations' cited text
+        self._cited: set[Any] = set()  # annotations (url, start, end) and Perplexity URLs seen
 
     def _on_event(self, event: str | None, data: str, out: list[StreamEvent]) -> None:
         if event == "error" and not data.startswith(self.terminator):
@@ -185,7 +208,14 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
             if model and isinstance(model, str):
                 self.model = model
         choices = obj.get("choices")
-        if type(choices) is list and len(choices) == 1 and obj.get("usage") is None and "x_groq" not in obj:
+        if (
+            type(choices) is list
+            and len(choices) == 1
+            and obj.get("usage") is None
+            and "x_groq" not in obj
+            and "citations" not in obj
+            and "search_results" not in obj
+        ):
             # The hot path: one choice with a plain content delta and nothing else.
             choice = choices[0]
             if type(choice) is dict and not choice.get("index") and choice.get("finish_reason") is None:
@@ -194,6 +224,7 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
                     content = delta.get("content")
                     if type(content) is str and delta.keys() <= _PLAIN_DELTA_KEYS and delta.get("refusal") is None:
                         if content:
+                            self._text.append(content)
                             out.append(TextEvent(content))
                         return
         for choice in json_field(obj, "choices", list, "chunk") or ():
@@ -215,10 +246,71 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
             x_groq = obj.get("x_groq")
             usage = json_field(x_groq, "usage", dict, "x_groq") if type(x_groq) is dict else None
         if usage:
-            self._usage = UsageEvent(
-                json_field(usage, "prompt_tokens", int, "usage"),
-                json_field(usage, "completion_tokens", int, "usage"),
-            )
+            self._usage = self._usage_event(usage)
+        if "search_results" in obj or "citations" in obj:
+            self._perplexity_sources(obj, out)
+
+    @staticmethod
+    def _usage_event(usage: dict[str, Any]) -> UsageEvent:
+        prompt_details = json_field(usage, "prompt_tokens_details", dict, "usage")
+        completion_details = json_field(usage, "completion_tokens_details", dict, "usage")
+        cached = json_field(prompt_details, "cached_tokens", int, "prompt_tokens_details") if prompt_details else None
+        reasoning = (
+            json_field(completion_details, "reasoning_tokens", int, "completion_tokens_details")
+            if completion_details
+            else None
+        )
+        if reasoning is None:  # Perplexity reports its reasoning tokens in usage itself
+            reasoning = json_field(usage, "reasoning_tokens", int, "usage")
+        return UsageEvent(
+            json_field(usage, "prompt_tokens", int, "usage"),
+            json_field(usage, "completion_tokens", int, "usage"),
+            cache_read_tokens=cached,
+            reasoning_tokens=reasoning,
+        )
+
+    def _annotations(self, annotations: list[Any], out: list[StreamEvent]) -> None:
+        text: str | None = None
+        for ann in annotations:
+            if type(ann) is not dict:
+                raise WireError("delta.annotations item is not a JSON object", kind="protocol")
+            atype = json_field(ann, "type", str, "annotation")
+            if atype != "url_citation":
+                self.unknown_events.add(f"annotation:{atype}")
+                continue
+            cite = json_field(ann, "url_citation", dict, "annotation") or {}
+            url = json_field(cite, "url", str, "url_citation")
+            start = json_field(cite, "start_index", int, "url_citation")
+            end = json_field(cite, "end_index", int, "url_citation")
+            key = (url, start, end)
+            if key in self._cited:
+                continue
+            self._cited.add(key)
+            cited: str | None = None
+            if start is not None and end is not None:
+                if text is None:
+                    text = "".join(self._text)
+                if 0 <= start < end <= len(text):
+                    cited = text[start:end]
+            out.append(CitationEvent(Citation(url, json_field(cite, "title", str, "url_citation"), cited)))
+
+    def _perplexity_sources(self, obj: dict[str, Any], out: list[StreamEvent]) -> None:
+        for result in json_field(obj, "search_results", list, "chunk") or ():
+            if type(result) is not dict:
+                raise WireError("search_results item is not a JSON object", kind="protocol")
+            url = json_field(result, "url", str, "search_result")
+            if url is None or url in self._cited:
+                continue
+            self._cited.add(url)
+            title = json_field(result, "title", str, "search_result")
+            snippet = json_field(result, "snippet", str, "search_result") or None
+            out.append(CitationEvent(Citation(url, title, snippet)))
+        for url in json_field(obj, "citations", list, "chunk") or ():
+            if type(url) is not str:
+                raise WireError(f"citations item is {type(url).__name__}, expected str", kind="protocol")
+            if url not in self._cited:
+                self._cited.add(url)
+                out.append(CitationEvent(Citation(url)))
 
     def _delta(self, delta: dict[str, Any], out: list[StreamEvent]) -> None:
         # DeepSeek and xAI send reasoning_content; OpenRouter sends reasoning (and reasoning_details).
@@ -228,6 +320,7 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
         content = delta.get("content")
         if type(content) is str:
             if content:
+                self._text.append(content)
                 out.append(TextEvent(content))
         elif type(content) is list:
             self._content_parts(content, out)
@@ -245,6 +338,9 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
                 self._tool_fragment(n, tc, out)
         if delta.get("function_call") is not None:
             self.unknown_events.add("delta.function_call")
+        annotations = json_field(delta, "annotations", list, "delta")
+        if annotations:
+            self._annotations(annotations, out)
 
     def _content_parts(self, parts: list[Any], out: list[StreamEvent]) -> None:
         # Mistral's reasoning models stream content as typed parts.
@@ -253,6 +349,7 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
             if ptype == "text":
                 text = json_field(part, "text", str, "content part")
                 if text:
+                    self._text.append(text)
                     out.append(TextEvent(text))
             elif ptype == "thinking":
                 for sub in json_field(part, "thinking", list, "content part") or ():

@@ -1,4 +1,5 @@
-"""OpenAI chat-completions chunks, as api.openai.com streams them."""
+"""OpenAI chat-completions chunks, as api.openai.com streams them (and OpenRouter, Azure,
+Perplexity, with their differences as options of `render`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,19 @@ from typing import Any
 
 import orjson
 
-from ..script import Delay, Drop, Finish, MidStreamError, Raw, Reasoning, Step, Text, ToolCallStep, Usage
+from ..script import (
+    CitationStep,
+    Delay,
+    Drop,
+    Finish,
+    MidStreamError,
+    Raw,
+    Reasoning,
+    Step,
+    Text,
+    ToolCallStep,
+    Usage,
+)
 
 CONTENT_TYPE = "text/event-stream; charset=utf-8"
 
@@ -37,6 +50,7 @@ def render(
     keepalive: bool = False,
     azure: bool = False,
     error_in_chunk: bool = False,
+    perplexity: bool = False,
 ) -> Iterator[bytes | Delay | Drop]:
     """Render steps as chat.completion.chunk events ending in `data: [DONE]`.
 
@@ -44,7 +58,16 @@ def render(
     `azure` adds Azure OpenAI's content filtering: a first chunk with empty `choices` and
     `prompt_filter_results`, and `content_filter_results` in every choice.
     `error_in_chunk` sends a mid-stream error as OpenRouter does: an `error` object inside
-    a regular chunk whose choice has `finish_reason: "error"`, then `[DONE]`."""
+    a regular chunk whose choice has `finish_reason: "error"`, then `[DONE]`.
+
+    Usage carries `prompt_tokens_details.cached_tokens` only when some input was cached, and
+    `completion_tokens_details.reasoning_tokens` only with reasoning (OpenAI reports no cache
+    writes). Cited sources come the OpenAI way: one last content chunk, before the finish,
+    holding each source's cited text (followed by a space) with a `url_citation` annotation
+    whose `start_index`/`end_index` (code points into the whole reply text) span it.
+    `perplexity` renders them as Perplexity does instead: top-level `citations` (URLs) and
+    `search_results` (`title`, `url`, `date`, `snippet`: the cited text) on every chunk from
+    then on, repeated whole, and the reasoning tokens as `usage.reasoning_tokens`."""
     base: dict[str, Any] = {
         "id": "chatcmpl-fake0001",
         "object": "chat.completion.chunk",
@@ -54,11 +77,45 @@ def render(
     }
     include_usage = bool((request_body.get("stream_options") or {}).get("include_usage"))
 
+    sources: dict[str, Any] = {}  # Perplexity's citations and search_results, once they came
+
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
         if azure:
             choice["content_filter_results"] = _FILTERED if finish == "content_filter" else _SAFE
-        return _sse({**base, "choices": [choice]})
+        return _sse({**base, **sources, "choices": [choice]})
+
+    streamed = 0  # code points of content so far: where an annotation's span starts
+    cited: list[CitationStep] = []
+
+    def citations_chunk() -> Iterator[bytes]:
+        nonlocal streamed
+        if not cited:
+            return
+        if perplexity:
+            sources["citations"] = [c.url for c in cited]
+            sources["search_results"] = [
+                {"title": c.title, "url": c.url, "date": None, "snippet": c.cited_text} for c in cited
+            ]
+        else:
+            content, annotations = "", []
+            for c in cited:
+                start = streamed + len(content)
+                annotations.append(
+                    {
+                        "type": "url_citation",
+                        "url_citation": {
+                            "end_index": start + len(c.cited_text),
+                            "start_index": start,
+                            "title": c.title,
+                            "url": c.url,
+                        },
+                    }
+                )
+                content += c.cited_text + " "
+            streamed += len(content)
+            yield chunk({"content": content, "annotations": annotations})
+        cited.clear()
 
     pending_usage: dict[str, Any] | None = None
     if keepalive:
@@ -77,6 +134,7 @@ def render(
     yield chunk({"role": "assistant", "content": "", "refusal": None})
     for step in steps:
         if isinstance(step, Text):
+            streamed += len(step.text)
             yield chunk({"content": step.text})
         elif isinstance(step, Reasoning):
             yield chunk({reasoning_field: step.text})
@@ -90,20 +148,36 @@ def render(
             yield chunk({"tool_calls": [first]})
             for piece in step.pieces:
                 yield chunk({"tool_calls": [{"index": step.index, "function": {"arguments": piece}}]})
+        elif isinstance(step, CitationStep):
+            cited.append(step)
         elif isinstance(step, Usage):
-            usage = {
+            yield from citations_chunk()
+            usage: dict[str, Any] = {
                 "prompt_tokens": step.input_tokens,
                 "completion_tokens": step.output_tokens,
                 "total_tokens": step.input_tokens + step.output_tokens,
-                "completion_tokens_details": {"reasoning_tokens": step.reasoning_tokens},
             }
+            if perplexity:
+                if step.reasoning_tokens:
+                    usage["reasoning_tokens"] = step.reasoning_tokens
+            else:
+                if step.cache_read_tokens:
+                    usage["prompt_tokens_details"] = {"cached_tokens": step.cache_read_tokens, "audio_tokens": 0}
+                if step.reasoning_tokens:
+                    usage["completion_tokens_details"] = {
+                        "reasoning_tokens": step.reasoning_tokens,
+                        "audio_tokens": 0,
+                        "accepted_prediction_tokens": 0,
+                        "rejected_prediction_tokens": 0,
+                    }
             pending_usage = usage
         elif isinstance(step, Finish):
+            yield from citations_chunk()
             if keepalive:
                 yield b": OPENROUTER PROCESSING\n\n"
             yield chunk({}, step.reason)
             if include_usage and pending_usage is not None:
-                yield _sse({**base, "choices": [], "usage": pending_usage})
+                yield _sse({**base, **sources, "choices": [], "usage": pending_usage})
             yield b"data: [DONE]\n\n"
         elif isinstance(step, MidStreamError):
             if error_in_chunk:  # OpenRouter has no 529: an overloaded provider shows as 502
