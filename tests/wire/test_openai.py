@@ -577,12 +577,13 @@ def _shaped(draw: st.DrawFn, keys: list[str]) -> Any:
 def chunks(draw: st.DrawFn) -> Any:
     fn = _shaped(draw, ["name", "arguments"]) if draw(st.booleans()) else draw(_JSON)
     tc = {**_shaped(draw, ["index", "id", "type"]), "function": fn} if draw(st.booleans()) else draw(_JSON)
-    delta = _shaped(draw, ["role", "content", "reasoning", "reasoning_content", "refusal", "function_call"])
+    delta = _shaped(draw, ["role", "content", "reasoning", "reasoning_content", "refusal", "function_call",
+                           "annotations"])
     delta["tool_calls"] = [tc] if draw(st.booleans()) else draw(_JSON)
     choice = {**_shaped(draw, ["index", "finish_reason", "logprobs"]), "delta": delta if draw(st.booleans())
               else draw(_JSON)}
-    obj = {**_shaped(draw, ["model", "usage", "error", "x_groq"]), "choices": [choice] if draw(st.booleans())
-           else draw(_JSON)}
+    obj = {**_shaped(draw, ["model", "usage", "error", "x_groq", "citations", "search_results"]),
+           "choices": [choice] if draw(st.booleans()) else draw(_JSON)}
     return obj if draw(st.integers(0, 9)) else draw(_JSON)
 
 
