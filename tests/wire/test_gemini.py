@@ -12,7 +12,16 @@ import pytest
 from wire_harness import close, feed
 
 from streamactors.errors import UsageError, WireError
-from streamactors.models import ChatRequest, Message, Reasoning, StreamEvent, Tool, ToolCall
+from streamactors.models import (
+    ChatRequest,
+    CitationEvent,
+    Message,
+    Reasoning,
+    StreamEvent,
+    TextEvent,
+    Tool,
+    ToolCall,
+)
 from streamactors.reply import ReplyBuilder
 from streamactors.testing.formats import gemini as fake_gemini
 from streamactors.testing.routing import route_request
@@ -44,6 +53,20 @@ def decode(*pieces: bytes) -> list[StreamEvent]:
 
 def sse(*objs: Any) -> bytes:
     return b"".join(b"data: " + orjson.dumps(o) + b"\r\n\r\n" for o in objs)
+
+
+def usage(
+    input_tokens: int | None, output_tokens: int | None, *, cache_read: int | None = None, reasoning: int | None = None
+) -> dict[str, Any]:
+    """A usage event as a dict: Gemini never reports cache writes."""
+    return {
+        "type": "usage",
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cache_read_tokens": cache_read,
+        "cache_write_tokens": None,
+        "reasoning_tokens": reasoning,
+    }
 
 
 def chunk(parts: list[dict[str, Any]], finish: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -324,11 +347,11 @@ def test_usage_last_chunk_wins_and_counts_thoughts() -> None:
         ),
     )
     assert as_dicts(decode(data))[-2:] == [
-        {"type": "usage", "input_tokens": 9, "output_tokens": 34},
+        usage(9, 34, reasoning=30),
         {"type": "finish", "reason": "stop"},
     ]
     early = as_dicts(decode(sse(chunk([], "STOP", usageMetadata={"promptTokenCount": 9}))))
-    assert early[0] == {"type": "usage", "input_tokens": 9, "output_tokens": None}
+    assert early[0] == usage(9, None)
 
 
 def test_empty_candidate_chunks_do_not_crash() -> None:
@@ -344,7 +367,7 @@ def test_empty_candidate_chunks_do_not_crash() -> None:
     )
     assert as_dicts(decode(data)) == [
         {"type": "text", "text": "ok"},
-        {"type": "usage", "input_tokens": 3, "output_tokens": None},
+        usage(3, None),
         {"type": "finish", "reason": "stop"},
     ]
 
@@ -360,7 +383,7 @@ def test_blocked_prompt_finishes_with_content_filter() -> None:
     dec = GeminiStreamDecoder()
     events = feed(dec, data) + close(dec)
     assert as_dicts(events) == [
-        {"type": "usage", "input_tokens": 7, "output_tokens": None},
+        usage(7, None),
         {"type": "finish", "reason": "content_filter"},
     ]
     assert dec.finish_reason_raw == "PROHIBITED_CONTENT"
@@ -451,7 +474,7 @@ def test_fake_format_round_trips_through_the_decoder() -> None:
         for i in range(2)
     ]
     assert as_dicts(events)[-2:] == [
-        {"type": "usage", "input_tokens": 11, "output_tokens": 9},
+        usage(11, 9, reasoning=3),
         {"type": "finish", "reason": "tool_calls"},
     ]
 
@@ -480,3 +503,270 @@ def test_fake_upstream_routes_gemini_and_vertex_paths() -> None:
     assert api is not None and vertex is not None
     assert (api[0], api[1]) == (fake_gemini, "gemini-2.5-flash~tokens=3")
     assert (vertex[0], vertex[1]) == (fake_gemini, "gemini-2.5-pro")
+
+
+# --- usage details and citations ----------------------------------------------------------
+
+
+def test_usage_details_cached_and_thoughts() -> None:
+    """`promptTokenCount` already counts the cached tokens: it is the input total as it is."""
+    meta = {
+        "promptTokenCount": 2053,
+        "candidatesTokenCount": 74,
+        "totalTokenCount": 2235,
+        "cachedContentTokenCount": 1021,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 2053}],
+        "cacheTokensDetails": [{"modality": "TEXT", "tokenCount": 1021}],
+        "thoughtsTokenCount": 108,
+    }
+    events = as_dicts(decode(sse(chunk([{"text": "x"}], "STOP", usageMetadata=meta))))
+    assert events[-2] == usage(2053, 182, cache_read=1021, reasoning=108)
+
+
+def test_usage_last_chunk_wins_for_every_detail() -> None:
+    first = {"promptTokenCount": 40, "cachedContentTokenCount": 32, "totalTokenCount": 40}
+    last = {"promptTokenCount": 40, "candidatesTokenCount": 3, "totalTokenCount": 43, "cachedContentTokenCount": 0}
+    events = as_dicts(
+        decode(sse(chunk([{"text": "a"}], usageMetadata=first), chunk([{"text": "b"}], "STOP", usageMetadata=last)))
+    )
+    assert events[-2] == usage(40, 3, cache_read=0)  # a stated 0 stays 0; no thoughts: None
+
+
+@pytest.mark.parametrize(
+    ("meta", "output"),
+    [
+        # The documented rule: total = prompt + candidates + toolUsePrompt + thoughts.
+        ({"promptTokenCount": 10, "candidatesTokenCount": 5, "thoughtsTokenCount": 20, "totalTokenCount": 35}, 25),
+        (
+            {
+                "promptTokenCount": 10,
+                "candidatesTokenCount": 5,
+                "toolUsePromptTokenCount": 7,
+                "thoughtsTokenCount": 20,
+                "totalTokenCount": 42,
+            },
+            25,
+        ),
+        # A total with no room for the thoughts: they are already inside candidatesTokenCount.
+        ({"promptTokenCount": 10, "candidatesTokenCount": 25, "thoughtsTokenCount": 20, "totalTokenCount": 35}, 25),
+        (
+            {
+                "promptTokenCount": 10,
+                "candidatesTokenCount": 25,
+                "toolUsePromptTokenCount": 7,
+                "thoughtsTokenCount": 20,
+                "totalTokenCount": 42,
+            },
+            25,
+        ),
+        # No total to check against: the documented rule.
+        ({"promptTokenCount": 10, "candidatesTokenCount": 5, "thoughtsTokenCount": 20}, 25),
+        ({"promptTokenCount": 10, "thoughtsTokenCount": 20, "totalTokenCount": 30}, 20),
+    ],
+)
+def test_output_counts_thoughts_once(meta: dict[str, Any], output: int) -> None:
+    events = as_dicts(decode(sse(chunk([{"text": "x"}], "STOP", usageMetadata=meta))))
+    assert events[-2] == usage(10, output, reasoning=20)
+
+
+def test_wrong_usage_detail_type_is_a_protocol_error() -> None:
+    meta = {"promptTokenCount": 10, "cachedContentTokenCount": "5"}
+    with pytest.raises(WireError, match="cachedContentTokenCount") as info:
+        decode(sse(chunk([{"text": "x"}], "STOP", usageMetadata=meta)))
+    assert info.value.kind == "protocol"
+
+
+# Google Search grounding as the Gemini API streams it: the sources arrive only in the
+# last chunk, together with the finish reason and the final usage.
+GROUNDED = (
+    'data: {"candidates": [{"content": {"parts": [{"text": "Node.js 24 is the active LTS"}],"role": "model"},'
+    '"index": 0}],"usageMetadata": {"promptTokenCount": 131,"candidatesTokenCount": 8,"totalTokenCount": 139,'
+    '"promptTokensDetails": [{"modality": "TEXT","tokenCount": 131}]},"modelVersion": "gemini-2.5-flash",'
+    '"responseId": "uCdRasy1POqHz7IPsuT-kAs"}\r\n\r\n'
+    'data: {"candidates": [{"content": {"parts": [{"text": " release; 26 is «Current» ✓."}],"role": "model"},'
+    '"finishReason": "STOP","index": 0,"groundingMetadata": {"searchEntryPoint": {"renderedContent": '
+    '"\\u003cstyle\\u003e.chip {}\\u003c/style\\u003e"},"groundingChunks": [{"web": {"uri": '
+    '"https://vertexaisearch.cloud.google.com/grounding-api-redirect/AUZIYQEq","title": "nodejs.org"}},'
+    '{"web": {"uri": "https://vertexaisearch.cloud.google.com/grounding-api-redirect/AUZIYQFr",'
+    '"title": "endoflife.date"}},{"web": {"uri": "https://vertexaisearch.cloud.google.com/grounding-api-redirect/'
+    'AUZIYQGs","title": "github.com"}}],"groundingSupports": [{"segment": {"endIndex": 28,"text": '
+    '"Node.js 24 is the active LTS"},"groundingChunkIndices": [1,0],"confidenceScores": [0.9,0.8]},'
+    '{"segment": {"startIndex": 29,"endIndex": 62,"text": "26 is «Current» ✓."},"groundingChunkIndices": [0]},'
+    '{"segment": {"startIndex": 10,"endIndex": 12,"text": "is"}}],"webSearchQueries": ["node js lts"]}}],'
+    '"usageMetadata": {"promptTokenCount": 131,"candidatesTokenCount": 61,"totalTokenCount": 783,'
+    '"promptTokensDetails": [{"modality": "TEXT","tokenCount": 131}],"thoughtsTokenCount": 591},'
+    '"modelVersion": "gemini-2.5-flash","responseId": "uCdRasy1POqHz7IPsuT-kAs"}\r\n\r\n'
+).encode()
+
+GROUNDED_EVENTS = [
+    {"type": "text", "text": "Node.js 24 is the active LTS"},
+    {"type": "text", "text": " release; 26 is «Current» ✓."},
+    {
+        "type": "citation",
+        "citation": {
+            "url": "https://vertexaisearch.cloud.google.com/grounding-api-redirect/AUZIYQEq",
+            "title": "nodejs.org",
+            "cited_text": "Node.js 24 is the active LTS",
+        },
+    },
+    {
+        "type": "citation",
+        "citation": {
+            "url": "https://vertexaisearch.cloud.google.com/grounding-api-redirect/AUZIYQFr",
+            "title": "endoflife.date",
+            "cited_text": "Node.js 24 is the active LTS",
+        },
+    },
+    {
+        "type": "citation",
+        "citation": {
+            "url": "https://vertexaisearch.cloud.google.com/grounding-api-redirect/AUZIYQGs",
+            "title": "github.com",
+            "cited_text": None,  # no support points at it
+        },
+    },
+    usage(131, 652, reasoning=591),
+    {"type": "finish", "reason": "stop"},
+]
+
+
+def test_citations_in_the_last_chunk_are_not_lost() -> None:
+    """Sources in the chunk that finishes the reply: one event each, in order, before usage and finish."""
+    dec = GeminiStreamDecoder()
+    events = feed(dec, GROUNDED) + close(dec)
+    assert as_dicts(events) == GROUNDED_EVENTS
+    assert dec.unknown_events == set()
+
+
+def test_citations_split_at_every_byte_offset() -> None:
+    for i in range(len(GROUNDED) + 1):
+        assert as_dicts(decode(GROUNDED[:i], GROUNDED[i:])) == GROUNDED_EVENTS, f"split at byte {i}"
+    assert as_dicts(decode(*(GROUNDED[i : i + 1] for i in range(len(GROUNDED))))) == GROUNDED_EVENTS
+
+
+def _grounding(*sources: tuple[str, str], supports: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"groundingChunks": [{"web": {"uri": u, "title": t}} for u, t in sources]}
+    if supports is not None:
+        meta["groundingSupports"] = supports
+    return meta
+
+
+def grounded(
+    parts: list[dict[str, Any]], meta: dict[str, Any], finish: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A chunk whose candidate carries `groundingMetadata`."""
+    obj = chunk(parts, finish, **extra)
+    obj["candidates"][0]["groundingMetadata"] = meta
+    return obj
+
+
+def _citations(events: list[StreamEvent]) -> list[tuple[str | None, str | None, str | None]]:
+    return [(e.citation.url, e.citation.title, e.citation.cited_text) for e in events if isinstance(e, CitationEvent)]
+
+
+def test_repeated_grounding_metadata_gives_each_source_once() -> None:
+    """Google may resend the metadata gathered so far: a source already seen is not cited again,
+    and a later support fills in the cited text a source lacked."""
+    a, b, c = ("https://a.example/x", "a.example"), ("https://b.example/y", "b.example"), ("https://c.example", "c")
+    first = grounded([{"text": "one "}], _grounding(a, b))
+    supports = [{"segment": {"endIndex": 3, "text": "one"}, "groundingChunkIndices": [1, 2]}]
+    second = grounded([{"text": "two"}], _grounding(a, b, c, supports=supports))
+    last = grounded([], _grounding(c, a), "STOP", usageMetadata={"promptTokenCount": 5})
+    trailing = {"candidates": [], "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2}}
+    events = decode(sse(first, second, last, trailing))
+    assert _citations(events) == [(*a, None), (*b, "one"), (*c, "one")]
+    assert [e.type for e in events] == ["text", "text", "citation", "citation", "citation", "usage", "finish"]
+    assert as_dicts(events)[-2] == usage(5, 2)
+
+
+def test_retrieved_context_and_maps_sources() -> None:
+    """A retrieved passage is the cited text when no support points at it; two passages of the
+    same document are two citations. Maps places are sources too; unknown kinds are recorded."""
+    meta = {
+        "groundingChunks": [
+            {"retrievedContext": {"uri": "gs://docs/a.pdf", "title": "a.pdf", "text": "first passage"}},
+            {"retrievedContext": {"uri": "gs://docs/a.pdf", "title": "a.pdf", "text": "second passage"}},
+            {"maps": {"uri": "https://maps.google.com/?cid=5678", "title": "Isoshin", "placeId": "places/x"}},
+            {"futureKind": {"uri": "https://new.example"}},
+        ],
+        "groundingSupports": [{"segment": {"endIndex": 5, "text": "Reply"}, "groundingChunkIndices": [1]}],
+    }
+    dec = GeminiStreamDecoder()
+    events = feed(dec, sse(grounded([{"text": "Reply"}], meta, "STOP"))) + close(dec)
+    assert _citations(events) == [
+        ("gs://docs/a.pdf", "a.pdf", "first passage"),
+        ("gs://docs/a.pdf", "a.pdf", "Reply"),
+        ("https://maps.google.com/?cid=5678", "Isoshin", None),
+    ]
+    assert dec.unknown_events == {"groundingChunk:futureKind"}
+
+
+def test_grounding_of_other_candidates_is_ignored() -> None:
+    other = {"content": {"parts": [{"text": "alt"}]}, "index": 1, "groundingMetadata": _grounding(("u", "t"))}
+    events = decode(sse({"candidates": [other]}, chunk([{"text": "ok"}], "STOP")))
+    assert _citations(events) == []
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"groundingChunks": {"web": {}}},
+        {"groundingChunks": ["https://a.example"]},
+        {"groundingChunks": [{"web": "https://a.example"}]},
+        {"groundingChunks": [{"web": {"uri": 7}}]},
+        {"groundingChunks": [], "groundingSupports": [{"groundingChunkIndices": ["0"]}]},
+        {"groundingChunks": [], "groundingSupports": ["x"]},
+    ],
+)
+def test_malformed_grounding_is_a_protocol_error(meta: dict[str, Any]) -> None:
+    with pytest.raises(WireError) as info:
+        decode(sse(grounded([{"text": "x"}], meta, "STOP")))
+    assert info.value.kind == "protocol"
+
+
+def test_fake_format_renders_usage_details_and_citations() -> None:
+    """The fake's scenario with cache reads, cache writes, reasoning and citations: Gemini reports
+    the cache reads (inside the prompt count) and the thoughts, has no cache writes to report,
+    and sends the sources as grounding chunks in the last chunk, with finish and usage; each
+    support's segment is the cited passage, at its byte offsets in the reply text."""
+    sc = Scenario(
+        model="gemini-2.5-flash", tokens=4, reasoning=3, input_tokens=100, cache_read=40, cache_write=8, citations=3
+    )
+    data = render(sc)
+    *_, last_event = data.rstrip(b"\r\n").split(b"\r\n\r\n")
+    last = orjson.loads(last_event.removeprefix(b"data: "))
+    cand = last["candidates"][0]
+    assert cand["finishReason"] == "STOP" and "usageMetadata" in last
+    meta = cand["groundingMetadata"]
+    assert meta["groundingChunks"][0] == {"web": {"uri": "https://example.com/source/0", "title": "Source 0"}}
+    assert last["usageMetadata"]["cachedContentTokenCount"] == 40
+    assert b"groundingMetadata" not in data[: -len(last_event)]  # only in the last chunk
+    dec = GeminiStreamDecoder()
+    events = feed(dec, data) + close(dec)
+    assert dec.unknown_events == set()
+    assert _citations(events) == [
+        (f"https://example.com/source/{i}", f"Source {i}", f"cited passage {i}") for i in range(3)
+    ]
+    text = "".join(e.text for e in events if isinstance(e, TextEvent)).encode()
+    assert text == b"t0 t1 t2 t3 cited passage 0 cited passage 1 cited passage 2 "
+    for support in meta["groundingSupports"]:
+        segment = support["segment"]
+        assert text[segment.get("startIndex", 0) : segment["endIndex"]] == segment["text"].encode()
+    assert as_dicts(events)[-5:] == [
+        *(
+            {"type": "citation", "citation": attrs.asdict(ev.citation)}
+            for ev in events
+            if isinstance(ev, CitationEvent)
+        ),
+        usage(100, 7, cache_read=40, reasoning=3),
+        {"type": "finish", "reason": "stop"},
+    ]
+    for i in range(len(data) + 1):
+        assert decode(data[:i], data[i:]) == events, f"split at byte {i}"
+
+
+def test_fake_format_reports_only_what_the_scenario_has() -> None:
+    data = render(Scenario(tokens=2, input_tokens=10))
+    assert b"cachedContentTokenCount" not in data and b"thoughtsTokenCount" not in data
+    assert b"groundingMetadata" not in data
+    assert as_dicts(decode(data))[-2] == usage(10, 2)

@@ -26,6 +26,8 @@ import orjson
 from ..errors import UsageError, WireError
 from ..models import (
     ChatRequest,
+    Citation,
+    CitationEvent,
     Message,
     ReasoningEvent,
     StreamEvent,
@@ -249,6 +251,22 @@ class GeminiStreamDecoder(SSEJsonDecoder):
     a single `ToolCallEvent` with compact JSON arguments. Gemini rarely gives a call an
     id; the decoder then makes one from the response id and the call's position, so the
     same stream always yields the same ids. `finish_reason_raw` keeps Gemini's own reason.
+
+    Usage (`usageMetadata`, repeated on chunks with running totals: the last one counts):
+    `promptTokenCount` already includes the cached tokens, so it is `input_tokens` as it
+    is; `cachedContentTokenCount` is `cache_read_tokens` (Gemini reports no cache writes);
+    `thoughtsTokenCount` is `reasoning_tokens`, and `output_tokens` is
+    `candidatesTokenCount + thoughtsTokenCount`, unless `totalTokenCount` shows the
+    thoughts already inside `candidatesTokenCount` (some Vertex models count them there).
+
+    Citations are the candidate's `groundingMetadata.groundingChunks` (`web`,
+    `retrievedContext` or `maps` sources, each with `uri` and `title`). They come late,
+    often in the last chunk with the finish reason, and Google may resend the metadata
+    gathered so far on later chunks, so they are collected and emitted at the end of the
+    reply, before the usage, one `CitationEvent` per distinct source in order of first
+    appearance. Its `cited_text` is the `segment.text` of the first `groundingSupports`
+    entry that points at the source (the reply text the source supports), else the
+    retrieved passage of a `retrievedContext` source, else None.
     """
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
@@ -256,6 +274,8 @@ class GeminiStreamDecoder(SSEJsonDecoder):
         self.response_id: str | None = None
         self.finish_reason_raw: str | None = None
         self._tool_count = 0
+        #: (uri, title, retrieved text) -> [uri, title, cited text], in order of first appearance.
+        self._sources: dict[tuple[str | None, str | None, str | None], list[str | None]] = {}
 
     def _on_event(self, event: str | None, data: str, out: list[StreamEvent]) -> None:
         obj = self._json(data)
@@ -287,6 +307,9 @@ class GeminiStreamDecoder(SSEJsonDecoder):
             if reason:
                 self.finish_reason_raw = reason
                 self._finish = FINISH_MAP.get(reason, "error")
+            grounding = json_field(cand, "groundingMetadata", dict, "candidate")
+            if grounding is not None:
+                self._grounding(grounding)
         feedback = json_field(obj, "promptFeedback", dict, "chunk") or {}
         block = json_field(feedback, "blockReason", str, "promptFeedback")
         if block and not candidates:
@@ -294,10 +317,42 @@ class GeminiStreamDecoder(SSEJsonDecoder):
             self._finish = "content_filter"
         usage = json_field(obj, "usageMetadata", dict, "chunk")
         if usage is not None:
-            candidates_n = json_field(usage, "candidatesTokenCount", int, "usageMetadata")
-            thoughts = json_field(usage, "thoughtsTokenCount", int, "usageMetadata")
-            output = None if candidates_n is None and thoughts is None else (candidates_n or 0) + (thoughts or 0)
-            self._usage = UsageEvent(json_field(usage, "promptTokenCount", int, "usageMetadata"), output)
+            self._usage = _usage_event(usage)
+
+    def _grounding(self, meta: dict[str, Any]) -> None:
+        """Collect the sources of one `groundingMetadata`; its supports' indices are into its own list."""
+        chunks = json_field(meta, "groundingChunks", list, "groundingMetadata") or []
+        cited: dict[int, str] = {}
+        for support in json_field(meta, "groundingSupports", list, "groundingMetadata") or ():
+            if type(support) is not dict:
+                raise WireError(
+                    f"grounding support is {type(support).__name__}, expected a JSON object", kind="protocol"
+                )
+            segment = json_field(support, "segment", dict, "groundingSupport") or {}
+            text = json_field(segment, "text", str, "segment")
+            for index in json_field(support, "groundingChunkIndices", list, "groundingSupport") or ():
+                if type(index) is not int:
+                    raise WireError(f"grounding chunk index is {type(index).__name__}, expected int", kind="protocol")
+                if text:
+                    cited.setdefault(index, text)
+        for i, chunk in enumerate(chunks):
+            if type(chunk) is not dict:
+                raise WireError(f"grounding chunk is {type(chunk).__name__}, expected a JSON object", kind="protocol")
+            kind = next((k for k in _SOURCE_KINDS if k in chunk), None)
+            if kind is None:
+                self.unknown_events.add("groundingChunk:" + ",".join(sorted(chunk)))
+                continue
+            source = json_field(chunk, kind, dict, "groundingChunk") or {}
+            uri = json_field(source, "uri", str, kind)
+            title = json_field(source, "title", str, kind)
+            passage = json_field(source, "text", str, kind) if kind == "retrievedContext" else None
+            entry = self._sources.setdefault((uri, title, passage), [uri, title, None])
+            if entry[2] is None:
+                entry[2] = cited.get(i) or passage
+
+    def _end_reply(self, out: list[StreamEvent]) -> None:
+        out.extend(CitationEvent(Citation(*entry)) for entry in self._sources.values())
+        super()._end_reply(out)
 
     def _part(self, part: dict[str, Any], out: list[StreamEvent]) -> None:
         if "text" in part:
@@ -318,6 +373,27 @@ class GeminiStreamDecoder(SSEJsonDecoder):
             out.append(ToolCallEvent(pos, call_id, json_field(call, "name", str, "functionCall"), arguments, signature))
         elif "thoughtSignature" not in part:
             self.unknown_events.add("part:" + ",".join(sorted(part)))
+
+
+#: The `groundingChunks` entry kinds read as cited sources, each with `uri` and `title`.
+_SOURCE_KINDS = ("web", "retrievedContext", "maps")
+
+
+def _usage_event(usage: dict[str, Any]) -> UsageEvent:
+    """One `usageMetadata` as a `UsageEvent` (see `GeminiStreamDecoder`)."""
+    prompt = json_field(usage, "promptTokenCount", int, "usageMetadata")
+    candidates_n = json_field(usage, "candidatesTokenCount", int, "usageMetadata")
+    thoughts = json_field(usage, "thoughtsTokenCount", int, "usageMetadata")
+    total = json_field(usage, "totalTokenCount", int, "usageMetadata")
+    tool_prompt = json_field(usage, "toolUsePromptTokenCount", int, "usageMetadata")
+    if candidates_n is None and thoughts is None:
+        output = None
+    elif thoughts and candidates_n and total == (prompt or 0) + candidates_n + (tool_prompt or 0):
+        output = candidates_n  # the total leaves no room for the thoughts: they are inside the candidates
+    else:
+        output = (candidates_n or 0) + (thoughts or 0)
+    cached = json_field(usage, "cachedContentTokenCount", int, "usageMetadata")
+    return UsageEvent(prompt, output, cache_read_tokens=cached, reasoning_tokens=thoughts)
 
 
 def _stream_error(err: Any) -> WireError:

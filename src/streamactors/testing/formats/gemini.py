@@ -2,7 +2,8 @@
 
 Both the Gemini API and Vertex AI send one `GenerateContentResponse` per event, each
 `data: {...}` line ended by CRLF CRLF, with no terminator: the last chunk carries the
-`finishReason` and the final `usageMetadata`. Google's JSON puts a space after each
+`finishReason` and the final `usageMetadata` (and, when the reply cites sources, the
+candidate's `groundingMetadata`: where real streams lose it most easily). Google's JSON puts a space after each
 colon and none after commas (`{"text": "hi","role": "model"}`); that is copied here so
 decoders meet the real spacing. Error bodies are Google's `{"error": {code, message,
 status}}`, pretty-printed as the real API sends them.
@@ -15,7 +16,19 @@ from typing import Any
 
 import orjson
 
-from ..script import Delay, Drop, Finish, MidStreamError, Raw, Reasoning, Step, Text, ToolCallStep, Usage
+from ..script import (
+    CitationStep,
+    Delay,
+    Drop,
+    Finish,
+    MidStreamError,
+    Raw,
+    Reasoning,
+    Step,
+    Text,
+    ToolCallStep,
+    Usage,
+)
 
 CONTENT_TYPE = "text/event-stream"
 
@@ -49,45 +62,93 @@ def _sse(obj: dict[str, Any]) -> bytes:
     return b"data: " + _google_json(obj).encode() + b"\r\n\r\n"
 
 
+def _usage_metadata(usage: Usage) -> dict[str, Any]:
+    """`usageMetadata` in the order Google serializes it (proto field order): the prompt count
+    includes the cached tokens, the thoughts are counted apart from the candidates. Gemini
+    has no cache writes to report."""
+    meta: dict[str, Any] = {
+        "promptTokenCount": usage.input_tokens,
+        "candidatesTokenCount": usage.output_tokens - usage.reasoning_tokens,
+        "totalTokenCount": usage.input_tokens + usage.output_tokens,
+    }
+    if usage.cache_read_tokens:
+        meta["cachedContentTokenCount"] = usage.cache_read_tokens
+    meta["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": usage.input_tokens}]
+    if usage.cache_read_tokens:
+        meta["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": usage.cache_read_tokens}]
+    if usage.reasoning_tokens:
+        meta["thoughtsTokenCount"] = usage.reasoning_tokens
+    return meta
+
+
+def _grounding_metadata(citations: list[CitationStep], offset: int) -> dict[str, Any]:
+    """Google Search grounding: one `web` chunk per source, and one support per source whose
+    segment is the cited passage. The passages are the last chunk's text, each followed by a
+    space, from byte `offset` of the reply text on: segment offsets count UTF-8 bytes of the
+    whole reply's text, as Google's do (proto3 JSON leaves out a zero `startIndex`)."""
+    supports: list[dict[str, Any]] = []
+    for i, c in enumerate(citations):
+        end = offset + len(c.cited_text.encode())
+        segment: dict[str, Any] = {"startIndex": offset} if offset else {}
+        segment |= {"endIndex": end, "text": c.cited_text}
+        supports.append({"segment": segment, "groundingChunkIndices": [i]})
+        offset = end + 1
+    return {
+        "groundingChunks": [{"web": {"uri": c.url, "title": c.title}} for c in citations],
+        "groundingSupports": supports,
+        "webSearchQueries": ["fake upstream search"],
+    }
+
+
 def render(steps: Iterable[Step], model: str, request_body: dict[str, Any]) -> Iterator[bytes | Delay | Drop]:
     """Render steps as GenerateContentResponse chunks; the last one has finishReason and usage.
 
     Reasoning becomes `"thought": true` text parts, each tool call one whole
     `functionCall` part (Gemini does not stream arguments), a mid-stream error an
-    `{"error": ...}` chunk.
+    `{"error": ...}` chunk. Cited sources become the last chunk's `groundingMetadata`,
+    and their cited passages that chunk's text (a grounding support cites reply text).
     """
     tail = {"modelVersion": model, "responseId": "fakeResp0001"}
 
-    def chunk(parts: list[dict[str, Any]], finish: str | None = None, usage: Usage | None = None) -> bytes:
+    def chunk(
+        parts: list[dict[str, Any]],
+        finish: str | None = None,
+        usage: Usage | None = None,
+        grounding: dict[str, Any] | None = None,
+    ) -> bytes:
         cand: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
         if finish is not None:
             cand["finishReason"] = finish
         cand["index"] = 0
+        if grounding is not None:
+            cand["groundingMetadata"] = grounding
         obj: dict[str, Any] = {"candidates": [cand]}
         if usage is not None:
-            meta = {
-                "promptTokenCount": usage.input_tokens,
-                "candidatesTokenCount": usage.output_tokens - usage.reasoning_tokens,
-                "totalTokenCount": usage.input_tokens + usage.output_tokens,
-                "promptTokensDetails": [{"modality": "TEXT", "tokenCount": usage.input_tokens}],
-            }
-            if usage.reasoning_tokens:
-                meta["thoughtsTokenCount"] = usage.reasoning_tokens
-            obj["usageMetadata"] = meta
+            obj["usageMetadata"] = _usage_metadata(usage)
         return _sse({**obj, **tail})
 
     usage: Usage | None = None
+    citations: list[CitationStep] = []
+    text_bytes = 0  # the reply text so far, in UTF-8 bytes
     for step in steps:
         if isinstance(step, Text):
+            text_bytes += len(step.text.encode())
             yield chunk([{"text": step.text}])
         elif isinstance(step, Reasoning):
             yield chunk([{"text": step.text, "thought": True}])
         elif isinstance(step, ToolCallStep):
             yield chunk([{"functionCall": {"name": step.name, "args": orjson.loads(step.arguments)}}])
+        elif isinstance(step, CitationStep):
+            citations.append(step)
         elif isinstance(step, Usage):
             usage = step
         elif isinstance(step, Finish):
-            yield chunk([{"text": ""}], FINISH_REASON.get(step.reason, "STOP"), usage)
+            reason = FINISH_REASON.get(step.reason, "STOP")
+            if citations:
+                cited = "".join(f"{c.cited_text} " for c in citations)
+                yield chunk([{"text": cited}], reason, usage, _grounding_metadata(citations, text_bytes))
+            else:
+                yield chunk([{"text": ""}], reason, usage)
         elif isinstance(step, MidStreamError):
             # Google reports overload as 503 UNAVAILABLE; it has no 529.
             code = 503 if step.status == 529 else step.status
