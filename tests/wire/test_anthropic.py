@@ -17,6 +17,7 @@ from wire_harness import (
     assert_three_way_and_bytes,
     close,
     decode,
+    every_split,
     feed,
     load,
     split_at,
@@ -26,6 +27,8 @@ from wire_harness import (
 from streamactors.errors import WireError
 from streamactors.models import (
     ChatRequest,
+    Citation,
+    CitationEvent,
     Message,
     Reasoning,
     ReasoningBlock,
@@ -34,6 +37,8 @@ from streamactors.models import (
     Tool,
     ToolCall,
 )
+from streamactors.testing.formats import anthropic as fake_anthropic
+from streamactors.testing.script import Delay, Drop, Scenario, build_steps, citation_for
 from streamactors.wire.anthropic import (
     AnthropicCodec,
     AnthropicStreamDecoder,
@@ -91,8 +96,14 @@ def tc_ev(index: int, args: str = "", id: str | None = None, name: str | None = 
     return {"type": "tool_call", "index": index, "id": id, "name": name, "arguments": args, "signature": None}
 
 
-def usage(inp: int | None, out: int | None) -> dict[str, Any]:
-    return {"type": "usage", "input_tokens": inp, "output_tokens": out}
+def usage(inp: int | None, out: int | None, cache_read: int | None = None, cache_write: int | None = None,
+          reasoning: int | None = None) -> dict[str, Any]:
+    return {"type": "usage", "input_tokens": inp, "output_tokens": out, "cache_read_tokens": cache_read,
+            "cache_write_tokens": cache_write, "reasoning_tokens": reasoning}
+
+
+def cite(url: str | None, title: str | None, cited_text: str | None) -> dict[str, Any]:
+    return {"type": "citation", "citation": {"url": url, "title": title, "cited_text": cited_text}}
 
 
 def fin(reason: str) -> dict[str, Any]:
@@ -286,8 +297,11 @@ def test_input_deltas_of_server_tool_blocks_are_not_tool_calls() -> None:
            + delta(0, type="input_json_delta", partial_json='{"query": "x"}') + stop_block(0)
            + block(1, type="web_search_tool_result", tool_use_id="srvtoolu_1", content=[])
            + block(2, type="text", text="") + delta(2, type="text_delta", text="Found.")
-           + delta(2, type="citations_delta", citation={"type": "web_search_result_location"}) + END)
-    assert decode(lambda: dec, [raw]) == [text("Found."), usage(10, 5), fin("stop")]
+           + delta(2, type="citations_delta", citation={"type": "web_search_result_location", "cited_text": "x",
+                                                        "url": "https://a.example", "title": "A",
+                                                        "encrypted_index": "Eo8B"}) + END)
+    assert decode(lambda: dec, [raw]) == [text("Found."), cite("https://a.example", "A", "x"), usage(10, 5),
+                                          fin("stop")]
     assert dec.unknown_events == {"content_block_start:server_tool_use", "content_block_start:web_search_tool_result"}
 
 
@@ -316,7 +330,7 @@ def test_finish_after_tool_use(stop: str, reason: str) -> None:
 def test_message_delta_output_tokens_keep_the_start_input_and_cache_tokens() -> None:
     raw = (start({"input_tokens": 3, "cache_creation_input_tokens": 100, "cache_read_input_tokens": 2000,
                   "output_tokens": 1}) + message_delta(output_tokens=42) + ev("message_stop"))
-    assert run(raw) == [usage(2103, 42), fin("stop")]
+    assert run(raw) == [usage(2103, 42, cache_read=2000, cache_write=100), fin("stop")]
 
 
 def test_message_delta_fields_replace_the_same_fields_only() -> None:
@@ -324,7 +338,7 @@ def test_message_delta_fields_replace_the_same_fields_only() -> None:
     raw = (start({"input_tokens": 3, "cache_creation_input_tokens": 100, "cache_read_input_tokens": 0,
                   "output_tokens": 1})
            + message_delta(input_tokens=5, cache_read_input_tokens=50, output_tokens=9) + ev("message_stop"))
-    assert run(raw) == [usage(5 + 100 + 50, 9), fin("stop")]
+    assert run(raw) == [usage(5 + 100 + 50, 9, cache_read=50, cache_write=100), fin("stop")]
 
 
 def test_null_usage_fields_are_ignored() -> None:
@@ -337,6 +351,190 @@ def test_no_usage_anywhere_gives_no_usage_event() -> None:
     raw = (ev("message_start", message={"id": "m", "model": "x"})
            + ev("message_delta", delta={"stop_reason": "end_turn"}) + ev("message_stop"))
     assert run(raw) == [fin("stop")]
+
+
+def assert_at_every_split(raw: bytes, expected: list[dict[str, Any]]) -> None:
+    assert run(raw) == expected
+    bad = [len(pieces[0]) for pieces in every_split(raw) if run(*pieces) != expected]
+    assert bad == []
+
+
+def test_cache_and_thinking_tokens_at_every_split() -> None:
+    """input_tokens is input + cache creation + cache read (as LiteLLM reports it); the cache
+    fields are the writes and reads; output_tokens_details.thinking_tokens the reasoning."""
+    raw = (start({"input_tokens": 12, "cache_creation_input_tokens": 1024, "cache_read_input_tokens": 2048,
+                  "cache_creation": {"ephemeral_5m_input_tokens": 1024, "ephemeral_1h_input_tokens": 0},
+                  "output_tokens": 4, "service_tier": "standard"})
+           + block(0, type="text", text="") + delta(0, type="text_delta", text="Hi") + stop_block(0)
+           + message_delta(input_tokens=12, cache_creation_input_tokens=1024, cache_read_input_tokens=2048,
+                           output_tokens=291, output_tokens_details={"thinking_tokens": 240})
+           + ev("message_stop"))
+    assert_at_every_split(raw, [text("Hi"), usage(12 + 1024 + 2048, 291, cache_read=2048, cache_write=1024,
+                                                  reasoning=240), fin("stop")])
+
+
+def test_zero_cache_counts_are_reported_as_zero() -> None:
+    raw = start({"input_tokens": 25, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                 "output_tokens": 1}) + END
+    assert run(raw) == [usage(25, 5, cache_read=0, cache_write=0), fin("stop")]
+
+
+def test_cache_counts_given_only_in_message_delta() -> None:
+    raw = (start({"input_tokens": 7, "output_tokens": 1})
+           + message_delta(cache_read_input_tokens=30, output_tokens=3) + ev("message_stop"))
+    assert run(raw) == [usage(37, 3, cache_read=30), fin("stop")]
+
+
+def test_thinking_tokens_in_message_start_are_replaced_by_message_delta() -> None:
+    raw = (start({"input_tokens": 7, "output_tokens": 1, "output_tokens_details": {"thinking_tokens": 0}})
+           + message_delta(output_tokens=30, output_tokens_details={"thinking_tokens": 20}) + ev("message_stop"))
+    assert run(raw) == [usage(7, 30, reasoning=20), fin("stop")]
+    raw = (start({"input_tokens": 7, "output_tokens": 1, "output_tokens_details": {"thinking_tokens": 0}})
+           + message_delta(output_tokens=30, output_tokens_details={}) + ev("message_stop"))
+    assert run(raw) == [usage(7, 30, reasoning=0), fin("stop")]
+
+
+# --- citations --------------------------------------------------------------------------------
+
+WEB = {"type": "web_search_result_location", "cited_text": "Paris is the capital", "url": "https://fr.example/p",
+       "title": "Paris", "encrypted_index": "Eo8BCioIAhgB"}
+CHAR = {"type": "char_location", "cited_text": "The grass is green.", "document_index": 0,
+        "document_title": "Lawn care", "start_char_index": 0, "end_char_index": 19, "file_id": None}
+PAGE = {"type": "page_location", "cited_text": "p. 3 text", "document_index": 1, "document_title": None,
+        "start_page_number": 3, "end_page_number": 4}
+BLOCK = {"type": "content_block_location", "cited_text": "The sky is blue.", "document_index": 0,
+         "document_title": "Sky", "start_block_index": 1, "end_block_index": 2}
+SEARCH = {"type": "search_result_location", "cited_text": "result text", "source": "https://kb.example/a",
+          "title": "KB article", "search_result_index": 0, "start_block_index": 0, "end_block_index": 1}
+
+
+def test_every_citation_kind_is_one_event_in_order_at_every_split() -> None:
+    raw = (start() + block(0, type="text", text="")
+           + b"".join(delta(0, type="citations_delta", citation=c) for c in (WEB, CHAR, PAGE, BLOCK))
+           + delta(0, type="text_delta", text="Cited.") + delta(0, type="citations_delta", citation=SEARCH)
+           + stop_block(0) + END)
+    assert_at_every_split(raw, [
+        cite("https://fr.example/p", "Paris", "Paris is the capital"),
+        cite(None, "Lawn care", "The grass is green."),
+        cite(None, None, "p. 3 text"),
+        cite(None, "Sky", "The sky is blue."),
+        text("Cited."),
+        cite("https://kb.example/a", "KB article", "result text"),
+        usage(10, 5),
+        fin("stop"),
+    ])
+
+
+def test_citations_in_the_last_read_are_not_lost() -> None:
+    """The last citations, the block's end, the usage and message_stop in one read."""
+    dec = AnthropicStreamDecoder()
+    first = start() + block(0, type="text", text="") + delta(0, type="text_delta", text="Done.")
+    last = (delta(0, type="citations_delta", citation=WEB) + delta(0, type="citations_delta", citation=CHAR)
+            + stop_block(0) + END)
+    assert feed(dec, first) == [TextEvent("Done.")]
+    got = feed(dec, last)
+    assert got[:2] == [CitationEvent(Citation("https://fr.example/p", "Paris", "Paris is the capital")),
+                       CitationEvent(Citation(None, "Lawn care", "The grass is green."))]
+    assert [ev.type for ev in got[2:]] == ["usage", "finish"]
+    assert close(dec) == []
+
+
+def test_the_same_source_cited_twice_is_two_citations() -> None:
+    """Each citations_delta is a new citation (the API does not repeat them): both are kept."""
+    raw = (start() + block(0, type="text", text="") + delta(0, type="citations_delta", citation=WEB)
+           + delta(0, type="text_delta", text="a") + stop_block(0) + block(1, type="text", text="")
+           + delta(1, type="citations_delta", citation=WEB) + delta(1, type="text_delta", text="b") + END)
+    web = cite("https://fr.example/p", "Paris", "Paris is the capital")
+    assert run(raw) == [web, text("a"), web, text("b"), usage(10, 5), fin("stop")]
+
+
+def test_citations_of_a_text_block_sent_whole() -> None:
+    raw = start() + block(0, type="text", text="Whole.", citations=[WEB, CHAR]) + block(1, type="text", text="",
+                                                                                       citations=[]) + END
+    assert run(raw) == [text("Whole."), cite("https://fr.example/p", "Paris", "Paris is the capital"),
+                        cite(None, "Lawn care", "The grass is green."), usage(10, 5), fin("stop")]
+
+
+def test_unknown_citation_kinds_keep_their_known_fields() -> None:
+    dec = AnthropicStreamDecoder()
+    future = {"type": "future_location", "cited_text": "t", "url": "https://x.example"}
+    raw = (start() + block(0, type="text", text="") + delta(0, type="citations_delta", citation=future)
+           + delta(0, type="citations_delta", citation={"type": "future_location"}) + END)
+    assert decode(lambda: dec, [raw]) == [cite("https://x.example", None, "t"), usage(10, 5), fin("stop")]
+    assert dec.unknown_events == {"citation:future_location"}
+
+
+# --- the fake upstream's format ---------------------------------------------------------------
+
+
+def fake_bytes(sc: Scenario) -> bytes:
+    items = list(fake_anthropic.render(build_steps(sc), sc.model, {}))
+    assert not [i for i in items if isinstance(i, (Delay, Drop))]
+    return b"".join(i for i in items if isinstance(i, bytes))
+
+
+def fake_citations(n: int) -> list[dict[str, Any]]:
+    return [cite(c.url, c.title, c.cited_text) for c in map(citation_for, range(n))]
+
+
+def sse_payloads(raw: bytes, name: str) -> list[dict[str, Any]]:
+    events = raw.split(b"\n\n")
+    return [orjson.loads(e.split(b"\ndata: ", 1)[1]) for e in events if e.startswith(b"event: " + name.encode())]
+
+
+def test_fake_format_renders_cache_thinking_and_citations() -> None:
+    sc = Scenario(model="claude-fake", tokens=3, reasoning=2, cache_read=40, cache_write=8, citations=2,
+                  input_tokens=100)
+    raw = fake_bytes(sc)
+    (msg_start,) = sse_payloads(raw, "message_start")
+    assert msg_start["message"]["usage"] == {"input_tokens": 52, "cache_creation_input_tokens": 8,
+                                             "cache_read_input_tokens": 40, "output_tokens": 1}
+    (msg_delta,) = sse_payloads(raw, "message_delta")
+    assert msg_delta["usage"] == {"input_tokens": 52, "cache_creation_input_tokens": 8,
+                                  "cache_read_input_tokens": 40, "output_tokens": 5,
+                                  "output_tokens_details": {"thinking_tokens": 2}}
+    assert_at_every_split(raw, [
+        reasoning("t0 "), reasoning("t1 "), reasoning("", "c2lnbmF0dXJl"),
+        text("t0 "), text("t1 "), text("t2 "),
+        *fake_citations(2),
+        usage(100, 5, cache_read=40, cache_write=8, reasoning=2),
+        fin("stop"),
+    ])
+    # The citations are on the text block, before it stops.
+    kinds = [(p["type"], p.get("delta", {}).get("type")) for p in map(orjson.loads, (
+        e.split(b"\ndata: ", 1)[1] for e in raw.split(b"\n\n") if e))]
+    assert kinds[-5:] == [("content_block_delta", "citations_delta"), ("content_block_delta", "citations_delta"),
+                          ("content_block_stop", None), ("message_delta", None), ("message_stop", None)]
+
+
+def test_fake_format_without_cache_or_thinking_reports_neither() -> None:
+    raw = fake_bytes(Scenario(tokens=2, input_tokens=30))
+    (msg_start,) = sse_payloads(raw, "message_start")
+    assert msg_start["message"]["usage"] == {"input_tokens": 30, "output_tokens": 1}
+    assert run(raw)[-2:] == [usage(30, 2), fin("stop")]
+
+
+def test_fake_format_citations_after_tool_calls_get_a_text_block() -> None:
+    raw = fake_bytes(Scenario(tokens=0, tool_calls=1, citations=3, cache_read=5))
+    got = run(raw)
+    calls = [e for e in got if e["type"] == "tool_call"]
+    assert got[: len(calls)] == calls and calls[0]["name"] == "get_weather"
+    assert got[len(calls):] == [*fake_citations(3), usage(10, 0, cache_read=5, cache_write=0), fin("tool_calls")]
+    assert b'"content_block_start","index":1,"content_block":{"type":"text","text":""}' in raw
+
+
+def test_fake_format_usage_beyond_the_read_ahead_comes_in_message_delta() -> None:
+    sc = Scenario(tokens=fake_anthropic.LOOKAHEAD_STEPS + 10, cache_read=40, cache_write=8, input_tokens=100)
+    raw = fake_bytes(sc)
+    (msg_start,) = sse_payloads(raw, "message_start")
+    assert msg_start["message"]["usage"] == {"input_tokens": fake_anthropic.DEFAULT_INPUT_TOKENS, "output_tokens": 1}
+    assert run(raw)[-2:] == [usage(100, sc.tokens, cache_read=40, cache_write=8), fin("stop")]
+
+
+def test_fake_format_faults_still_render() -> None:
+    raw = fake_bytes(Scenario(tokens=5, fail="midstream", fail_at=2, cache_read=3))
+    got = run(raw)
+    assert got[:2] == [text("t0 "), text("t1 ")] and got[-1]["status"] == 529
 
 
 # --- stop reasons, ping, unknown events -------------------------------------------------------
@@ -469,6 +667,16 @@ def test_events_after_message_stop_are_ignored() -> None:
         ev("message_delta", delta={"stop_reason": 1}),
         ev("message_delta", delta=[], usage={}),
         ev("message_delta", delta={}, usage={"output_tokens": True}),
+        ev("message_delta", delta={}, usage={"output_tokens": 1, "output_tokens_details": 240}),
+        ev("message_delta", delta={}, usage={"output_tokens": 1, "output_tokens_details": {"thinking_tokens": "1"}}),
+        ev("message_start", message={"usage": {"cache_read_input_tokens": 1.5}}),
+        ev("content_block_delta", index=0, delta={"type": "citations_delta", "citation": "https://x"}),
+        ev("content_block_delta", index=0, delta={"type": "citations_delta", "citation": {"url": 5}}),
+        ev("content_block_delta", index=0, delta={"type": "citations_delta", "citation": {"type": 1}}),
+        ev("content_block_delta", index=0, delta={"type": "citations_delta",
+                                                  "citation": {"type": "char_location", "document_title": 3}}),
+        ev("content_block_start", index=0, content_block={"type": "text", "text": "", "citations": {}}),
+        ev("content_block_start", index=0, content_block={"type": "text", "text": "", "citations": ["x"]}),
     ],
 )
 def test_malformed_payloads_are_protocol_errors(payload: bytes) -> None:
@@ -528,9 +736,9 @@ def events(draw: st.DrawFn) -> bytes:
     usage_obj = some(["input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"])
     obj = some(["index", "error"], type=etype, usage=usage_obj,
                message=some(["model", "id"], usage=usage_obj),
-               content_block=some(["id", "name", "input", "text", "thinking"],
+               content_block=some(["id", "name", "input", "text", "thinking", "citations"],
                                   type=draw(st.sampled_from(_BLOCK_TYPES))),
-               delta=some(["text", "partial_json", "thinking", "stop_reason"],
+               delta=some(["text", "partial_json", "thinking", "stop_reason", "citation"],
                           type=draw(st.sampled_from(_DELTA_TYPES))))
     return f"event: {etype}\ndata: ".encode() + orjson.dumps(obj) + b"\n\n"
 

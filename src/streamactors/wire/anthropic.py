@@ -10,6 +10,8 @@ import orjson
 from ..errors import WireError
 from ..models import (
     ChatRequest,
+    Citation,
+    CitationEvent,
     Message,
     ReasoningEvent,
     StreamEvent,
@@ -41,6 +43,11 @@ STOP_MAP = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
+
+# The TextCitation kinds of anthropic-sdk-python `types/text_citation.py`.
+CITATION_TYPES = frozenset(
+    {"char_location", "page_location", "content_block_location", "web_search_result_location", "search_result_location"}
+)
 
 # Anthropic error types -> the HTTP status that carries the same type.
 ERROR_STATUS = {
@@ -190,13 +197,17 @@ class AnthropicStreamDecoder(SSEJsonDecoder):
     Portkey-AI/gateway#1275). Usage follows the SDK's `accumulate_event`: each usage
     field of `message_start` is replaced by the same field of a later `message_delta`
     when present; input tokens are reported with the cache tokens included, as
-    OpenAI's `prompt_tokens` are.
+    OpenAI's `prompt_tokens` are (input + cache creation + cache read, as LiteLLM does),
+    cache writes and reads as `cache_creation_input_tokens` and `cache_read_input_tokens`,
+    and reasoning tokens as `output_tokens_details.thinking_tokens` (each None where the
+    stream does not say). Each `citations_delta` of a text block is one `CitationEvent`.
     """
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         super().__init__(max_event_bytes)
         self._input_parts: dict[str, int] = {}
         self._output_tokens: int | None = None
+        self._thinking_tokens: int | None = None
         self._block_tool: dict[int, int] = {}  # content block index -> tool position
         self._tool_count = 0
 
@@ -259,6 +270,12 @@ class AnthropicStreamDecoder(SSEJsonDecoder):
             text = json_field(block, "text", str, "text block")
             if text:
                 out.append(TextEvent(text))
+            # The API starts a text block with no citations and streams them as citations_delta;
+            # a proxy may send the block whole, citations included.
+            for citation in json_field(block, "citations", list, "text block") or ():
+                if not isinstance(citation, dict):
+                    raise WireError(f"text block citation is not an object: {citation!r:.200}", kind="protocol")
+                self._citation(citation, out)
         elif btype == "thinking":
             text = json_field(block, "thinking", str, "thinking block")
             if text:
@@ -295,8 +312,31 @@ class AnthropicStreamDecoder(SSEJsonDecoder):
             signature = json_field(delta, "signature", str, "signature_delta")
             if signature:
                 out.append(ReasoningEvent("", signature=signature))
-        elif dtype != "citations_delta":
+        elif dtype == "citations_delta":
+            citation = json_field(delta, "citation", dict, "citations_delta")
+            if citation is not None:
+                self._citation(citation, out)
+        else:
             self.unknown_events.add(f"content_block_delta:{dtype}")
+
+    def _citation(self, citation: dict[str, Any], out: list[StreamEvent]) -> None:
+        """One `TextCitation` (anthropic-sdk-python `types/text_citation.py`) as a `CitationEvent`.
+
+        `web_search_result_location` has `url` and `title`; `search_result_location` has
+        `source` (the result's URL or identifier) and `title`; the document locations
+        (`char_location`, `page_location`, `content_block_location`) have `document_title`.
+        Every kind has `cited_text`.
+        """
+        ctype = json_field(citation, "type", str, "citation")
+        if ctype not in CITATION_TYPES:
+            self.unknown_events.add(f"citation:{ctype}")
+        url = json_field(citation, "url", str, "citation") or json_field(citation, "source", str, "citation")
+        title = json_field(citation, "document_title", str, "citation") or json_field(
+            citation, "title", str, "citation"
+        )
+        cited_text = json_field(citation, "cited_text", str, "citation")
+        if url is not None or title is not None or cited_text is not None:
+            out.append(CitationEvent(Citation(url, title, cited_text)))
 
     def _usage_from(self, usage: dict[str, Any] | None) -> None:
         if usage is None:
@@ -308,9 +348,21 @@ class AnthropicStreamDecoder(SSEJsonDecoder):
         output = json_field(usage, "output_tokens", int, "usage")
         if output is not None:
             self._output_tokens = output
+        details = json_field(usage, "output_tokens_details", dict, "usage")
+        if details is not None:
+            thinking = json_field(details, "thinking_tokens", int, "output_tokens_details")
+            if thinking is not None:
+                self._thinking_tokens = thinking
+        parts = self._input_parts
         # Anthropic counts cached prompt tokens apart; OpenAI's prompt_tokens include them.
-        total_input = sum(self._input_parts.values()) if self._input_parts else None
-        self._usage = UsageEvent(total_input, self._output_tokens)
+        total_input = sum(parts.values()) if parts else None
+        self._usage = UsageEvent(
+            total_input,
+            self._output_tokens,
+            cache_read_tokens=parts.get("cache_read_input_tokens"),
+            cache_write_tokens=parts.get("cache_creation_input_tokens"),
+            reasoning_tokens=self._thinking_tokens,
+        )
 
 
 def _stream_error(obj: dict[str, Any]) -> WireError:
