@@ -100,7 +100,7 @@ class Leg:
 
     @property
     def target(self) -> str:
-        """"provider/model" (what routes name)."""
+        """The target this leg serves, "provider/model" (what routes name)."""
         return f"{self.provider}/{self.model_id}"
 
     async def next_message(self) -> ReplyMessage:
