@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from streamactors import ReasoningBlock, UsageError
+from streamactors.models import ResponseFormat
 from streamactors.request_dict import request_from_dict
 
 
@@ -99,3 +100,61 @@ def test_request_dict_takes_thinking_blocks_on_an_assistant_message() -> None:
 def test_request_dict_names_a_bad_thinking_block(message: dict[str, object], where: str) -> None:
     with pytest.raises(UsageError, match=where):
         request_from_dict({"model": "anthropic/c", "messages": [message]})
+
+
+def test_the_common_parameters_are_taken_under_openais_names() -> None:
+    req = request_from_dict(
+        {
+            "model": "o/m",
+            "messages": [{"role": "user", "content": "x"}],
+            "seed": 7,
+            "presence_penalty": 0.5,
+            "frequency_penalty": -1,
+            "top_k": 40,
+            "user": "u-1",
+            "parallel_tool_calls": False,
+            "logprobs": True,
+            "top_logprobs": 3,
+            "service_tier": "flex",
+            "metadata": {"team": "a"},
+            "n": 1,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object"}}},
+            "extra_body": {"x_custom": {"a": 1}},
+            "extra_headers": {"anthropic-beta": "b1"},
+        }
+    )
+    assert (req.seed, req.presence_penalty, req.frequency_penalty, req.top_k) == (7, 0.5, -1, 40)
+    assert (req.user, req.parallel_tool_calls, req.logprobs, req.top_logprobs) == ("u-1", False, True, 3)
+    assert (req.service_tier, req.metadata) == ("flex", {"team": "a"})
+    assert req.response_format == ResponseFormat("json_schema", {"type": "object"}, "r", None)
+    assert req.extra_body == {"x_custom": {"a": 1}} and req.extra_headers == {"anthropic-beta": "b1"}
+    plain = request_from_dict({"model": "o/m", "messages": [{"role": "user", "content": "x"}]})
+    assert plain.seed is plain.response_format is plain.extra_body is None
+    assert request_from_dict({**_BASE, "response_format": {"type": "json_object"}}).response_format == ResponseFormat(
+        "json_object"
+    )
+    assert request_from_dict({**_BASE, "response_format": {"type": "text"}}).response_format is None
+
+
+_BASE: dict[str, Any] = {"model": "o/m", "messages": [{"role": "user", "content": "x"}]}
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ({"n": 2}, "n must be 1"),
+        ({"seed": "7"}, "seed must be int"),
+        ({"seed": True}, "seed must be int"),
+        ({"top_k": 1.5}, "top_k must be int"),
+        ({"parallel_tool_calls": "no"}, "parallel_tool_calls must be bool"),
+        ({"metadata": {"a": 1}}, "metadata must be an object of strings"),
+        ({"extra_headers": ["x"]}, "extra_headers must be an object of strings"),
+        ({"extra_body": "x"}, "extra_body must be an object"),
+        ({"response_format": {"type": "xml"}}, "response_format.type"),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"schema": {}, "strict": "y"}}}, "strict"),
+    ],
+)
+def test_bad_parameters_name_the_field(extra: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(UsageError, match=fragment):
+        request_from_dict({**_BASE, **extra})

@@ -156,3 +156,23 @@ async def test_anthropic_thinking_budget(fake: Any, make_config: Any, logs: Any)
     assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
     assert body["max_tokens"] > 2048
     assert "temperature" not in body
+
+
+async def test_extra_body_is_merged_last_and_extra_headers_are_sent(fake: Any, make_config: Any, logs: Any) -> None:
+    """As the openai SDK's `extra_body` / `extra_headers`: top-level keys of the native body are
+    added or replaced, last; headers are sent, replacing same-named ones."""
+    request = {
+        "model": "anthropic/claude-x~tokens=2",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 50,
+        "extra_body": {"max_tokens": 77, "x_custom": {"a": [1, 2]}},
+        "extra_headers": {"anthropic-beta": "output-128k-2025-02-19", "anthropic-version": "2099-01-01"},
+    }
+    async with open_service(make_config(), logger=logs.logger) as service:
+        assert (await service.complete(request)).text == "t0 t1 "
+    sent = fake.requests[-1]
+    body = sent.json()
+    assert body["max_tokens"] == 77 and body["x_custom"] == {"a": [1, 2]} and body["model"] == "claude-x~tokens=2"
+    assert sent.headers["anthropic-beta"] == "output-128k-2025-02-19"
+    assert sent.headers["anthropic-version"] == "2099-01-01"  # replaced, not sent twice
+    assert sent.headers["x-api-key"] == ANTHROPIC_KEY

@@ -103,6 +103,17 @@ class Reasoning:
 
 
 @attrs.frozen(slots=True)
+class ResponseFormat:
+    """Structured output, as OpenAI's `response_format`: `type` "json_object" (any JSON object)
+    or "json_schema" (`schema`, a JSON Schema, with its `name` and `strict`)."""
+
+    type: Literal["json_object", "json_schema"]
+    schema: Mapping[str, Any] | None = None
+    name: str | None = None
+    strict: bool | None = None
+
+
+@attrs.frozen(slots=True)
 class ChatRequest:
     """A chat completion request. `model` is "<provider-name>/<model-id>" or a route alias."""
 
@@ -116,6 +127,24 @@ class ChatRequest:
     tool_choice: str | Mapping[str, Any] | None = None
     reasoning: Reasoning | None = None
     request_id: str | None = None
+    # The common parameters, under OpenAI's names; each codec sends them under its provider's
+    # native names, or refuses one its provider cannot honour (`UsageError`, before anything is
+    # sent) unless the provider's config says `drop_params = true`.
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    top_k: int | None = None
+    user: str | None = None
+    parallel_tool_calls: bool | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    service_tier: str | None = None
+    metadata: Mapping[str, str] | None = None
+    response_format: ResponseFormat | None = None
+    # Passthrough, as in the openai SDK: merged last into the native JSON body (top-level keys),
+    # and sent as headers.
+    extra_body: Mapping[str, Any] | None = None
+    extra_headers: Mapping[str, str] | None = None
 
     def split_model(self) -> tuple[str, str]:
         """Return (provider name, model id): the model id is everything after the first "/"."""

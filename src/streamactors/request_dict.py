@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from .errors import UsageError
-from .models import ChatRequest, Message, Reasoning, ReasoningBlock, Tool, ToolCall
+from .models import ChatRequest, Message, Reasoning, ReasoningBlock, ResponseFormat, Tool, ToolCall
 
 __all__ = ["request_from_dict"]
 
@@ -28,8 +28,39 @@ _KEYS = {
     "request_id",
     "stream",
     "stream_options",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "top_k",
+    "user",
+    "parallel_tool_calls",
+    "logprobs",
+    "top_logprobs",
+    "service_tier",
+    "metadata",
+    "n",
+    "response_format",
+    "extra_body",
+    "extra_headers",
+}
+# The optional parameters taken as they are, each with the JSON types it may have.
+_SCALARS: dict[str, tuple[type, ...]] = {
+    "seed": (int,),
+    "presence_penalty": (int, float),
+    "frequency_penalty": (int, float),
+    "top_k": (int,),
+    "user": (str,),
+    "parallel_tool_calls": (bool,),
+    "logprobs": (bool,),
+    "top_logprobs": (int,),
+    "service_tier": (str,),
 }
 _ROLES = {"system", "developer", "user", "assistant", "tool"}
+# A request with only these keys has no optional parameter to check (the common case, kept cheap).
+_CORE_KEYS = frozenset(
+    {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "tools"}
+    | {"tool_choice", "reasoning", "reasoning_effort", "request_id", "stream", "stream_options"}
+)
 
 
 def _fail(message: str) -> UsageError:
@@ -137,6 +168,64 @@ def _reasoning(data: Mapping[str, Any]) -> Reasoning | None:
     return Reasoning(effort=effort, budget_tokens=budget)
 
 
+def _response_format(value: Any) -> ResponseFormat | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise _fail(f"response_format must be an object, got {type(value).__name__}")
+    kind = value.get("type")
+    if kind == "text":
+        return None  # OpenAI's default: plain text
+    if kind == "json_object":
+        return ResponseFormat("json_object")
+    if kind != "json_schema":
+        raise _fail(f'response_format.type must be "text", "json_object" or "json_schema", got {kind!r}')
+    spec = value.get("json_schema")
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("schema"), Mapping):
+        raise _fail('response_format.json_schema must be an object with a "schema" object (and a "name")')
+    name, strict = spec.get("name"), spec.get("strict")
+    if name is not None and not isinstance(name, str):
+        raise _fail(f"response_format.json_schema.name must be a string, got {name!r}")
+    if strict is not None and not isinstance(strict, bool):
+        raise _fail(f"response_format.json_schema.strict must be true or false, got {strict!r}")
+    return ResponseFormat("json_schema", spec["schema"], name, strict)
+
+
+def _string_map(value: Any, name: str) -> Mapping[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise _fail(f"{name} must be an object of strings")
+    return dict(value)
+
+
+def _parameters(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The optional parameters present in `data`, checked, as `ChatRequest` keyword arguments."""
+    out: dict[str, Any] = {}
+    for name, types in _SCALARS.items():
+        value = data.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            raise _fail(f"{name} must be {' or '.join(t.__name__ for t in types)}, got {value!r}")
+        out[name] = value
+    n = data.get("n")
+    if n is not None and n != 1:
+        raise _fail(f"n must be 1 (a reply has one choice), got {n!r}")
+    if "metadata" in data:
+        out["metadata"] = _string_map(data["metadata"], "metadata")
+    if "response_format" in data:
+        out["response_format"] = _response_format(data["response_format"])
+    extra_body = data.get("extra_body")
+    if extra_body is not None:
+        if not isinstance(extra_body, Mapping):
+            raise _fail(f"extra_body must be an object, got {type(extra_body).__name__}")
+        out["extra_body"] = dict(extra_body)
+    if "extra_headers" in data:
+        out["extra_headers"] = _string_map(data["extra_headers"], "extra_headers")
+    return out
+
+
 def request_from_dict(data: Mapping[str, Any]) -> ChatRequest:
     """Validate and convert; raises `UsageError` naming the offending field."""
     if type(data) is not dict and not isinstance(data, Mapping):  # (an ABC check costs a microsecond)
@@ -175,4 +264,5 @@ def request_from_dict(data: Mapping[str, Any]) -> ChatRequest:
         tool_choice=data.get("tool_choice"),
         reasoning=_reasoning(data) if "reasoning" in data or "reasoning_effort" in data else None,
         request_id=data.get("request_id"),
+        **(_parameters(data) if not data.keys() <= _CORE_KEYS else {}),
     )

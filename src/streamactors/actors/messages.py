@@ -9,6 +9,7 @@ import trio
 
 from ..errors import ProviderError
 from ..models import ChatRequest, StreamEvent
+from ..wire.base import HttpRequestSpec
 
 __all__ = ["Batch", "CancelHandle", "Leg", "ReplyMessage", "StreamEnd", "StreamJob", "estimate_tokens"]
 
@@ -79,6 +80,7 @@ class StreamJob:
 
     request: ChatRequest
     model_id: str
+    spec: HttpRequestSpec  # the provider's exact request, built (and checked) when submitted
     reply: trio.MemorySendChannel[ReplyMessage]
     cancel: CancelHandle
     request_id: str

@@ -29,7 +29,7 @@ from ..models import ChatRequest, FinishEvent, UsageEvent
 from ..policy.backoff import retry_after_seconds, retry_delay, should_retry
 from ..providers.auth import Authorizer
 from ..secret import scrub
-from ..wire.base import HttpRequestSpec, ProviderCodec, StreamDecoder
+from ..wire.base import HttpRequestSpec, ProviderCodec, StreamDecoder, with_passthrough
 from .breaker import BreakerActor
 from .limiter import REJECTED, LimiterActor
 from .messages import Batch, CancelHandle, Leg, ReplyMessage, StreamEnd, StreamJob, estimate_tokens
@@ -158,12 +158,18 @@ class ProviderActor:
         """Take one request; return its leg, whose messages are the stream's batches and end.
 
         Waits while the mailbox is full (backpressure on submitters). `max_retries`
-        overrides the provider's setting. Raises `ProviderError` once the actor is closed.
+        overrides the provider's setting. The provider's request is built here, in the
+        caller's task: a parameter the provider cannot honour is a `UsageError` raised to the
+        caller before anything is sent (or, with `drop_params`, dropped and logged at debug
+        level). Raises `ProviderError` once the actor is closed.
         """
+        spec = with_passthrough(self.codec.build_request(request, model_id), request)
+        if spec.dropped:
+            self._log.debug("params_dropped", params=list(spec.dropped), request_id=request_id, model=model_id)
         send, recv = trio.open_memory_channel[ReplyMessage](self._event_buffer)
         cancel = CancelHandle()
         now = trio.current_time()
-        job = StreamJob(request, model_id, send, cancel, request_id, max_retries, now)
+        job = StreamJob(request, model_id, spec, send, cancel, request_id, max_retries, now)
         try:
             try:
                 self._mailbox.send_nowait(job)  # the caller waits for the first event next anyway
@@ -338,7 +344,7 @@ class ProviderActor:
     async def _stream(self, client: UpstreamClient, job: StreamJob, progress: _Progress) -> StreamEnd:
         timeouts = self.config.timeouts
         max_retries = self.config.max_retries if job.max_retries is None else job.max_retries
-        spec = self.codec.build_request(job.request, job.model_id)
+        spec = job.spec
         error: ProviderError | None = None
         progress.deadline = trio.current_time() + timeouts.total
         attempt = 0

@@ -93,6 +93,9 @@ class ProviderConfig:
     max_concurrency: int = attrs.field(default=100, validator=_positive)
     max_retries: int = attrs.field(default=2, validator=_non_negative)
     max_event_bytes: int = attrs.field(default=DEFAULT_MAX_EVENT_BYTES, validator=_positive)
+    #: Drop (and log at debug level) a request parameter this provider cannot honour, instead
+    #: of refusing the request with a `UsageError` (LiteLLM's name for it).
+    drop_params: bool = False
     headers: dict[str, str] = attrs.field(factory=dict)
     #: An HTTP(S) proxy URL for this provider (it may carry credentials, so it is a secret).
     #: Without one, HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY apply, as in the SDKs.

@@ -8,7 +8,7 @@ from typing import Any, Protocol, TypeVar
 import attrs
 import orjson
 
-from ..errors import WireError
+from ..errors import UsageError, WireError
 from ..models import ChatRequest, FinishEvent, StreamEvent, UsageEvent
 from .sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent, SSEItem, failed_earlier
 
@@ -42,6 +42,8 @@ class HttpRequestSpec:
     url: str
     headers: tuple[tuple[str, str], ...] = attrs.field(repr=False)  # carries credentials
     body: bytes = attrs.field(repr=False)
+    #: Request parameters the provider cannot honour, left out under `drop_params = true`.
+    dropped: tuple[str, ...] = ()
 
     def with_headers(self, extra: Mapping[str, str]) -> HttpRequestSpec:
         """Return a copy with `extra` headers set (replacing same-named ones)."""
@@ -103,6 +105,31 @@ class ProviderCodec(Protocol):
     def parse_error(self, status: int, body: bytes) -> tuple[str, str | None]:
         """(message, error type) from an HTTP error response body."""
         ...
+
+
+def refuse_or_drop(param: str, provider: str, *, drop: bool, dropped: list[str]) -> None:
+    """A request parameter `provider` cannot honour: a `UsageError` naming both and the fix,
+    or, with `drop` (the provider's `drop_params = true`), noted in `dropped` and left out."""
+    if not drop:
+        raise UsageError(
+            f"parameter {param!r} is not supported by {provider}; remove it from the request, "
+            "or set drop_params = true in this provider's config to drop it"
+        )
+    dropped.append(param)
+
+
+def with_passthrough(spec: HttpRequestSpec, request: ChatRequest) -> HttpRequestSpec:
+    """`spec` with the request's `extra_body` merged last into its JSON body (top-level keys, as
+    the openai SDK merges it) and its `extra_headers` set (replacing same-named ones)."""
+    if request.extra_body:
+        body = orjson.loads(spec.body) if spec.body else {}
+        if not isinstance(body, dict):
+            raise UsageError("extra_body: this provider's request body is not a JSON object")
+        body.update(request.extra_body)
+        spec = attrs.evolve(spec, body=json_body(body))
+    if request.extra_headers:
+        spec = spec.with_headers(request.extra_headers)
+    return spec
 
 
 def tool_arguments_object(arguments: str) -> dict[str, Any]:
