@@ -25,12 +25,13 @@ from wire_harness import (
     transcripts,
 )
 
-from streamactors.errors import WireError
+from streamactors.errors import UsageError, WireError
 from streamactors.models import (
     ChatRequest,
     FinishEvent,
     Message,
     Reasoning,
+    ResponseFormat,
     StreamEvent,
     TextEvent,
     Tool,
@@ -41,7 +42,7 @@ from streamactors.models import (
 from streamactors.testing.formats import openai as openai_format
 from streamactors.testing.routing import route_request
 from streamactors.testing.script import build_steps, parse_scenario
-from streamactors.wire.openai import OpenAICodec, OpenAIStreamDecoder, effort_for_budget
+from streamactors.wire.openai import AzureCodec, OpenAICodec, OpenAIStreamDecoder, effort_for_budget
 
 TRANSCRIPTS = transcripts("openai")
 URL = "https://api.openai.com/v1/chat/completions"
@@ -832,3 +833,125 @@ def test_fake_format_citations_after_tool_calls() -> None:
     got = run(rendered(ROUTES["openai"], "m~tokens=1~tool_calls=1~citations=1"))
     assert [ev["type"] for ev in got][-4:] == ["text", "citation", "usage", "finish"]
     assert got[-3]["citation"]["cited_text"] == "cited passage 0" and got[-1] == fin("tool_calls")
+
+
+# ---- the common request parameters (issue 13) ----
+
+HI = (Message("user", "hi"),)
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+# Every common parameter, as ChatRequest takes them (OpenAI's names).
+ALL_PARAMS: dict[str, Any] = {
+    "seed": 7, "presence_penalty": 0.5, "frequency_penalty": -0.5, "top_k": 40, "user": "u-1",
+    "parallel_tool_calls": False, "logprobs": True, "top_logprobs": 3, "service_tier": "flex",
+    "metadata": {"team": "a"}, "response_format": ResponseFormat("json_schema", SCHEMA, "city", True),
+}
+# openai-python `resources/chat/completions/completions.py` create(): the body's key order.
+SDK_PARAM_ORDER = ["messages", "model", "frequency_penalty", "logprobs", "max_completion_tokens", "max_tokens",
+                   "metadata", "parallel_tool_calls", "presence_penalty", "reasoning_effort", "response_format",
+                   "seed", "service_tier", "stop", "stream", "stream_options", "temperature", "tool_choice", "tools",
+                   "top_k", "top_logprobs", "top_p", "user"]
+KINDS = ["openai", "azure", "xai", "openrouter", "openai_compatible", "groq", "perplexity"]
+REFUSED = {
+    "openai": {"top_k"}, "azure": {"top_k"}, "xai": {"top_k"}, "openrouter": set(), "openai_compatible": set(),
+    "groq": {"top_k", "logprobs", "top_logprobs"},
+    "perplexity": {"seed", "user", "parallel_tool_calls", "logprobs", "top_logprobs", "service_tier", "metadata"},
+}
+
+
+def codec_for(kind: str, drop_params: bool = False) -> OpenAICodec:
+    if kind == "azure":
+        return AzureCodec("https://r.openai.azure.com", "2024-10-21", {}, max_event_bytes=1 << 20,
+                          provider="az", drop_params=drop_params)
+    return OpenAICodec(URL, {}, kind=kind, provider="p1", drop_params=drop_params)
+
+
+def sent(codec: OpenAICodec, **kw: Any) -> dict[str, Any]:
+    body: dict[str, Any] = orjson.loads(codec.build_request(ChatRequest("p/m", HI, **kw), "m").body)
+    return body
+
+
+def test_every_parameter_under_its_openai_name_in_the_sdk_order() -> None:
+    params = {k: v for k, v in ALL_PARAMS.items() if k != "top_k"}
+    req = full_request(**params)
+    body = orjson.loads(OpenAICodec(URL, {}).build_request(req, "gpt-4o").body)
+    assert list(body) == [k for k in SDK_PARAM_ORDER if k in body]
+    assert {k: body[k] for k in params} == {
+        "seed": 7, "presence_penalty": 0.5, "frequency_penalty": -0.5, "user": "u-1", "parallel_tool_calls": False,
+        "logprobs": True, "top_logprobs": 3, "service_tier": "flex", "metadata": {"team": "a"},
+        "response_format": {"type": "json_schema", "json_schema": {"name": "city", "schema": SCHEMA, "strict": True}},
+    }
+
+
+def test_openrouter_and_compatible_servers_take_top_k() -> None:
+    for kind in ("openrouter", "openai_compatible"):
+        body = sent(codec_for(kind), top_k=40, top_p=0.9)
+        assert list(body)[-2:] == ["top_k", "top_p"]
+        assert body["top_k"] == 40
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_kind_sends_what_it_honours_and_refuses_the_rest(kind: str) -> None:
+    codec = codec_for(kind)
+    name = "az" if kind == "azure" else "p1"
+    for param, value in ALL_PARAMS.items():
+        if param in REFUSED[kind]:
+            with pytest.raises(UsageError) as info:
+                sent(codec, **{param: value})
+            assert f"parameter {param!r}" in str(info.value)
+            assert f"provider {name!r} (kind {kind})" in str(info.value)
+            assert "drop_params" in str(info.value)
+        else:
+            body = sent(codec, **{param: value})
+            assert param in body
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_drop_params_leaves_refused_parameters_out_and_names_them(kind: str) -> None:
+    codec = codec_for(kind, drop_params=True)
+    spec = codec.build_request(ChatRequest("p/m", HI, **ALL_PARAMS), "m")
+    body = orjson.loads(spec.body)
+    order = list(ALL_PARAMS)
+    assert sorted(spec.dropped, key=order.index) == [p for p in order if p in REFUSED[kind]]
+    assert set(ALL_PARAMS) - set(body) == REFUSED[kind]
+
+
+def test_no_parameters_nothing_dropped() -> None:
+    spec = codec_for("groq", drop_params=True).build_request(ChatRequest("p/m", HI), "m")
+    assert spec.dropped == ()
+    assert orjson.loads(spec.body) == {"messages": [{"role": "user", "content": "hi"}], "model": "m",
+                                       "stream": True, "stream_options": {"include_usage": True}}
+
+
+def test_response_format_json_object() -> None:
+    assert sent(OpenAICodec(URL, {}), response_format=ResponseFormat("json_object"))["response_format"] == {
+        "type": "json_object"}
+
+
+def test_response_format_json_schema_without_a_name_is_named_response() -> None:
+    body = sent(OpenAICodec(URL, {}), response_format=ResponseFormat("json_schema", SCHEMA))
+    assert body["response_format"] == {"type": "json_schema", "json_schema": {"name": "response", "schema": SCHEMA}}
+
+
+def test_perplexity_takes_json_schema_but_refuses_json_object() -> None:
+    codec = codec_for("perplexity")
+    body = sent(codec, response_format=ResponseFormat("json_schema", SCHEMA, "city"))
+    assert body["response_format"] == {"type": "json_schema", "json_schema": {"name": "city", "schema": SCHEMA}}
+    with pytest.raises(UsageError, match=r"parameter 'response_format' is not supported by provider 'p1' "
+                                         r"\(kind perplexity\)"):
+        sent(codec, response_format=ResponseFormat("json_object"))
+    spec = codec_for("perplexity", drop_params=True).build_request(
+        ChatRequest("p/m", HI, response_format=ResponseFormat("json_object")), "m")
+    assert spec.dropped == ("response_format",)
+    assert "response_format" not in orjson.loads(spec.body)
+
+
+def test_azure_keeps_its_url_and_reports_what_it_dropped() -> None:
+    spec = codec_for("azure", drop_params=True).build_request(ChatRequest("az/dep", HI, top_k=5, seed=1), "dep")
+    assert spec.url == "https://r.openai.azure.com/openai/deployments/dep/chat/completions?api-version=2024-10-21"
+    assert spec.dropped == ("top_k",)
+    assert orjson.loads(spec.body)["seed"] == 1
+
+
+def test_codec_without_provider_name_names_its_kind() -> None:
+    with pytest.raises(UsageError, match="not supported by groq;"):
+        sent(OpenAICodec(URL, {}, kind="groq"), logprobs=True)

@@ -100,6 +100,9 @@ def build_codec(name: str, pc: ProviderConfig) -> ProviderCodec:
             headers,
             max_tokens_field=field,
             max_event_bytes=pc.max_event_bytes,
+            kind=kind,
+            provider=name,
+            drop_params=pc.drop_params,
         )
     if kind == "azure":
         assert isinstance(pc, AzureConfig)
@@ -118,7 +121,14 @@ def build_codec(name: str, pc: ProviderConfig) -> ProviderCodec:
                 key=f"providers.{name}.api_key",
             )
         headers.update(pc.headers)
-        return AzureCodec(pc.endpoint.rstrip("/"), pc.api_version, headers, max_event_bytes=pc.max_event_bytes)
+        return AzureCodec(
+            pc.endpoint.rstrip("/"),
+            pc.api_version,
+            headers,
+            max_event_bytes=pc.max_event_bytes,
+            provider=name,
+            drop_params=pc.drop_params,
+        )
     codec = _build_cloud_codec(name, pc, headers)
     if codec is not None:
         return codec

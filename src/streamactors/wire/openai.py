@@ -27,7 +27,14 @@ from ..models import (
     ToolCallEvent,
     UsageEvent,
 )
-from .base import HttpRequestSpec, SSEJsonDecoder, error_message_from_body, json_body, json_field
+from .base import (
+    HttpRequestSpec,
+    SSEJsonDecoder,
+    error_message_from_body,
+    json_body,
+    json_field,
+    refuse_or_drop,
+)
 from .sse import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = ["AzureCodec", "OpenAICodec", "OpenAIStreamDecoder", "effort_for_budget", "openai_messages"]
@@ -79,8 +86,45 @@ def openai_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
     return out
 
 
+# The common request parameters (ChatRequest's names are OpenAI's own, openai-python
+# `types/chat/completion_create_params.py`) that a provider kind cannot honour. top_k is no
+# OpenAI parameter (OpenAI, Azure, xAI and Groq reject it); OpenRouter documents it and
+# vLLM-style OpenAI-compatible servers accept it. Groq answers 400 to logprobs and
+# top_logprobs. Perplexity's chat completions take top_k and the two penalties but none of
+# the others (docs.perplexity.ai, POST /chat/completions).
+_REFUSED: dict[str, frozenset[str]] = {
+    "openai": frozenset({"top_k"}),
+    "azure": frozenset({"top_k"}),
+    "xai": frozenset({"top_k"}),
+    "groq": frozenset({"top_k", "logprobs", "top_logprobs"}),
+    "perplexity": frozenset(
+        {"seed", "user", "parallel_tool_calls", "logprobs", "top_logprobs", "service_tier", "metadata"}
+    ),
+    "openrouter": frozenset(),
+    "openai_compatible": frozenset(),
+}
+
+# The parameters sent under the same name, each with its request attribute, in the openai
+# SDK's key order (after `response_format`, which has its own shape).
+_SAME_NAME_BEFORE = ("frequency_penalty", "logprobs")
+_SAME_NAME_MIDDLE = ("parallel_tool_calls", "presence_penalty")
+_SAME_NAME_AFTER = ("seed", "service_tier")
+
+#: The name OpenAI requires in `json_schema` when the request gave none.
+DEFAULT_SCHEMA_NAME = "response"
+
+
 class OpenAICodec:
-    """Builds `POST {url}` chat-completions requests and decodes their SSE streams."""
+    """Builds `POST {url}` chat-completions requests and decodes their SSE streams.
+
+    `kind` (the provider's config kind) decides which common parameters are refused (see
+    `_REFUSED`); `provider` (the configured name) only names the provider in that error.
+    With `drop_params`, a refused parameter is left out and listed in `spec.dropped`.
+
+    `response_format` goes as OpenAI's `{"type": "json_object"}` or `{"type": "json_schema",
+    "json_schema": {"name", "schema", "strict"}}`; OpenAI requires a name, so a schema
+    given without one is named "response". Perplexity has no `json_object` mode: refused.
+    """
 
     def __init__(
         self,
@@ -91,27 +135,46 @@ class OpenAICodec:
         include_usage: bool = True,
         send_model: bool = True,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        kind: str = "openai",
+        provider: str | None = None,
+        drop_params: bool = False,
     ) -> None:
         self.url = url
+        self.kind = kind
+        self.refused = _REFUSED.get(kind, frozenset())
+        self.provider_label = f"provider {provider!r} (kind {kind})" if provider else kind
+        self.drop_params = drop_params
         self.headers = tuple(headers.items())
         self.max_tokens_field = max_tokens_field
         self.include_usage = include_usage
         self.send_model = send_model
         self.max_event_bytes = max_event_bytes
 
-    def body(self, request: ChatRequest, model_id: str) -> dict[str, Any]:
-        """The JSON body, in the key order the openai SDK uses."""
+    def body(self, request: ChatRequest, model_id: str, dropped: list[str] | None = None) -> dict[str, Any]:
+        """The JSON body, in the key order the openai SDK uses. Raises `UsageError` for a
+        parameter this provider cannot honour, or (with `drop_params`) appends it to `dropped`."""
+        if dropped is None:
+            dropped = []
         body: dict[str, Any] = {"messages": openai_messages(request.messages)}
         if self.send_model:
             body["model"] = model_id
+        self._same_name(request, _SAME_NAME_BEFORE, body, dropped)
         if request.max_tokens is not None:
             body[self.max_tokens_field] = request.max_tokens
+        if request.metadata is not None and self._allowed("metadata", dropped):
+            body["metadata"] = dict(request.metadata)
+        self._same_name(request, _SAME_NAME_MIDDLE, body, dropped)
         if request.reasoning is not None:
             effort = request.reasoning.effort
             if effort is None and request.reasoning.budget_tokens is not None:
                 effort = effort_for_budget(request.reasoning.budget_tokens)  # type: ignore[assignment]
             if effort is not None:
                 body["reasoning_effort"] = effort
+        if request.response_format is not None:
+            fmt = self._response_format(request, dropped)
+            if fmt is not None:
+                body["response_format"] = fmt
+        self._same_name(request, _SAME_NAME_AFTER, body, dropped)
         if request.stop:
             body["stop"] = list(request.stop)
         body["stream"] = True
@@ -133,12 +196,46 @@ class OpenAICodec:
                 }
                 for t in request.tools
             ]
+        self._same_name(request, ("top_k", "top_logprobs"), body, dropped)
         if request.top_p is not None:
             body["top_p"] = request.top_p
+        self._same_name(request, ("user",), body, dropped)
         return body
 
+    def _allowed(self, param: str, dropped: list[str]) -> bool:
+        """True if `param` may be sent; else refuse it (`UsageError`) or note it as dropped."""
+        if param not in self.refused:
+            return True
+        refuse_or_drop(param, self.provider_label, drop=self.drop_params, dropped=dropped)
+        return False
+
+    def _same_name(
+        self, request: ChatRequest, params: tuple[str, ...], body: dict[str, Any], dropped: list[str]
+    ) -> None:
+        for param in params:
+            value = getattr(request, param)
+            if value is not None and self._allowed(param, dropped):
+                body[param] = value
+
+    def _response_format(self, request: ChatRequest, dropped: list[str]) -> dict[str, Any] | None:
+        fmt = request.response_format
+        assert fmt is not None
+        if fmt.type == "json_object":
+            if self.kind == "perplexity":  # Perplexity offers json_schema (and regex) only
+                refuse_or_drop("response_format", self.provider_label, drop=self.drop_params, dropped=dropped)
+                return None
+            return {"type": "json_object"}
+        schema: dict[str, Any] = {"name": fmt.name or DEFAULT_SCHEMA_NAME}
+        if fmt.schema is not None:
+            schema["schema"] = dict(fmt.schema)
+        if fmt.strict is not None:
+            schema["strict"] = fmt.strict
+        return {"type": "json_schema", "json_schema": schema}
+
     def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
-        return HttpRequestSpec("POST", self.url, self.headers, json_body(self.body(request, model_id)))
+        dropped: list[str] = []
+        body = json_body(self.body(request, model_id, dropped))
+        return HttpRequestSpec("POST", self.url, self.headers, body, dropped=tuple(dropped))
 
     def new_decoder(self, model_id: str = "") -> OpenAIStreamDecoder:
         return OpenAIStreamDecoder(self.max_event_bytes)
@@ -421,12 +518,31 @@ class AzureCodec(OpenAICodec):
     """Azure OpenAI: the deployment (our model id) goes in the URL (the body keeps `model`,
     as the openai SDK's AzureOpenAI client sends it)."""
 
-    def __init__(self, endpoint: str, api_version: str, headers: dict[str, str], *, max_event_bytes: int) -> None:
-        super().__init__(endpoint, headers, max_tokens_field="max_completion_tokens", max_event_bytes=max_event_bytes)
+    def __init__(
+        self,
+        endpoint: str,
+        api_version: str,
+        headers: dict[str, str],
+        *,
+        max_event_bytes: int,
+        provider: str | None = None,
+        drop_params: bool = False,
+    ) -> None:
+        super().__init__(
+            endpoint,
+            headers,
+            max_tokens_field="max_completion_tokens",
+            max_event_bytes=max_event_bytes,
+            kind="azure",
+            provider=provider,
+            drop_params=drop_params,
+        )
         self.endpoint = endpoint
         self.api_version = api_version
 
     def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
         spec = super().build_request(request, model_id)
         url = f"{self.endpoint}/openai/deployments/{quote(model_id, safe='')}/chat/completions"
-        return HttpRequestSpec(spec.method, f"{url}?api-version={self.api_version}", spec.headers, spec.body)
+        return HttpRequestSpec(
+            spec.method, f"{url}?api-version={self.api_version}", spec.headers, spec.body, dropped=spec.dropped
+        )
