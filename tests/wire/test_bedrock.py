@@ -31,7 +31,7 @@ from botocore.eventstream import EventStreamBuffer
 from wire_harness import close, feed
 
 from streamactors.config import BedrockConfig, Config
-from streamactors.errors import WireError
+from streamactors.errors import UsageError, WireError
 from streamactors.models import (
     ChatRequest,
     Citation,
@@ -41,6 +41,7 @@ from streamactors.models import (
     Reasoning,
     ReasoningBlock,
     ReasoningEvent,
+    ResponseFormat,
     StreamEvent,
     TextEvent,
     Tool,
@@ -56,10 +57,12 @@ from streamactors.wire.base import HttpRequestSpec
 from streamactors.wire.bedrock import (
     EXCEPTION_STATUS,
     RETRYABLE_EXCEPTIONS,
+    SERVICE_TIERS,
     STOP_MAP,
     BedrockCodec,
     BedrockStreamDecoder,
     converse_body,
+    is_claude,
     sign_request,
 )
 
@@ -313,6 +316,166 @@ class TestCodec:
         aws = b'{"__type":"com.amazon.coral.service#UnrecognizedClientException","Message":"bad token"}'
         assert codec.parse_error(403, aws) == ("bad token", "UnrecognizedClientException")
         assert codec.parse_error(502, b"Bad Gateway") == ("Bad Gateway", None)
+
+
+# --- the common parameters (issue 13) ----------------------------------------------------------
+
+WEATHER_SCHEMA = {"type": "object", "properties": {"temp": {"type": "number"}}, "required": ["temp"],
+                  "additionalProperties": False}
+HI = (Message("user", "hi"),)
+LLAMA = "meta.llama3-70b-instruct-v1:0"
+
+
+def with_params(**params: Any) -> ChatRequest:
+    return ChatRequest("bedrock/x", HI, **params)
+
+
+ALL_NATIVE = with_params(
+    max_tokens=100, top_k=40, metadata={"team": "search", "run-id": "r1:2"}, service_tier="priority",
+    response_format=ResponseFormat("json_schema", WEATHER_SCHEMA, "weather", strict=True),
+    parallel_tool_calls=True, logprobs=False,
+)
+
+# (request parameters, the parameter refused, a phrase of the reason, the model id)
+REFUSED: list[tuple[dict[str, Any], str, str, str]] = [
+    ({"seed": 7}, "seed", "", CLAUDE),
+    ({"presence_penalty": 0.5}, "presence_penalty", "", CLAUDE),
+    ({"frequency_penalty": -0.5}, "frequency_penalty", "", CLAUDE),
+    ({"user": "u-42"}, "user", "", CLAUDE),
+    ({"logprobs": True}, "logprobs", "", CLAUDE),
+    ({"top_logprobs": 3}, "top_logprobs", "", CLAUDE),
+    ({"parallel_tool_calls": False, "tools": [TOOL]}, "parallel_tool_calls", "as false", CLAUDE),
+    ({"top_k": 40}, "top_k", "only Claude models", LLAMA),
+    ({"top_k": 40, "reasoning": Reasoning(effort="low")}, "top_k", "with extended thinking", CLAUDE),
+    ({"response_format": ResponseFormat("json_object")}, "response_format", "json_object", CLAUDE),
+    ({"service_tier": "scale"}, "service_tier", "'scale'", CLAUDE),
+]
+
+
+class TestParameters:
+    def test_native_names(self) -> None:
+        """Each under its ConverseStreamRequest name, in the service model's member order."""
+        body = converse_body(ALL_NATIVE, CLAUDE)
+        assert body == {
+            "messages": [{"role": "user", "content": [{"text": "hi"}]}],
+            "inferenceConfig": {"maxTokens": 100},
+            "additionalModelRequestFields": {"top_k": 40},
+            "requestMetadata": {"team": "search", "run-id": "r1:2"},
+            "serviceTier": {"type": "priority"},
+            "outputConfig": {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": {
+                "schema": json.dumps(WEATHER_SCHEMA), "name": "weather"}}}},
+        }
+        assert list(body) == ["messages", "inferenceConfig", "additionalModelRequestFields", "requestMetadata",
+                              "serviceTier", "outputConfig"]
+
+    def test_body_equals_botocores(self, monkeypatch: pytest.MonkeyPatch, frozen_clock: datetime.datetime) -> None:
+        """botocore validates these members against its service model and sends the same bytes."""
+        for model_id in (CLAUDE, PROFILE_ARN):
+            ours = BedrockCodec(ENDPOINT).build_request(ALL_NATIVE, model_id)
+            theirs = boto3_request(monkeypatch, model_id, converse_body(ALL_NATIVE, model_id))
+            assert ours.body == theirs.body
+            assert ours.dropped == ()
+
+    def test_top_k_with_thinking_off_next_to_nothing_else(self) -> None:
+        body = converse_body(with_params(top_k=5, temperature=0.3), "us.anthropic.claude-sonnet-4-20250514-v1:0")
+        assert body["additionalModelRequestFields"] == {"top_k": 5}
+        assert body["inferenceConfig"] == {"temperature": 0.3}
+
+    @pytest.mark.parametrize(("model_id", "claude"), [
+        (CLAUDE, True), (PROFILE_ARN, True), ("us.anthropic.claude-3-7-sonnet-20250219-v1:0", True),
+        ("arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0", True),
+        (LLAMA, False), ("amazon.nova-pro-v1:0", False), ("mistral.mistral-large-2407-v1:0", False), ("", False),
+    ])
+    def test_is_claude(self, model_id: str, claude: bool) -> None:
+        assert is_claude(model_id) is claude
+
+    @pytest.mark.parametrize(("tier", "sent"), [
+        ("auto", None), ("default", "default"), ("flex", "flex"), ("priority", "priority"), ("reserved", "reserved"),
+    ])
+    def test_service_tier(self, tier: str, sent: str | None) -> None:
+        body = converse_body(with_params(service_tier=tier), CLAUDE)
+        assert body.get("serviceTier") == (None if sent is None else {"type": sent})
+
+    def test_service_tiers_are_the_service_models(self, service_model: Any) -> None:
+        tiers = {t for t in SERVICE_TIERS.values() if t is not None}
+        assert tiers == set(service_model.shape_for("ServiceTierType").enum)
+
+    def test_response_format_without_name(self) -> None:
+        """`strict` has no field: Converse's structured output is always constrained."""
+        body = converse_body(with_params(response_format=ResponseFormat("json_schema", WEATHER_SCHEMA, strict=False)))
+        assert body["outputConfig"] == {"textFormat": {"type": "json_schema", "structure": {
+            "jsonSchema": {"schema": json.dumps(WEATHER_SCHEMA)}}}}
+
+    def test_response_format_needs_a_schema(self) -> None:
+        with pytest.raises(UsageError, match=r"response_format.*needs a schema"):
+            converse_body(with_params(response_format=ResponseFormat("json_schema", None, "x")), CLAUDE, drop=True)
+
+    def test_response_format_shape_is_the_service_models(self, service_model: Any) -> None:
+        fmt = service_model.shape_for("OutputConfig").members["textFormat"]
+        assert fmt.members["type"].enum == ["json_schema"]
+        definition = fmt.members["structure"].members["jsonSchema"]
+        assert definition.members["schema"].type_name == "string"
+        assert set(definition.members) == {"schema", "name", "description"}
+
+    def test_defaults_send_nothing(self) -> None:
+        """parallel_tool_calls true is Converse's own behaviour; logprobs false asks for nothing;
+        empty metadata is no metadata."""
+        body = converse_body(with_params(parallel_tool_calls=True, logprobs=False, metadata={}, tools=[TOOL]), LLAMA)
+        assert set(body) == {"messages", "toolConfig"}
+
+    @pytest.mark.parametrize(("metadata", "phrase"), [
+        ({f"k{i}": "v" for i in range(17)}, "at most 16 pairs, got 17"),
+        ({"bad key!": "v"}, "'bad key!'"),
+        ({"": "v"}, "got '': 'v'"),
+        ({"k": "x" * 257}, "0 to 256"),
+        ({"k": "naïve"}, "'naïve'"),
+    ])
+    def test_metadata_checked_before_sending(self, metadata: dict[str, str], phrase: str) -> None:
+        with pytest.raises(UsageError, match=r"^metadata: ") as info:
+            BedrockCodec(ENDPOINT, drop_params=True).build_request(with_params(metadata=metadata), CLAUDE)
+        assert phrase in str(info.value)
+
+    def test_metadata_at_the_limits(self) -> None:
+        metadata = {f"k{i}": "" for i in range(15)} | {"x" * 256: "y" * 256}
+        assert converse_body(with_params(metadata=metadata))["requestMetadata"] == metadata
+
+    @pytest.mark.parametrize(("params", "param", "why", "model_id"), REFUSED, ids=[r[1] for r in REFUSED])
+    def test_refused(self, params: dict[str, Any], param: str, why: str, model_id: str) -> None:
+        with pytest.raises(UsageError) as info:
+            BedrockCodec(ENDPOINT).build_request(with_params(**params), model_id)
+        message = str(info.value)
+        assert f"parameter {param!r} is not supported by Bedrock" in message
+        assert why in message
+        assert "drop_params = true" in message
+
+    @pytest.mark.parametrize(("params", "param", "why", "model_id"), REFUSED, ids=[r[1] for r in REFUSED])
+    def test_dropped(self, params: dict[str, Any], param: str, why: str, model_id: str) -> None:
+        spec = BedrockCodec(ENDPOINT, drop_params=True).build_request(with_params(**params), model_id)
+        assert spec.dropped == (param,)
+        rest = {k: v for k, v in params.items() if k != param}
+        assert json.loads(spec.body) == converse_body(with_params(**rest), model_id)
+
+    def test_several_dropped_in_order(self) -> None:
+        req = with_params(seed=1, user="u", logprobs=True, top_logprobs=2, top_k=3, service_tier="scale",
+                          response_format=ResponseFormat("json_object"), temperature=0.1)
+        spec = BedrockCodec(ENDPOINT, drop_params=True).build_request(req, LLAMA)
+        assert spec.dropped == ("seed", "user", "top_logprobs", "logprobs", "top_k", "service_tier",
+                                "response_format")
+        assert json.loads(spec.body) == {"messages": [{"role": "user", "content": [{"text": "hi"}]}],
+                                         "inferenceConfig": {"temperature": 0.1}}
+
+    def test_request_members_are_known(self, service_model: Any) -> None:
+        """Every ConverseStreamRequest member is either sent or has no ChatRequest counterpart
+        (guardrails, prompt variables and the like), so the refusals above stay right."""
+        members = set(service_model.operation_model("ConverseStream").input_shape.members)
+        assert members == {
+            "modelId", "messages", "system", "inferenceConfig", "toolConfig", "guardrailConfig",
+            "projectIdentifier", "additionalModelRequestFields", "promptVariables",
+            "additionalModelResponseFieldPaths", "requestMetadata", "performanceConfig", "serviceTier",
+            "outputConfig",
+        }
+        inference = service_model.shape_for("InferenceConfiguration").members
+        assert set(inference) == {"maxTokens", "temperature", "topP", "stopSequences"}
 
 
 # --- signing ---------------------------------------------------------------------------------

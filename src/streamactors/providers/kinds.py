@@ -172,7 +172,9 @@ def _build_cloud_codec(name: str, pc: ProviderConfig, headers: Mapping[str, str]
         from ..wire.bedrock import BedrockCodec, default_endpoint
 
         endpoint = pc.endpoint_url or pc.base_url or default_endpoint(pc.region)
-        return BedrockCodec(endpoint, max_event_bytes=pc.max_event_bytes, extra_headers=pc.headers)
+        return BedrockCodec(
+            endpoint, max_event_bytes=pc.max_event_bytes, extra_headers=pc.headers, drop_params=pc.drop_params
+        )
     return None
 
 

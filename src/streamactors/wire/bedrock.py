@@ -15,6 +15,7 @@ Shapes and names follow botocore's service model
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zlib
 from collections.abc import Mapping
@@ -28,7 +29,7 @@ from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
 from botocore.utils import percent_encode
 
-from ..errors import WireError
+from ..errors import UsageError, WireError
 from ..models import (
     ChatRequest,
     Citation,
@@ -40,18 +41,46 @@ from ..models import (
     ToolCallEvent,
     UsageEvent,
 )
-from .base import DecoderBase, HttpRequestSpec, error_message_from_body, json_field, tool_arguments_object
+from .base import (
+    DecoderBase,
+    HttpRequestSpec,
+    error_message_from_body,
+    json_field,
+    refuse_or_drop,
+    tool_arguments_object,
+)
 from .claude import claude_sampling
 from .sse import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = [
+    "SERVICE_TIERS",
+    "UNSUPPORTED",
     "BedrockCodec",
     "BedrockStreamDecoder",
     "converse_body",
     "converse_messages",
     "default_endpoint",
+    "is_claude",
     "sign_request",
 ]
+
+#: Request parameters Converse has no field for (ConverseStreamRequest and
+#: InferenceConfiguration in the service model); `logprobs` only when true.
+UNSUPPORTED = ("seed", "presence_penalty", "frequency_penalty", "user", "top_logprobs")
+#: `service_tier` -> ConverseStream's `serviceTier.type` (ServiceTierType); "auto" (OpenAI's
+#: "the default of the account") sends none, which is Bedrock's default tier.
+SERVICE_TIERS: dict[str, str | None] = {
+    "auto": None,
+    "default": "default",
+    "flex": "flex",
+    "priority": "priority",
+    "reserved": "reserved",
+}
+# RequestMetadata: at most 16 pairs; keys 1-256 and values 0-256 of these characters
+# (the service model's patterns, where ",-." is the range ',' to '.').
+_METADATA_MAX = 16
+_METADATA_KEY = re.compile(r"[a-zA-Z0-9\s:_@$#=/+,\-.]{1,256}")
+_METADATA_VALUE = re.compile(r"[a-zA-Z0-9\s:_@$#=/+,\-.]{0,256}")
 
 STOP_MAP = {
     "end_turn": "stop",
@@ -162,14 +191,52 @@ def _tool_choice(choice: Any) -> dict[str, Any] | None:
     return None
 
 
-def converse_body(request: ChatRequest) -> dict[str, Any]:
+def is_claude(model_id: str) -> bool:
+    """Whether `model_id` (a model id, inference profile id or ARN) names a Claude model."""
+    lowered = model_id.lower()
+    return "anthropic." in lowered or "claude" in lowered
+
+
+def converse_body(
+    request: ChatRequest,
+    model_id: str = "",
+    *,
+    provider: str = "Bedrock",
+    drop: bool = False,
+    dropped: list[str] | None = None,
+) -> dict[str, Any]:
     """The ConverseStream JSON body (everything but `modelId`, which goes in the URL).
 
     Keys follow the service model's member order, which is the order boto3 users write
     them in. Reasoning is sent as Anthropic's `thinking` in `additionalModelRequestFields`,
     under Claude's thinking rule (`wire/claude.py`): it drops temperature/topP and raises
     maxTokens above the budget.
+
+    The common parameters (botocore's `ConverseStreamRequest`): `top_k` as
+    `additionalModelRequestFields.top_k` for Claude models (`is_claude`), refused for
+    others and, with thinking on, for Claude too (Anthropic's extended-thinking docs: not
+    compatible with top_k); `metadata` as `requestMetadata`; `service_tier` as
+    `serviceTier.type` (`SERVICE_TIERS`); `response_format` json_schema as
+    `outputConfig.textFormat` (the schema as a JSON string, as `JsonSchemaDefinition`
+    wants it; Converse's structured output is always constrained, so `strict` has no
+    field); json_object is refused (Converse has no schema-less JSON mode).
+    `parallel_tool_calls: true` is Converse's own behaviour (several `toolUse` blocks per
+    turn) and sends nothing; false is refused, as are `logprobs: true` and `UNSUPPORTED`.
+    A refused parameter is a `UsageError` naming it and `provider`, or with `drop` it is
+    left out and its name appended to `dropped`.
     """
+    gone: list[str] = dropped if dropped is not None else []
+
+    def refuse(param: str, why: str = "") -> None:
+        refuse_or_drop(param, provider + why, drop=drop, dropped=gone)
+
+    for param in UNSUPPORTED:
+        if getattr(request, param) is not None:
+            refuse(param)
+    if request.logprobs:
+        refuse("logprobs")
+    if request.parallel_tool_calls is False:
+        refuse("parallel_tool_calls", " as false (Converse has no way to turn parallel tool calls off)")
     system, messages = converse_messages(request.messages)
     body: dict[str, Any] = {"messages": messages}
     if system:
@@ -206,10 +273,51 @@ def converse_body(request: ChatRequest) -> dict[str, Any]:
             if choice is not None:
                 config["toolChoice"] = choice
             body["toolConfig"] = config
+    additional: dict[str, Any] = {}
     if sampling.thinking_budget is not None:
-        thinking = {"type": "enabled", "budget_tokens": sampling.thinking_budget}
-        body["additionalModelRequestFields"] = {"thinking": thinking}
+        additional["thinking"] = {"type": "enabled", "budget_tokens": sampling.thinking_budget}
+    if request.top_k is not None:
+        if not is_claude(model_id):
+            refuse("top_k", f" for model {model_id!r} (only Claude models take top_k)")
+        elif sampling.thinking_budget is not None:
+            refuse("top_k", " with extended thinking")
+        else:
+            additional["top_k"] = request.top_k
+    if additional:
+        body["additionalModelRequestFields"] = additional
+    if request.metadata:
+        body["requestMetadata"] = _request_metadata(request.metadata)
+    if request.service_tier is not None:
+        if request.service_tier not in SERVICE_TIERS:
+            refuse("service_tier", f" as {request.service_tier!r} (only {', '.join(SERVICE_TIERS)})")
+        elif (tier := SERVICE_TIERS[request.service_tier]) is not None:
+            body["serviceTier"] = {"type": tier}
+    fmt = request.response_format
+    if fmt is not None:
+        if fmt.type != "json_schema":
+            refuse("response_format", f" for type {fmt.type} (only json_schema has a native mode)")
+        elif fmt.schema is None:
+            raise UsageError("response_format: type 'json_schema' needs a schema")
+        else:
+            schema: dict[str, Any] = {"schema": json.dumps(dict(fmt.schema))}
+            if fmt.name is not None:
+                schema["name"] = fmt.name
+            text_format = {"type": "json_schema", "structure": {"jsonSchema": schema}}
+            body["outputConfig"] = {"textFormat": text_format}
     return body
+
+
+def _request_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """`requestMetadata`, checked against the service model's limits before anything is sent."""
+    if len(metadata) > _METADATA_MAX:
+        raise UsageError(f"metadata: Bedrock takes at most {_METADATA_MAX} pairs, got {len(metadata)}")
+    for key, value in metadata.items():
+        if not _METADATA_KEY.fullmatch(key) or not _METADATA_VALUE.fullmatch(value):
+            raise UsageError(
+                "metadata: Bedrock's keys (1 to 256 characters) and values (0 to 256) hold only letters, "
+                f"digits, whitespace and the characters :_@$#=/+,-. (got {key!r}: {value!r})"
+            )
+    return dict(metadata)
 
 
 def sign_request(
@@ -252,20 +360,24 @@ class BedrockCodec:
         *,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         extra_headers: Mapping[str, str] | None = None,
+        drop_params: bool = False,
     ) -> None:
         #: Headers from the config, sent (and signed) with every request.
         self.extra_headers = tuple((extra_headers or {}).items())
         self.endpoint_url = endpoint_url.rstrip("/")
         self.max_event_bytes = max_event_bytes
+        #: The config's `drop_params`: leave out what Converse cannot honour, instead of refusing.
+        self.drop_params = drop_params
 
     def url(self, model_id: str) -> str:
         """The ConverseStream URL; ':' and '/' in model ids and ARNs are percent-encoded."""
         return f"{self.endpoint_url}/model/{percent_encode(model_id)}/converse-stream"
 
     def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
-        body = json.dumps(converse_body(request)).encode("utf-8")
+        dropped: list[str] = []
+        body = json.dumps(converse_body(request, model_id, drop=self.drop_params, dropped=dropped)).encode("utf-8")
         headers = (("Content-Type", "application/json"), *self.extra_headers)
-        return HttpRequestSpec("POST", self.url(model_id), headers, body)
+        return HttpRequestSpec("POST", self.url(model_id), headers, body, dropped=tuple(dropped))
 
     def new_decoder(self, model_id: str = "") -> BedrockStreamDecoder:
         return BedrockStreamDecoder(self.max_event_bytes)
