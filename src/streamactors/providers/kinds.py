@@ -156,7 +156,13 @@ def _build_cloud_codec(name: str, pc: ProviderConfig, headers: Mapping[str, str]
             raise _missing(name, "api_key", 'e.g. api_key = "env:GEMINI_API_KEY"')
         h = {**headers, "x-goog-api-key": pc.api_key.reveal(), **pc.headers}
         base = (pc.base_url or "https://generativelanguage.googleapis.com").rstrip("/")
-        return GeminiCodec(gemini_api_url(base, pc.api_version), h, max_event_bytes=pc.max_event_bytes)
+        return GeminiCodec(
+            gemini_api_url(base, pc.api_version),
+            h,
+            max_event_bytes=pc.max_event_bytes,
+            provider=name,
+            drop_params=pc.drop_params,
+        )
     if isinstance(pc, VertexConfig):
         if not pc.project:
             raise _missing(name, "project", 'the Google Cloud project id, e.g. project = "my-project"')
