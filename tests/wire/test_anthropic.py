@@ -24,7 +24,7 @@ from wire_harness import (
     transcripts,
 )
 
-from streamactors.errors import WireError
+from streamactors.errors import UsageError, WireError
 from streamactors.models import (
     ChatRequest,
     Citation,
@@ -32,6 +32,7 @@ from streamactors.models import (
     Message,
     Reasoning,
     ReasoningBlock,
+    ResponseFormat,
     StreamEvent,
     TextEvent,
     Tool,
@@ -45,6 +46,7 @@ from streamactors.wire.anthropic import (
     anthropic_body,
 )
 from streamactors.wire.claude import DEFAULT_MAX_TOKENS
+from streamactors.wire.vertex import VertexCodec
 
 TRANSCRIPTS = transcripts("anthropic")
 URL = "https://api.anthropic.com/v1/messages"
@@ -749,3 +751,167 @@ def test_property_any_json_shape_is_handled_explicitly(evs: list[bytes]) -> None
     got = run(start() + b"".join(evs) + END)
     if got and got[-1]["type"] == "error":
         assert not got[-1]["message"].startswith("malformed stream event"), got[-1]["message"]
+
+
+# --- the common parameters (issue 13) ---------------------------------------------------
+
+SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"],
+          "additionalProperties": False}
+# anthropic-sdk-python `resources/messages/messages.py` create(): where the new keys go.
+FULL_KEY_ORDER = ["max_tokens", "messages", "model", "metadata", "output_config", "service_tier", "stop_sequences",
+                  "stream", "system", "temperature", "thinking", "tool_choice", "tools", "top_k", "top_p"]
+
+
+def built(req: ChatRequest, drop: bool = False) -> tuple[dict[str, Any], tuple[str, ...]]:
+    spec = AnthropicCodec(URL, {}, drop_params=drop).build_request(req, "m")
+    return orjson.loads(spec.body), spec.dropped
+
+
+def test_native_parameters_under_anthropic_names_in_sdk_order() -> None:
+    req = request(top_k=40, user="u-1", parallel_tool_calls=False, service_tier="auto", temperature=0.2, top_p=0.9,
+                  response_format=ResponseFormat("json_schema", SCHEMA, name="out", strict=True), tools=TOOLS)
+    body, dropped = built(req)
+    assert dropped == ()
+    assert body["top_k"] == 40 and body["top_p"] == 0.9 and body["temperature"] == 0.2
+    assert body["metadata"] == {"user_id": "u-1"}
+    assert body["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+    assert body["service_tier"] == "auto"
+    assert body["output_config"] == {"format": {"type": "json_schema", "schema": SCHEMA}}
+    assert "output_format" not in body  # the deprecated beta name
+    assert list(body) == [k for k in FULL_KEY_ORDER if k in body]
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [(None, {"type": "auto", "disable_parallel_tool_use": True}),
+     ("required", {"type": "any", "disable_parallel_tool_use": True}),
+     ({"type": "function", "function": {"name": "f"}},
+      {"type": "tool", "name": "f", "disable_parallel_tool_use": True}),
+     ("none", {"type": "none"})],
+)
+def test_parallel_tool_calls_false_disables_parallel_tool_use(choice: Any, expected: dict[str, Any]) -> None:
+    assert built(request(tool_choice=choice, parallel_tool_calls=False))[0]["tool_choice"] == expected
+
+
+def test_parallel_tool_calls_true_is_the_default_and_sends_nothing() -> None:
+    assert "tool_choice" not in built(request(parallel_tool_calls=True))[0]
+    assert built(request(tool_choice="auto", parallel_tool_calls=True))[0]["tool_choice"] == {"type": "auto"}
+
+
+@pytest.mark.parametrize(("tier", "native"), [("auto", "auto"), ("priority", "auto"), ("default", "standard_only"),
+                                              ("standard_only", "standard_only")])
+def test_service_tier_maps_to_anthropic_values(tier: str, native: str) -> None:
+    assert built(request(service_tier=tier))[0]["service_tier"] == native
+
+
+@pytest.mark.parametrize("tier", ["flex", "scale"])
+def test_service_tier_without_equivalent_is_refused_or_dropped(tier: str) -> None:
+    with pytest.raises(UsageError, match=rf"'service_tier' is not supported by Anthropic as '{tier}'"):
+        built(request(service_tier=tier))
+    body, dropped = built(request(service_tier=tier), drop=True)
+    assert "service_tier" not in body and dropped == ("service_tier",)
+
+
+def test_metadata_user_id_and_user() -> None:
+    assert built(request(metadata={"user_id": "a"}))[0]["metadata"] == {"user_id": "a"}
+    assert built(request(metadata={"user_id": "a"}, user="a"))[0]["metadata"] == {"user_id": "a"}
+    with pytest.raises(UsageError, match=r"user and metadata\.user_id differ"):
+        built(request(metadata={"user_id": "a"}, user="b"))
+    assert "metadata" not in built(request())[0]
+
+
+def test_metadata_with_other_keys_is_refused_or_dropped() -> None:
+    with pytest.raises(UsageError, match=r"'metadata\.tag' is not supported by Anthropic"):
+        built(request(metadata={"tag": "x"}))
+    body, dropped = built(request(metadata={"tag": "x", "user_id": "a"}), drop=True)
+    assert body["metadata"] == {"user_id": "a"} and dropped == ("metadata.tag",)
+    body, dropped = built(request(metadata={"tag": "x"}), drop=True)
+    assert "metadata" not in body and dropped == ("metadata.tag",)
+
+
+UNSUPPORTED_CASES = [("seed", 7), ("presence_penalty", 0.5), ("frequency_penalty", -0.5), ("logprobs", True),
+                     ("top_logprobs", 3)]
+
+
+@pytest.mark.parametrize(("param", "value"), UNSUPPORTED_CASES)
+def test_parameters_anthropic_lacks_are_refused(param: str, value: Any) -> None:
+    with pytest.raises(UsageError, match=rf"'{param}' is not supported by Anthropic.*drop_params = true"):
+        built(request(**{param: value}))
+
+
+@pytest.mark.parametrize(("param", "value"), UNSUPPORTED_CASES)
+def test_parameters_anthropic_lacks_are_dropped_with_drop_params(param: str, value: Any) -> None:
+    body, dropped = built(request(**{param: value}), drop=True)
+    assert body == built(request())[0] and dropped == (param,)
+
+
+def test_all_unsupported_dropped_together_are_all_named() -> None:
+    _, dropped = built(request(**dict(UNSUPPORTED_CASES), metadata={"k": "v"}, service_tier="flex"), drop=True)
+    assert dropped == ("seed", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs", "metadata.k",
+                       "service_tier")
+
+
+def test_json_object_has_no_native_mode_and_is_refused() -> None:
+    with pytest.raises(UsageError, match="'response_format' is not supported by Anthropic for type json_object"):
+        built(request(response_format=ResponseFormat("json_object")))
+    body, dropped = built(request(response_format=ResponseFormat("json_object")), drop=True)
+    assert "output_config" not in body and dropped == ("response_format",)
+
+
+def test_json_schema_without_schema_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="needs a schema"):
+        built(request(response_format=ResponseFormat("json_schema")), drop=True)
+
+
+def test_top_k_with_thinking_is_refused_or_dropped() -> None:
+    """Anthropic's extended thinking is not compatible with top_k (temperature and top_p are dropped)."""
+    req = request(top_k=5, reasoning=Reasoning(budget_tokens=2048))
+    with pytest.raises(UsageError, match="'top_k' is not supported by Anthropic with extended thinking"):
+        built(req)
+    body, dropped = built(req, drop=True)
+    assert "top_k" not in body and body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert dropped == ("top_k",)
+
+
+def test_structured_output_with_thinking_and_tools_together() -> None:
+    req = request(response_format=ResponseFormat("json_schema", SCHEMA), reasoning=Reasoning(effort="low"),
+                  tools=TOOLS, parallel_tool_calls=False)
+    body, _ = built(req)
+    assert body["output_config"] == {"format": {"type": "json_schema", "schema": SCHEMA}}
+    assert body["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+    assert list(body) == [k for k in FULL_KEY_ORDER if k in body]
+
+
+# --- Vertex AI's Claude: the same body, without `model`, plus `anthropic_version` -------------
+
+
+def vertex_built(req: ChatRequest, drop: bool = False) -> tuple[dict[str, Any], tuple[str, ...]]:
+    codec = VertexCodec("https://v", "p", "us-east5", "v1", {}, max_event_bytes=1 << 20, drop_params=drop)
+    spec = codec.build_request(req, "claude-sonnet-4-5@20250929")
+    assert spec.url.endswith("/publishers/anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict")
+    return orjson.loads(spec.body), spec.dropped
+
+
+def test_vertex_claude_sends_the_native_parameters() -> None:
+    req = request(top_k=40, user="u-1", parallel_tool_calls=False,
+                  response_format=ResponseFormat("json_schema", SCHEMA))
+    body, dropped = vertex_built(req)
+    assert dropped == () and "model" not in body and body["anthropic_version"] == "vertex-2023-10-16"
+    assert body["top_k"] == 40 and body["metadata"] == {"user_id": "u-1"}
+    assert body["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+    assert body["output_config"] == {"format": {"type": "json_schema", "schema": SCHEMA}}
+
+
+@pytest.mark.parametrize(("param", "value"), [*UNSUPPORTED_CASES, ("service_tier", "auto")])
+def test_vertex_claude_refuses_or_drops_what_it_lacks(param: str, value: Any) -> None:
+    with pytest.raises(UsageError, match=rf"'{param}' is not supported by Vertex AI \(Claude\)"):
+        vertex_built(request(**{param: value}))
+    body, dropped = vertex_built(request(**{param: value}), drop=True)
+    assert param not in body and dropped == (param,)
+
+
+def test_vertex_claude_refuses_json_object_and_top_k_with_thinking() -> None:
+    with pytest.raises(UsageError, match=r"'response_format' is not supported by Vertex AI \(Claude\)"):
+        vertex_built(request(response_format=ResponseFormat("json_object")))
+    with pytest.raises(UsageError, match=r"'top_k' is not supported by Vertex AI \(Claude\) with extended thinking"):
+        vertex_built(request(top_k=3, reasoning=Reasoning(effort="low")))

@@ -76,7 +76,12 @@ def build_codec(name: str, pc: ProviderConfig) -> ProviderCodec:
         headers["anthropic-version"] = pc.anthropic_version
         headers["x-api-key"] = pc.api_key.reveal()
         headers.update(pc.headers)
-        return AnthropicCodec(f"{_base_url(name, pc)}/v1/messages", headers, max_event_bytes=pc.max_event_bytes)
+        return AnthropicCodec(
+            f"{_base_url(name, pc)}/v1/messages",
+            headers,
+            max_event_bytes=pc.max_event_bytes,
+            drop_params=pc.drop_params,
+        )
     if kind in ("openai", "xai", "openrouter", "openai_compatible", "groq", "perplexity"):
         if kind != "openai_compatible":
             _require_key(name, pc)
@@ -173,6 +178,7 @@ def _build_cloud_codec(name: str, pc: ProviderConfig, headers: Mapping[str, str]
             pc.api_version,
             {**headers, **pc.headers},
             max_event_bytes=pc.max_event_bytes,
+            drop_params=pc.drop_params,
         )
     if isinstance(pc, BedrockConfig):
         from ..wire.bedrock import BedrockCodec, default_endpoint

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
-from ..errors import WireError
+from ..errors import UsageError, WireError
 from ..models import (
     ChatRequest,
     Citation,
@@ -25,14 +25,27 @@ from .base import (
     error_message_from_body,
     json_body,
     json_field,
+    refuse_or_drop,
     tool_arguments_object,
 )
 from .claude import claude_sampling
 from .sse import DEFAULT_MAX_EVENT_BYTES
 
-__all__ = ["AnthropicCodec", "AnthropicStreamDecoder", "anthropic_body"]
+__all__ = ["SERVICE_TIERS", "AnthropicCodec", "AnthropicStreamDecoder", "anthropic_body"]
 
 ANTHROPIC_VERSION = "2023-06-01"
+
+#: OpenAI's `service_tier` values (and Anthropic's own) -> Anthropic's `service_tier`
+#: ("auto" | "standard_only", anthropic-sdk-python `types/message_create_params.py`). "auto"
+#: uses priority capacity when the organization has it, else standard: it is both OpenAI's
+#: "auto" and the nearest to its "priority" (Anthropic has no per-request priority switch);
+#: OpenAI's "default" (standard processing) is "standard_only". OpenAI's "flex" and "scale"
+#: have no Messages API equivalent and are refused.
+SERVICE_TIERS = {"auto": "auto", "priority": "auto", "default": "standard_only", "standard_only": "standard_only"}
+
+#: The request parameters the Messages API has no counterpart for (anthropic-sdk-python
+#: `types/message_create_params.py` has no seed, penalties or logprobs).
+UNSUPPORTED = ("seed", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs")
 
 STOP_MAP = {
     "end_turn": "stop",
@@ -131,14 +144,64 @@ def anthropic_messages(messages: tuple[Message, ...]) -> tuple[str | None, list[
     return ("\n\n".join(system) if system else None), out
 
 
-def anthropic_body(request: ChatRequest, model_id: str | None) -> dict[str, Any]:
-    """The Messages API body, in the key order the anthropic SDK uses."""
+def anthropic_body(
+    request: ChatRequest,
+    model_id: str | None,
+    *,
+    provider: str = "Anthropic",
+    drop: bool = False,
+    dropped: list[str] | None = None,
+    service_tier: bool = True,
+) -> dict[str, Any]:
+    """The Messages API body, in the key order the anthropic SDK uses.
+
+    The common parameters go under Anthropic's names (anthropic-sdk-python
+    `types/message_create_params.py`): `top_k` as is; `user` as `metadata.user_id`
+    (Anthropic's metadata has `user_id` only: the request's `metadata` may give `user_id`,
+    any other key is refused); `parallel_tool_calls: false` as
+    `tool_choice.disable_parallel_tool_use: true` (tool_choice then `{"type": "auto"}` when
+    none was given; "none" takes no such field); `service_tier` through `SERVICE_TIERS`
+    (only when `service_tier`: Vertex AI has no such field); `response_format` json_schema
+    as `output_config.format` (`{"type": "json_schema", "schema": ...}`, the GA form: the
+    beta `output_format` is deprecated). json_object is refused: the Messages API has no
+    schema-less JSON mode. `seed`, the penalties and `logprobs` / `top_logprobs` (`UNSUPPORTED`)
+    are refused. With thinking on, temperature and top_p are dropped (`claude_sampling`) and
+    `top_k` is refused: Anthropic's extended-thinking docs say thinking is not compatible with
+    `top_k`. A refused parameter is a `UsageError` naming it and `provider`, or with `drop`
+    it is left out and its name appended to `dropped`.
+    """
+    gone: list[str] = dropped if dropped is not None else []
+
+    def refuse(param: str, why: str = "") -> None:
+        refuse_or_drop(param, provider + why, drop=drop, dropped=gone)
+
+    for param in UNSUPPORTED:
+        if getattr(request, param) is not None:
+            refuse(param)
     system, messages = anthropic_messages(request.messages)
     # The Messages API requires max_tokens; thinking drops temperature and top_p.
     sampling = claude_sampling(request, require_max_tokens=True)
     body: dict[str, Any] = {"max_tokens": sampling.max_tokens, "messages": messages}
     if model_id is not None:
         body["model"] = model_id
+    metadata = _metadata(request, refuse)
+    if metadata:
+        body["metadata"] = metadata
+    fmt = request.response_format
+    if fmt is not None:
+        if fmt.type == "json_schema" and fmt.schema is not None:
+            body["output_config"] = {"format": {"type": "json_schema", "schema": dict(fmt.schema)}}
+        elif fmt.type == "json_schema":
+            raise UsageError("response_format: type 'json_schema' needs a schema")
+        else:
+            refuse("response_format", " for type json_object (only json_schema has a native mode)")
+    if request.service_tier is not None:
+        tier = SERVICE_TIERS.get(request.service_tier) if service_tier else None
+        if tier is not None:
+            body["service_tier"] = tier
+        else:
+            why = f" as {request.service_tier!r} (only auto, default, priority)" if service_tier else ""
+            refuse("service_tier", why)
     if request.stop:
         body["stop_sequences"] = list(request.stop)
     body["stream"] = True
@@ -149,6 +212,11 @@ def anthropic_body(request: ChatRequest, model_id: str | None) -> dict[str, Any]
     if sampling.thinking_budget is not None:
         body["thinking"] = {"type": "enabled", "budget_tokens": sampling.thinking_budget}
     tool_choice = _tool_choice(request.tool_choice)
+    if request.parallel_tool_calls is False:
+        if tool_choice is None:
+            tool_choice = {"type": "auto"}
+        if tool_choice.get("type") != "none":
+            tool_choice["disable_parallel_tool_use"] = True
     if tool_choice is not None:
         body["tool_choice"] = tool_choice
     if request.tools:
@@ -160,9 +228,30 @@ def anthropic_body(request: ChatRequest, model_id: str | None) -> dict[str, Any]
             }
             for t in request.tools
         ]
+    if request.top_k is not None:
+        if sampling.thinking_budget is None:
+            body["top_k"] = request.top_k
+        else:
+            refuse("top_k", " with extended thinking")
     if sampling.top_p is not None:
         body["top_p"] = sampling.top_p
     return body
+
+
+def _metadata(request: ChatRequest, refuse: Callable[[str], None]) -> dict[str, str]:
+    """Anthropic's `metadata` (`types/metadata_param.py`: `user_id` only) from `user` and
+    the request's `metadata`; any other metadata key is refused."""
+    out: dict[str, str] = {}
+    for key, value in (request.metadata or {}).items():
+        if key == "user_id":
+            out["user_id"] = value
+        else:
+            refuse(f"metadata.{key}")
+    if request.user is not None:
+        if out.get("user_id", request.user) != request.user:
+            raise UsageError("user and metadata.user_id differ; Anthropic takes one user_id")
+        out["user_id"] = request.user
+    return out
 
 
 class AnthropicCodec:
@@ -174,13 +263,17 @@ class AnthropicCodec:
         headers: Mapping[str, str],
         *,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        drop_params: bool = False,
     ) -> None:
         self.url = url
         self.headers = tuple(headers.items())
         self.max_event_bytes = max_event_bytes
+        self.drop_params = drop_params
 
     def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
-        return HttpRequestSpec("POST", self.url, self.headers, json_body(anthropic_body(request, model_id)))
+        dropped: list[str] = []
+        body = anthropic_body(request, model_id, drop=self.drop_params, dropped=dropped)
+        return HttpRequestSpec("POST", self.url, self.headers, json_body(body), dropped=tuple(dropped))
 
     def new_decoder(self, model_id: str = "") -> AnthropicStreamDecoder:
         return AnthropicStreamDecoder(self.max_event_bytes)

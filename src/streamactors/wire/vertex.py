@@ -19,7 +19,11 @@ VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
 class VertexCodec:
     """Vertex AI: Gemini models speak the Gemini format; model ids starting with "claude"
     go to Anthropic's `:streamRawPredict` with the Messages body (no `model`, plus
-    `anthropic_version`), as the anthropic SDK's Vertex client sends it."""
+    `anthropic_version`), as the anthropic SDK's Vertex client sends it.
+
+    Claude's parameters map as on Anthropic's own API (`anthropic_body`; structured output as
+    `output_config.format`, which Vertex AI documents for Claude), except `service_tier`:
+    Vertex AI's capacity is its own (Provisioned Throughput), so it is refused."""
 
     def __init__(
         self,
@@ -30,10 +34,12 @@ class VertexCodec:
         headers: Mapping[str, str],
         *,
         max_event_bytes: int,
+        drop_params: bool = False,
     ) -> None:
         self._claude_prefix = f"{base_url}/v1/projects/{project}/locations/{location}/publishers/anthropic/models"
         self._headers = tuple(headers.items())
         self.max_event_bytes = max_event_bytes
+        self.drop_params = drop_params
         self._gemini = GeminiCodec(
             vertex_gemini_url(base_url, project, location, api_version), headers, max_event_bytes=max_event_bytes
         )
@@ -45,10 +51,13 @@ class VertexCodec:
     def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
         if not self.is_claude(model_id):
             return self._gemini.build_request(request, model_id)
-        body = anthropic_body(request, None)
+        dropped: list[str] = []
+        body = anthropic_body(
+            request, None, provider="Vertex AI (Claude)", drop=self.drop_params, dropped=dropped, service_tier=False
+        )
         body["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
         url = f"{self._claude_prefix}/{quote(model_id, safe='@')}:streamRawPredict"
-        return HttpRequestSpec("POST", url, self._headers, json_body(body))
+        return HttpRequestSpec("POST", url, self._headers, json_body(body), dropped=tuple(dropped))
 
     def new_decoder(self, model_id: str = "") -> StreamDecoder:
         if self.is_claude(model_id):
