@@ -17,6 +17,7 @@ from streamactors.models import (
     CitationEvent,
     Message,
     Reasoning,
+    ResponseFormat,
     StreamEvent,
     TextEvent,
     Tool,
@@ -770,3 +771,183 @@ def test_fake_format_reports_only_what_the_scenario_has() -> None:
     assert b"cachedContentTokenCount" not in data and b"thoughtsTokenCount" not in data
     assert b"groundingMetadata" not in data
     assert as_dicts(decode(data))[-2] == usage(10, 2)
+
+
+# --- common parameters (issue 13) -----------------------------------------------------
+
+PARAM_CODEC = GeminiCodec(gemini_api_url("https://g.example"), {})
+
+
+def _params_request(**params: Any) -> ChatRequest:
+    return ChatRequest(model="gemini/m", messages=(Message("user", "hi"),), **params)
+
+
+def _generation_config(codec: GeminiCodec, model_id: str = "gemini-2.5-flash", **params: Any) -> Any:
+    spec = codec.build_request(_params_request(**params), model_id)
+    return orjson.loads(spec.body).get("generationConfig")
+
+
+def test_common_parameters_go_into_generation_config_under_gemini_names() -> None:
+    spec = PARAM_CODEC.build_request(
+        _params_request(
+            temperature=0.5,
+            top_p=0.9,
+            top_k=40,
+            max_tokens=100,
+            stop=("END",),
+            logprobs=True,
+            top_logprobs=3,
+            presence_penalty=0.25,
+            frequency_penalty=-0.5,
+            seed=7,
+        ),
+        "gemini-2.5-flash",
+    )
+    body = orjson.loads(spec.body)
+    assert body == {
+        "contents": [{"parts": [{"text": "hi"}], "role": "user"}],
+        "generationConfig": {
+            "temperature": 0.5,
+            "topP": 0.9,
+            "topK": 40,
+            "maxOutputTokens": 100,
+            "stopSequences": ["END"],
+            "responseLogprobs": True,
+            "logprobs": 3,
+            "presencePenalty": 0.25,
+            "frequencyPenalty": -0.5,
+            "seed": 7,
+        },
+    }
+    # The google-genai SDK's key order (GenerateContentConfig -> generationConfig).
+    assert list(body["generationConfig"]) == [
+        "temperature",
+        "topP",
+        "topK",
+        "maxOutputTokens",
+        "stopSequences",
+        "responseLogprobs",
+        "logprobs",
+        "presencePenalty",
+        "frequencyPenalty",
+        "seed",
+    ]
+    assert spec.dropped == ()
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"seed": 0}, {"seed": 0}),
+        ({"top_k": 1}, {"topK": 1}),
+        ({"logprobs": True}, {"responseLogprobs": True}),
+        ({"logprobs": False}, {"responseLogprobs": False}),
+        ({"logprobs": True, "top_logprobs": 5}, {"responseLogprobs": True, "logprobs": 5}),
+        ({"presence_penalty": 1.0}, {"presencePenalty": 1.0}),
+        ({"frequency_penalty": 0.0}, {"frequencyPenalty": 0.0}),
+    ],
+)
+def test_each_common_parameter_alone(params: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert _generation_config(PARAM_CODEC, **params) == expected
+
+
+def test_no_parameters_no_generation_config() -> None:
+    assert _generation_config(PARAM_CODEC) is None
+
+
+def test_response_format_json_object_is_json_mode() -> None:
+    fmt = ResponseFormat(type="json_object")
+    assert _generation_config(PARAM_CODEC, response_format=fmt) == {"responseMimeType": "application/json"}
+
+
+def test_response_format_json_schema_is_response_json_schema() -> None:
+    """The full JSON Schema goes as `responseJsonSchema` (not `responseSchema`, an OpenAPI subset)."""
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "tags": {"type": "array", "items": {"$ref": "#/$defs/tag"}}},
+        "required": ["city"],
+        "additionalProperties": False,
+        "$defs": {"tag": {"type": "string", "enum": ["a", "b"]}},
+    }
+    fmt = ResponseFormat(type="json_schema", schema=schema, name="place", strict=True)
+    config = _generation_config(PARAM_CODEC, response_format=fmt, temperature=0.0, seed=1)
+    assert config == {
+        "temperature": 0.0,
+        "seed": 1,
+        "responseMimeType": "application/json",
+        "responseJsonSchema": schema,
+    }
+    assert list(config) == ["temperature", "seed", "responseMimeType", "responseJsonSchema"]
+
+
+def test_response_format_comes_before_thinking_config() -> None:
+    fmt = ResponseFormat(type="json_object")
+    config = _generation_config(PARAM_CODEC, response_format=fmt, reasoning=Reasoning(budget_tokens=512))
+    assert list(config) == ["responseMimeType", "thinkingConfig"]
+
+
+UNSUPPORTED: list[tuple[str, Any]] = [
+    ("user", "user-42"),
+    ("parallel_tool_calls", False),
+    ("parallel_tool_calls", True),
+    ("service_tier", "flex"),
+    ("metadata", {"k": "v"}),
+]
+
+
+@pytest.mark.parametrize(("param", "value"), UNSUPPORTED)
+def test_unsupported_parameter_is_a_usage_error_naming_it_and_gemini(param: str, value: Any) -> None:
+    with pytest.raises(UsageError) as info:
+        PARAM_CODEC.build_request(_params_request(**{param: value}), "gemini-2.5-flash")
+    assert repr(param) in str(info.value)
+    assert "Gemini" in str(info.value)
+    assert "drop_params" in str(info.value)
+
+
+@pytest.mark.parametrize(("param", "value"), UNSUPPORTED)
+def test_unsupported_parameter_dropped_with_drop_params(param: str, value: Any) -> None:
+    codec = GeminiCodec(gemini_api_url("https://g.example"), {}, drop_params=True)
+    spec = codec.build_request(_params_request(seed=3, **{param: value}), "gemini-2.5-flash")
+    assert spec.dropped == (param,)
+    body = orjson.loads(spec.body)
+    assert body == {"contents": [{"parts": [{"text": "hi"}], "role": "user"}], "generationConfig": {"seed": 3}}
+
+
+def test_all_unsupported_parameters_dropped_together() -> None:
+    codec = GeminiCodec(gemini_api_url("https://g.example"), {}, drop_params=True)
+    request = _params_request(user="u", parallel_tool_calls=False, service_tier="auto", metadata={"a": "b"})
+    spec = codec.build_request(request, "gemini-2.5-flash")
+    assert spec.dropped == ("user", "parallel_tool_calls", "service_tier", "metadata")
+    assert orjson.loads(spec.body) == {"contents": [{"parts": [{"text": "hi"}], "role": "user"}]}
+
+
+@pytest.mark.parametrize("model_id", ["gemini-3-pro-preview", "models/gemini-3-flash-preview"])
+@pytest.mark.parametrize("param", ["presence_penalty", "frequency_penalty"])
+def test_gemini_3_refuses_penalties(model_id: str, param: str) -> None:
+    """Gemini 3 models reject presencePenalty / frequencyPenalty (PITFALLS.md)."""
+    with pytest.raises(UsageError) as info:
+        PARAM_CODEC.build_request(_params_request(**{param: 0.5}), model_id)
+    assert repr(param) in str(info.value) and "Gemini" in str(info.value)
+    codec = GeminiCodec(gemini_api_url("https://g.example"), {}, drop_params=True)
+    spec = codec.build_request(_params_request(top_k=2, **{param: 0.5}), model_id)
+    assert spec.dropped == (param,)
+    assert orjson.loads(spec.body)["generationConfig"] == {"topK": 2}
+
+
+def test_gemini_3_keeps_the_other_parameters() -> None:
+    config = _generation_config(PARAM_CODEC, "gemini-3-pro-preview", seed=5, top_k=4, logprobs=True)
+    assert config == {"topK": 4, "responseLogprobs": True, "seed": 5}
+
+
+def test_provider_name_in_the_refusal_is_configurable() -> None:
+    codec = GeminiCodec(gemini_api_url("https://g.example"), {}, provider="Vertex AI (Gemini)")
+    with pytest.raises(UsageError, match=r"'user' is not supported by Vertex AI \(Gemini\)"):
+        codec.build_request(_params_request(user="u"), "gemini-2.5-flash")
+
+
+def test_vertex_style_construction_still_works() -> None:
+    """VertexCodec's call, `GeminiCodec(url, headers, max_event_bytes=...)`, refuses by default."""
+    codec = GeminiCodec(vertex_gemini_url("https://v.example", "p", "us-central1"), {}, max_event_bytes=1 << 20)
+    assert codec.drop_params is False
+    with pytest.raises(UsageError, match="'metadata'"):
+        codec.build_request(_params_request(metadata={"a": "b"}), "gemini-2.5-flash")

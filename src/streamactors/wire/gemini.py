@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
+import attrs
 import orjson
 
 from ..errors import UsageError, WireError
@@ -41,6 +42,7 @@ from .base import (
     error_message_from_body,
     json_body,
     json_field,
+    refuse_or_drop,
     tool_arguments_object,
 )
 from .sse import DEFAULT_MAX_EVENT_BYTES
@@ -53,6 +55,7 @@ __all__ = [
     "gemini_api_url",
     "gemini_body",
     "gemini_contents",
+    "gemini_unsupported",
     "vertex_gemini_url",
 ]
 
@@ -161,10 +164,50 @@ def _tool_config(choice: str | Mapping[str, Any] | None) -> dict[str, Any] | Non
     return None
 
 
+def _bare_model(model_id: str) -> str:
+    return model_id.rsplit("/", 1)[-1]
+
+
+def gemini_unsupported(request: ChatRequest, model_id: str) -> list[str]:
+    """The parameters of `request` that Gemini cannot honour for `model_id`, by OpenAI name.
+
+    `user`, `parallel_tool_calls` (Gemini has no switch: the model decides whether to call
+    functions in parallel), `service_tier` and `metadata` (the Gemini API takes no request
+    metadata) have no Gemini equivalent at all. Gemini 3 models reject `presencePenalty`
+    and `frequencyPenalty`, so the penalties are refused for model ids starting "gemini-3".
+    """
+    out = [
+        name
+        for name, value in (
+            ("user", request.user),
+            ("parallel_tool_calls", request.parallel_tool_calls),
+            ("service_tier", request.service_tier),
+            ("metadata", request.metadata),
+        )
+        if value is not None
+    ]
+    if _bare_model(model_id).startswith("gemini-3"):
+        out += [
+            name
+            for name, value in (
+                ("presence_penalty", request.presence_penalty),
+                ("frequency_penalty", request.frequency_penalty),
+            )
+            if value is not None
+        ]
+    return out
+
+
 def gemini_body(request: ChatRequest) -> dict[str, Any]:
     """The generateContent body, in the key order the google-genai SDK sends.
 
-    The model id is not part of the body: it travels in the URL.
+    The model id is not part of the body: it travels in the URL. The common parameters go
+    into `generationConfig` under Gemini's names: `top_k` is `topK`, `seed`, `presence_penalty`
+    and `frequency_penalty` are `seed`, `presencePenalty`, `frequencyPenalty`; `logprobs` is
+    `responseLogprobs` and `top_logprobs` is `logprobs` (the number of top candidates).
+    `response_format` is JSON mode (`responseMimeType: "application/json"`), with a
+    "json_schema" format's schema as `responseJsonSchema`. Parameters Gemini cannot honour
+    (`gemini_unsupported`) are not sent by this function: `GeminiCodec` refuses or drops them.
     """
     system, contents = gemini_contents(request.messages)
     body: dict[str, Any] = {"contents": contents}
@@ -191,10 +234,28 @@ def gemini_body(request: ChatRequest) -> dict[str, Any]:
         config["temperature"] = request.temperature
     if request.top_p is not None:
         config["topP"] = request.top_p
+    if request.top_k is not None:
+        config["topK"] = request.top_k
     if request.max_tokens is not None:
         config["maxOutputTokens"] = request.max_tokens
     if request.stop:
         config["stopSequences"] = list(request.stop)
+    if request.logprobs is not None:
+        config["responseLogprobs"] = request.logprobs
+    if request.top_logprobs is not None:
+        config["logprobs"] = request.top_logprobs
+    if request.presence_penalty is not None:
+        config["presencePenalty"] = request.presence_penalty
+    if request.frequency_penalty is not None:
+        config["frequencyPenalty"] = request.frequency_penalty
+    if request.seed is not None:
+        config["seed"] = request.seed
+    fmt = request.response_format
+    if fmt is not None:
+        config["responseMimeType"] = "application/json"
+        if fmt.type == "json_schema" and fmt.schema is not None:
+            # Full JSON Schema; `responseSchema` would take only Google's OpenAPI subset.
+            config["responseJsonSchema"] = dict(fmt.schema)
     if request.reasoning is not None:
         budget = request.reasoning.budget_tokens
         if budget is None and request.reasoning.effort is not None:
@@ -213,6 +274,9 @@ class GeminiCodec:
 
     `url` maps a model id to the full request URL (see `gemini_api_url`,
     `vertex_gemini_url`); a string is a template whose `{model}` is replaced.
+    A parameter Gemini cannot honour (`gemini_unsupported`) is a `UsageError` naming it and
+    `provider`, unless `drop_params` (the provider's `drop_params = true`): then it is left
+    out and named in the spec's `dropped`.
     """
 
     def __init__(
@@ -221,6 +285,8 @@ class GeminiCodec:
         headers: Mapping[str, str],
         *,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        drop_params: bool = False,
+        provider: str = "Gemini",
     ) -> None:
         if isinstance(url, str):
             template = url
@@ -229,11 +295,22 @@ class GeminiCodec:
             self.url_for_model = url
         self.headers = tuple(headers.items())
         self.max_event_bytes = max_event_bytes
+        self.drop_params = drop_params
+        self.provider = provider
 
     def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
-        """The exact HTTP request for `request` sent to `model_id`."""
+        """The exact HTTP request for `request` sent to `model_id`.
+
+        Raises `UsageError` for a parameter Gemini cannot honour, unless `drop_params`.
+        """
+        dropped: list[str] = []
+        for param in gemini_unsupported(request, model_id):
+            refuse_or_drop(param, self.provider, drop=self.drop_params, dropped=dropped)
+        if dropped:
+            cleared: dict[str, Any] = dict.fromkeys(dropped)
+            request = attrs.evolve(request, **cleared)
         body = json_body(gemini_body(request))
-        return HttpRequestSpec("POST", self.url_for_model(model_id), self.headers, body)
+        return HttpRequestSpec("POST", self.url_for_model(model_id), self.headers, body, dropped=tuple(dropped))
 
     def new_decoder(self, model_id: str = "") -> GeminiStreamDecoder:
         """A fresh decoder for one streaming response."""
