@@ -915,3 +915,14 @@ def test_vertex_claude_refuses_json_object_and_top_k_with_thinking() -> None:
         vertex_built(request(response_format=ResponseFormat("json_object")))
     with pytest.raises(UsageError, match=r"'top_k' is not supported by Vertex AI \(Claude\) with extended thinking"):
         vertex_built(request(top_k=3, reasoning=Reasoning(effort="low")))
+
+
+def test_vertex_gemini_models_take_drop_params_and_name_vertex() -> None:
+    """Gemini models on Vertex AI follow the Gemini codec's rules, under Vertex AI's name."""
+    strict = VertexCodec("https://v", "p", "us-east5", "v1", {}, max_event_bytes=1 << 20)
+    with pytest.raises(UsageError, match="'user' is not supported by Vertex AI"):
+        strict.build_request(request(user="u"), "gemini-2.5-pro")
+    lenient = VertexCodec("https://v", "p", "us-east5", "v1", {}, max_event_bytes=1 << 20, drop_params=True)
+    spec = lenient.build_request(request(user="u"), "gemini-2.5-pro")
+    body = orjson.loads(spec.body)
+    assert spec.dropped == ("user",) and "user" not in body and "user" not in body.get("generationConfig", {})

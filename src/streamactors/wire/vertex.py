@@ -23,7 +23,8 @@ class VertexCodec:
 
     Claude's parameters map as on Anthropic's own API (`anthropic_body`; structured output as
     `output_config.format`, which Vertex AI documents for Claude), except `service_tier`:
-    Vertex AI's capacity is its own (Provisioned Throughput), so it is refused."""
+    Vertex AI's capacity is its own (Provisioned Throughput), so it is refused. Gemini models
+    follow the Gemini codec's rules, with `drop_params` and the provider named "Vertex AI"."""
 
     def __init__(
         self,
@@ -41,7 +42,11 @@ class VertexCodec:
         self.max_event_bytes = max_event_bytes
         self.drop_params = drop_params
         self._gemini = GeminiCodec(
-            vertex_gemini_url(base_url, project, location, api_version), headers, max_event_bytes=max_event_bytes
+            vertex_gemini_url(base_url, project, location, api_version),
+            headers,
+            max_event_bytes=max_event_bytes,
+            drop_params=drop_params,
+            provider="Vertex AI",
         )
 
     @staticmethod
