@@ -158,3 +158,20 @@ _BASE: dict[str, Any] = {"model": "o/m", "messages": [{"role": "user", "content"
 def test_bad_parameters_name_the_field(extra: dict[str, Any], fragment: str) -> None:
     with pytest.raises(UsageError, match=fragment):
         request_from_dict({**_BASE, **extra})
+
+
+def test_has_parameters_sees_each_optional_parameter() -> None:
+    """The codecs skip the parameters' mapping when `has_parameters()` is False, so it must see
+    every one of them: each field of ChatRequest beyond the core ones is in PARAMETERS."""
+    import attrs
+
+    from streamactors.models import PARAMETERS, ChatRequest, Message
+
+    core = {"model", "messages", "max_tokens", "temperature", "top_p", "stop", "tools", "tool_choice"}
+    core |= {"reasoning", "request_id", "extra_body", "extra_headers"}  # passthrough is applied apart
+    assert set(PARAMETERS) == {f.name for f in attrs.fields(ChatRequest)} - core
+    plain = ChatRequest("o/m", (Message("user", "x"),))
+    assert not plain.has_parameters()
+    values = {"metadata": {"a": "b"}, "response_format": ResponseFormat("json_object"), "parallel_tool_calls": False}
+    for name in PARAMETERS:
+        assert attrs.evolve(plain, **{name: values.get(name, 0)}).has_parameters(), name

@@ -6,6 +6,7 @@ between actors, and printable without leaking anything (requests hold no secrets
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -146,6 +147,11 @@ class ChatRequest:
     extra_body: Mapping[str, Any] | None = None
     extra_headers: Mapping[str, str] | None = None
 
+    def has_parameters(self) -> bool:
+        """Whether any of the optional parameters (`PARAMETERS`) is given: one C-level read of
+        them all, so a codec can skip their mapping for the common request that has none."""
+        return _parameters_of(self) != _NO_PARAMETERS
+
     def split_model(self) -> tuple[str, str]:
         """Return (provider name, model id): the model id is everything after the first "/"."""
         provider, sep, model_id = self.model.partition("/")
@@ -153,6 +159,24 @@ class ChatRequest:
 
 
 # --- stream events -------------------------------------------------------------------
+#: The optional request parameters, each None unless given (see `ChatRequest.has_parameters`).
+PARAMETERS = (
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "top_k",
+    "user",
+    "parallel_tool_calls",
+    "logprobs",
+    "top_logprobs",
+    "service_tier",
+    "metadata",
+    "response_format",
+)
+_parameters_of = operator.attrgetter(*PARAMETERS)
+_NO_PARAMETERS = (None,) * len(PARAMETERS)
+
+
 # `type` is a class attribute so that `ev.type` costs nothing per event.
 
 

@@ -158,23 +158,27 @@ class OpenAICodec:
         body: dict[str, Any] = {"messages": openai_messages(request.messages)}
         if self.send_model:
             body["model"] = model_id
-        self._same_name(request, _SAME_NAME_BEFORE, body, dropped)
+        given = request.has_parameters()  # most requests have none: their mapping is skipped
+        if given:
+            self._same_name(request, _SAME_NAME_BEFORE, body, dropped)
         if request.max_tokens is not None:
             body[self.max_tokens_field] = request.max_tokens
-        if request.metadata is not None and self._allowed("metadata", dropped):
-            body["metadata"] = dict(request.metadata)
-        self._same_name(request, _SAME_NAME_MIDDLE, body, dropped)
+        if given:
+            if request.metadata is not None and self._allowed("metadata", dropped):
+                body["metadata"] = dict(request.metadata)
+            self._same_name(request, _SAME_NAME_MIDDLE, body, dropped)
         if request.reasoning is not None:
             effort = request.reasoning.effort
             if effort is None and request.reasoning.budget_tokens is not None:
                 effort = effort_for_budget(request.reasoning.budget_tokens)  # type: ignore[assignment]
             if effort is not None:
                 body["reasoning_effort"] = effort
-        if request.response_format is not None:
-            fmt = self._response_format(request, dropped)
-            if fmt is not None:
-                body["response_format"] = fmt
-        self._same_name(request, _SAME_NAME_AFTER, body, dropped)
+        if given:
+            if request.response_format is not None:
+                fmt = self._response_format(request, dropped)
+                if fmt is not None:
+                    body["response_format"] = fmt
+            self._same_name(request, _SAME_NAME_AFTER, body, dropped)
         if request.stop:
             body["stop"] = list(request.stop)
         body["stream"] = True
@@ -196,10 +200,12 @@ class OpenAICodec:
                 }
                 for t in request.tools
             ]
-        self._same_name(request, ("top_k", "top_logprobs"), body, dropped)
+        if given:
+            self._same_name(request, ("top_k", "top_logprobs"), body, dropped)
         if request.top_p is not None:
             body["top_p"] = request.top_p
-        self._same_name(request, ("user",), body, dropped)
+        if given:
+            self._same_name(request, ("user",), body, dropped)
         return body
 
     def _allowed(self, param: str, dropped: list[str]) -> bool:
