@@ -25,6 +25,7 @@ from .base import (
     error_message_from_body,
     json_body,
     json_field,
+    refuse_given,
     refuse_or_drop,
     tool_arguments_object,
 )
@@ -175,9 +176,7 @@ def anthropic_body(
     def refuse(param: str, why: str = "") -> None:
         refuse_or_drop(param, provider + why, drop=drop, dropped=gone)
 
-    for param in UNSUPPORTED:
-        if getattr(request, param) is not None:
-            refuse(param)
+    refuse_given(request, UNSUPPORTED, provider, drop=drop, dropped=gone)
     system, messages = anthropic_messages(request.messages)
     # The Messages API requires max_tokens; thinking drops temperature and top_p.
     sampling = claude_sampling(request, require_max_tokens=True)

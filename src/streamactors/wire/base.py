@@ -118,6 +118,15 @@ def refuse_or_drop(param: str, provider: str, *, drop: bool, dropped: list[str])
     dropped.append(param)
 
 
+def refuse_given(
+    request: ChatRequest, params: tuple[str, ...], provider: str, *, drop: bool, dropped: list[str]
+) -> None:
+    """`refuse_or_drop` each of `params` that `request` gives (is not None)."""
+    for param in params:
+        if getattr(request, param) is not None:
+            refuse_or_drop(param, provider, drop=drop, dropped=dropped)
+
+
 def with_passthrough(spec: HttpRequestSpec, request: ChatRequest) -> HttpRequestSpec:
     """`spec` with the request's `extra_body` merged last into its JSON body (top-level keys, as
     the openai SDK merges it) and its `extra_headers` set (replacing same-named ones)."""

@@ -46,6 +46,7 @@ from .base import (
     HttpRequestSpec,
     error_message_from_body,
     json_field,
+    refuse_given,
     refuse_or_drop,
     tool_arguments_object,
 )
@@ -230,9 +231,7 @@ def converse_body(
     def refuse(param: str, why: str = "") -> None:
         refuse_or_drop(param, provider + why, drop=drop, dropped=gone)
 
-    for param in UNSUPPORTED:
-        if getattr(request, param) is not None:
-            refuse(param)
+    refuse_given(request, UNSUPPORTED, provider, drop=drop, dropped=gone)
     if request.logprobs:
         refuse("logprobs")
     if request.parallel_tool_calls is False:
