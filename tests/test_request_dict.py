@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from streamactors import ReasoningBlock, UsageError
-from streamactors.models import ResponseFormat
+from streamactors.content import AudioPart, CacheControl, FilePart, ImagePart, TextPart
+from streamactors.models import Message, ResponseFormat
 from streamactors.request_dict import request_from_dict
 
 
@@ -47,7 +48,7 @@ def test_request_dict_accepts_openai_shapes() -> None:
         }
     )
     assert req.split_model() == ("openrouter", "anthropic/claude-3.5-sonnet")
-    assert req.messages[0].content == "ab"
+    assert req.messages[0].content == (TextPart("a"), TextPart("b"))  # kept as parts, as sent
     assert req.max_tokens == 9 and req.stop == ("END",)
     assert req.reasoning is not None and req.reasoning.effort == "high"
 
@@ -87,14 +88,22 @@ def test_request_dict_takes_thinking_blocks_on_an_assistant_message() -> None:
 @pytest.mark.parametrize(
     ("message", "where"),
     [
-        ({"role": "user", "content": "x", "thinking_blocks": [{"type": "redacted_thinking", "data": "a"}]},
-         r"messages\[0\]\.thinking_blocks: a list, on assistant messages only"),
-        ({"role": "assistant", "content": "x", "thinking_blocks": {"type": "thinking"}},
-         r"messages\[0\]\.thinking_blocks: a list"),
-        ({"role": "assistant", "content": "x", "thinking_blocks": [{"type": "thinking", "thinking": "t"}]},
-         r"messages\[0\]\.thinking_blocks\[0\] must be .*signature"),
-        ({"role": "assistant", "content": "x", "thinking_blocks": [{"type": "redacted_thinking", "data": 5}]},
-         r"messages\[0\]\.thinking_blocks\[0\] must be"),
+        (
+            {"role": "user", "content": "x", "thinking_blocks": [{"type": "redacted_thinking", "data": "a"}]},
+            r"messages\[0\]\.thinking_blocks: a list, on assistant messages only",
+        ),
+        (
+            {"role": "assistant", "content": "x", "thinking_blocks": {"type": "thinking"}},
+            r"messages\[0\]\.thinking_blocks: a list",
+        ),
+        (
+            {"role": "assistant", "content": "x", "thinking_blocks": [{"type": "thinking", "thinking": "t"}]},
+            r"messages\[0\]\.thinking_blocks\[0\] must be .*signature",
+        ),
+        (
+            {"role": "assistant", "content": "x", "thinking_blocks": [{"type": "redacted_thinking", "data": 5}]},
+            r"messages\[0\]\.thinking_blocks\[0\] must be",
+        ),
     ],
 )
 def test_request_dict_names_a_bad_thinking_block(message: dict[str, object], where: str) -> None:
@@ -175,3 +184,68 @@ def test_has_parameters_sees_each_optional_parameter() -> None:
     values = {"metadata": {"a": "b"}, "response_format": ResponseFormat("json_object"), "parallel_tool_calls": False}
     for name in PARAMETERS:
         assert attrs.evolve(plain, **{name: values.get(name, 0)}).has_parameters(), name
+
+
+def test_request_dict_content_parts_of_every_kind() -> None:
+    png = "data:image/png;base64,iVBORw0KGgo="
+    pdf = "data:application/pdf;base64,JVBERi0="
+    req = request_from_dict(
+        {
+            "model": "anthropic/claude",
+            "messages": [
+                {
+                    "role": "system",
+                    "content": [{"type": "text", "text": "rules", "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        "plain",
+                        {"type": "image_url", "image_url": {"url": png, "detail": "low"}},
+                        {"type": "image_url", "image_url": "https://example.com/cat.jpg"},
+                        {
+                            "type": "file",
+                            "file": {"file_data": pdf, "filename": "a.pdf"},
+                        },
+                        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+                    ],
+                },
+            ],
+            "tools": [{"type": "function", "function": {"name": "f"}, "cache_control": {"type": "ephemeral"}}],
+        }
+    )
+    assert req.messages[0].content == (TextPart("rules", CacheControl("ephemeral", "1h")),)
+    assert req.messages[1].content == (
+        TextPart("plain"),
+        ImagePart(png, "low"),
+        ImagePart("https://example.com/cat.jpg"),
+        FilePart(pdf, "a.pdf"),
+        AudioPart("UklGRg==", "wav"),
+    )
+    assert req.tools[0].cache_control == CacheControl()
+
+
+@pytest.mark.parametrize(
+    ("part", "fragment"),
+    [
+        ({"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}, "messages[0].content[0].image_url.url"),
+        ({"type": "image_url", "image_url": {"url": "data:,x", "detail": "huge"}}, "detail"),
+        ({"type": "file", "file": {"filename": "a.pdf"}}, "messages[0].content[0].file needs file_data"),
+        ({"type": "input_audio", "input_audio": {"data": "AAAA"}}, "input_audio.format"),
+        ({"type": "text", "text": "x", "cache_control": {"type": "permanent"}}, "cache_control"),
+        ({"type": "text", "text": "x", "cache_control": {"type": "ephemeral", "ttl": "2h"}}, "ttl"),
+        ({"type": "video", "video": {}}, '"text", "image_url", "file" or "input_audio"'),
+        (7, "must be a content part object"),
+    ],
+)
+def test_request_dict_content_part_errors(part: Any, fragment: str) -> None:
+    with pytest.raises(UsageError) as info:
+        request_from_dict({"model": "o/m", "messages": [{"role": "user", "content": [part]}]})
+    assert fragment in str(info.value)
+
+
+def test_message_content_converter_makes_parts_a_tuple() -> None:
+    m = Message("user", ["a", ImagePart("data:image/png;base64,AAAA")])
+    assert m.content == (TextPart("a"), ImagePart("data:image/png;base64,AAAA"))
+    with pytest.raises(UsageError):
+        Message("user", [{"type": "text", "text": "dicts go through request_from_dict"}])

@@ -12,11 +12,14 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
+from .content import CacheControl, ContentPart, content_parts
+
 __all__ = [
     "ChatRequest",
     "ErrorEvent",
     "FinishEvent",
     "FinishReason",
+    "LogprobsEvent",
     "Message",
     "Reasoning",
     "ReasoningBlock",
@@ -24,9 +27,11 @@ __all__ = [
     "Reply",
     "StreamEvent",
     "TextEvent",
+    "TokenLogprob",
     "Tool",
     "ToolCall",
     "ToolCallEvent",
+    "TopLogprob",
     "Usage",
     "UsageEvent",
 ]
@@ -71,24 +76,30 @@ class ReasoningBlock:
 
 @attrs.frozen(slots=True)
 class Tool:
-    """A function the model may call; `parameters` is a JSON Schema object."""
+    """A function the model may call; `parameters` is a JSON Schema object.
+
+    `cache_control` marks a prompt-caching breakpoint after this tool (see `CacheControl`).
+    """
 
     name: str
     description: str | None = None
     parameters: Mapping[str, Any] = attrs.field(factory=lambda: {"type": "object", "properties": {}})
+    cache_control: CacheControl | None = None
 
 
 @attrs.frozen(slots=True)
 class Message:
     """One chat message in OpenAI's shape.
 
-    `role` is "system", "developer", "user", "assistant" or "tool". Assistant
-    messages may carry `tool_calls`, and the `reasoning_blocks` of the reply they repeat
+    `role` is "system", "developer", "user", "assistant" or "tool". `content` is a string,
+    or a tuple of content parts (`TextPart`, `ImagePart`, `FilePart`, `AudioPart`; a list
+    given is made a tuple, and bare strings in it `TextPart`s). Assistant messages may
+    carry `tool_calls`, and the `reasoning_blocks` of the reply they repeat
     (`Reply.as_message()` keeps both); tool messages carry the `tool_call_id` they answer.
     """
 
     role: str
-    content: str | None = None
+    content: str | tuple[ContentPart, ...] | None = attrs.field(default=None, converter=content_parts)
     tool_calls: tuple[ToolCall, ...] = attrs.field(default=(), converter=_tuple)
     tool_call_id: str | None = None
     name: str | None = None
@@ -258,6 +269,36 @@ class CitationEvent:
 
 
 @attrs.frozen(slots=True)
+class TopLogprob:
+    """One of the likeliest tokens at a position, in OpenAI's shape (`bytes`: its UTF-8 bytes)."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...] | None = None
+
+
+@attrs.frozen(slots=True)
+class TokenLogprob:
+    """The log probability of one output token, and the `top_logprobs` alternatives, in
+    OpenAI's shape (`choices[0].logprobs.content[i]`)."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...] | None = None
+    top_logprobs: tuple[TopLogprob, ...] = ()
+
+
+@attrs.frozen(slots=True)
+class LogprobsEvent:
+    """Log probabilities of the output tokens that came with the text so far (when the
+    request asked for `logprobs`; OpenAI's `choices[].logprobs.content`, Gemini's
+    `logprobsResult`)."""
+
+    type: ClassVar[str] = "logprobs"
+    content: tuple[TokenLogprob, ...]
+
+
+@attrs.frozen(slots=True)
 class FinishEvent:
     """The reply ended normally for `reason`."""
 
@@ -273,7 +314,9 @@ class ErrorEvent:
     error: Exception
 
 
-StreamEvent = TextEvent | ReasoningEvent | ToolCallEvent | CitationEvent | UsageEvent | FinishEvent | ErrorEvent
+StreamEvent = (
+    TextEvent | ReasoningEvent | ToolCallEvent | CitationEvent | LogprobsEvent | UsageEvent | FinishEvent | ErrorEvent
+)
 
 
 @attrs.frozen(slots=True)
@@ -302,6 +345,8 @@ class Reply:
     reasoning_blocks: tuple[ReasoningBlock, ...] = ()
     #: The sources the reply cites, in the order they arrived.
     citations: tuple[Citation, ...] = ()
+    #: The output tokens' log probabilities when the request asked for them, else None.
+    logprobs: tuple[TokenLogprob, ...] | None = None
 
     def as_message(self) -> Message:
         """This reply as the assistant turn of a conversation that goes on: its text, tool

@@ -13,11 +13,13 @@ from .models import (
     CitationEvent,
     ErrorEvent,
     FinishEvent,
+    LogprobsEvent,
     ReasoningBlock,
     ReasoningEvent,
     Reply,
     StreamEvent,
     TextEvent,
+    TokenLogprob,
     ToolCall,
     ToolCallEvent,
     Usage,
@@ -66,6 +68,7 @@ class ReplyBuilder:
     __slots__ = (
         "_blocks",
         "_citations",
+        "_logprobs",
         "_reasoning",
         "_saw_text",
         "_text",
@@ -90,6 +93,7 @@ class ReplyBuilder:
         self.finish_reason: str | None = None
         self.usage = Usage()
         self._citations: list[Citation] = []
+        self._logprobs: list[TokenLogprob] | None = None
         self.provider = provider
         self.model = model
         self.events = 0
@@ -146,6 +150,11 @@ class ReplyBuilder:
         elif cls is CitationEvent:
             assert isinstance(ev, CitationEvent)
             self._citations.append(ev.citation)
+        elif cls is LogprobsEvent:
+            assert isinstance(ev, LogprobsEvent)
+            if self._logprobs is None:
+                self._logprobs = []
+            self._logprobs.extend(ev.content)
         elif cls is FinishEvent:
             assert isinstance(ev, FinishEvent)
             self.finish_reason = ev.reason
@@ -181,4 +190,5 @@ class ReplyBuilder:
             model=self.model,
             reasoning_blocks=tuple(self._blocks),
             citations=tuple(self._citations),
+            logprobs=None if self._logprobs is None else tuple(self._logprobs),
         )

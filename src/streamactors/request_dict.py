@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from .content import AudioPart, CacheControl, ContentPart, FilePart, ImagePart, TextPart, is_data_url
 from .errors import UsageError
 from .models import ChatRequest, Message, Reasoning, ReasoningBlock, ResponseFormat, Tool, ToolCall
 
@@ -67,20 +68,73 @@ def _fail(message: str) -> UsageError:
     return UsageError(f"invalid request: {message}")
 
 
-def _content(value: Any, where: str) -> str | None:
+def _cache_control(value: Any, where: str) -> CacheControl | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or value.get("type") != "ephemeral":
+        raise _fail(f'{where}.cache_control must be {{"type": "ephemeral"}} (and an optional "ttl"), got {value!r:.60}')
+    ttl = value.get("ttl")
+    if ttl is not None and ttl not in ("5m", "1h"):
+        raise _fail(f'{where}.cache_control.ttl must be "5m" or "1h", got {ttl!r}')
+    return CacheControl("ephemeral", ttl)
+
+
+def _object(part: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    value = part.get(key)
+    if not isinstance(value, Mapping):
+        raise _fail(f"{where}.{key} must be an object, got {value!r:.80}")
+    return value
+
+
+def _string(obj: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> Any:
+    value = obj.get(key)
+    if (value is None and required) or (value is not None and not isinstance(value, str)):
+        raise _fail(f"{where}.{key} must be a string, got {value!r:.80}")
+    return value
+
+
+def _part(part: Any, where: str) -> ContentPart:
+    if isinstance(part, str):
+        return TextPart(part)
+    if not isinstance(part, Mapping):
+        raise _fail(f"{where} must be a content part object, got {part!r:.80}")
+    kind = part.get("type")
+    cache = _cache_control(part.get("cache_control"), where)
+    if kind == "text":
+        return TextPart(_string(part, "text", where), cache)
+    if kind == "image_url":
+        image = part.get("image_url")
+        if isinstance(image, str):  # LiteLLM also takes the URL alone
+            return ImagePart(image, None, cache)
+        image = _object(part, "image_url", where)
+        detail = image.get("detail")
+        if detail is not None and detail not in ("auto", "low", "high"):
+            raise _fail(f'{where}.image_url.detail must be "auto", "low" or "high", got {detail!r}')
+        url = _string(image, "url", f"{where}.image_url")
+        if not (is_data_url(url) or url.startswith(("https://", "http://"))):
+            raise _fail(f"{where}.image_url.url must be an https URL or a data URL, got {url[:60]!r}")
+        return ImagePart(url, detail, cache)
+    if kind == "file":
+        file = _object(part, "file", where)
+        data = _string(file, "file_data", f"{where}.file", required=False)
+        file_id = _string(file, "file_id", f"{where}.file", required=False)
+        if data is None and file_id is None:
+            raise _fail(f"{where}.file needs file_data (a data URL) or file_id")
+        return FilePart(data, _string(file, "filename", f"{where}.file", required=False), file_id, cache)
+    if kind == "input_audio":
+        audio = _object(part, "input_audio", where)
+        return AudioPart(
+            _string(audio, "data", f"{where}.input_audio"), _string(audio, "format", f"{where}.input_audio"), cache
+        )
+    raise _fail(f'{where}.type must be "text", "image_url", "file" or "input_audio", got {kind!r}')
+
+
+def _content(value: Any, where: str) -> str | tuple[ContentPart, ...] | None:
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, list):
-        texts = []
-        for part in value:
-            if isinstance(part, str):
-                texts.append(part)
-            elif isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                texts.append(part["text"])
-            else:
-                raise _fail(f"{where}: only text content parts are supported, got {part!r:.80}")
-        return "".join(texts)
-    raise _fail(f"{where} must be a string or a list of text parts, got {type(value).__name__}")
+        return tuple([_part(p, f"{where}[{k}]") for k, p in enumerate(value)])
+    raise _fail(f"{where} must be a string or a list of content parts, got {type(value).__name__}")
 
 
 def _tool_call(tc: Any, where: str) -> ToolCall:
@@ -147,7 +201,8 @@ def _tool(t: Any, i: int) -> Tool:
     if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
         raise _fail(f'{where} must be {{"type": "function", "function": {{"name": ..., "parameters": ...}}}}')
     params = fn.get("parameters") or {"type": "object", "properties": {}}
-    return Tool(name=fn["name"], description=fn.get("description"), parameters=params)
+    cache = _cache_control(t.get("cache_control"), where) if "cache_control" in t else None
+    return Tool(name=fn["name"], description=fn.get("description"), parameters=params, cache_control=cache)
 
 
 def _reasoning(data: Mapping[str, Any]) -> Reasoning | None:

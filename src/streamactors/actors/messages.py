@@ -7,6 +7,7 @@ import math
 import attrs
 import trio
 
+from ..content import TextPart
 from ..errors import ProviderError
 from ..models import ChatRequest, StreamEvent
 from ..wire.base import HttpRequestSpec
@@ -134,5 +135,18 @@ class Leg:
 def estimate_tokens(request: ChatRequest) -> int:
     """A cheap upper-bound guess of a request's token cost, for tokens-per-minute budgets:
     about 4 characters per prompt token, plus the completion budget (as OpenAI counts it)."""
-    chars = sum(len(m.content or "") + sum(len(tc.arguments) for tc in m.tool_calls) for m in request.messages)
+    chars = 0
+    for m in request.messages:
+        content = m.content
+        if type(content) is str:
+            chars += len(content)
+        elif content:
+            chars += sum(len(p.text) if type(p) is TextPart else _PART_CHARS for p in content)
+        for tc in m.tool_calls:
+            chars += len(tc.arguments)
     return chars // 4 + 1 + (request.max_tokens or 0)
+
+
+# What a non-text part (an image, a document, audio) is guessed to cost, in characters: about
+# 1,600 tokens, what Anthropic documents for a 1-megapixel image.
+_PART_CHARS = 6400

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from ..content import content_text
 from ..errors import UsageError, WireError
 from ..models import (
     ChatRequest,
@@ -118,7 +119,7 @@ def anthropic_messages(messages: tuple[Message, ...]) -> tuple[str | None, list[
     for m in messages:
         if m.role in ("system", "developer"):
             if m.content:
-                system.append(m.content)
+                system.append(content_text(m.content))
         elif m.role == "tool":
             add(
                 "user",

@@ -24,6 +24,7 @@ from urllib.parse import quote
 import attrs
 import orjson
 
+from ..content import content_text
 from ..errors import UsageError, WireError
 from ..models import (
     ChatRequest,
@@ -132,7 +133,7 @@ def gemini_contents(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any]]
             name = names.get(m.tool_call_id or "") or m.name
             if not name:
                 raise UsageError(f"tool message answers unknown tool_call_id {m.tool_call_id!r}")
-            part = {"functionResponse": {"name": name, "response": _function_response(m.content)}}
+            part = {"functionResponse": {"name": name, "response": _function_response(content_text(m.content))}}
             last = contents[-1] if contents else None
             if last is not None and last["role"] == "user" and "functionResponse" in last["parts"][-1]:
                 last["parts"].append(part)
