@@ -247,5 +247,5 @@ def test_request_dict_content_part_errors(part: Any, fragment: str) -> None:
 def test_message_content_converter_makes_parts_a_tuple() -> None:
     m = Message("user", ["a", ImagePart("data:image/png;base64,AAAA")])
     assert m.content == (TextPart("a"), ImagePart("data:image/png;base64,AAAA"))
-    with pytest.raises(UsageError):
+    with pytest.raises(TypeError):
         Message("user", [{"type": "text", "text": "dicts go through request_from_dict"}])

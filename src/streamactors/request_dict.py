@@ -8,9 +8,10 @@ from typing import Any
 
 import orjson
 
-from .content import AudioPart, CacheControl, ContentPart, FilePart, ImagePart, TextPart, is_data_url
+from .content import AudioPart, CacheControl, ContentPart, FilePart, ImagePart, TextPart
 from .errors import UsageError
 from .models import ChatRequest, Message, Reasoning, ReasoningBlock, ResponseFormat, Tool, ToolCall
+from .wire.media import is_data_url
 
 __all__ = ["request_from_dict"]
 

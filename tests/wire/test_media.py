@@ -2,9 +2,10 @@ import base64
 
 import pytest
 
-from streamactors.content import ImagePart, TextPart, content_text, has_remote_media, parse_data_url
+from streamactors.content import ImagePart, TextPart, content_text
 from streamactors.errors import UsageError
 from streamactors.models import Message
+from streamactors.wire.media import has_remote_media, parse_data_url
 
 
 def test_parse_data_url_base64_and_percent_encoded() -> None:
