@@ -106,6 +106,18 @@ class ProviderCodec(Protocol):
         """(message, error type) from an HTTP error response body."""
         ...
 
+    def fetches_media(self, model_id: str) -> bool:
+        """Whether this provider takes no image URLs for `model_id`, so that the library
+        fetches the bytes of a remote image itself (`http.media`) before `build_request`."""
+        ...
+
+
+def refuse_part(part: str, where: str, provider: str) -> UsageError:
+    """The error for a content part `provider` cannot take (audio on Anthropic, say): it names
+    the part, where it is, the provider and the fix. Content is never dropped silently, so
+    `drop_params` does not apply."""
+    return UsageError(f"{where}: {part} input is not supported by {provider}; remove that content part")
+
 
 def refuse_or_drop(param: str, provider: str, *, drop: bool, dropped: list[str]) -> None:
     """A request parameter `provider` cannot honour: a `UsageError` naming both and the fix,

@@ -381,6 +381,10 @@ class BedrockCodec:
     def new_decoder(self, model_id: str = "") -> BedrockStreamDecoder:
         return BedrockStreamDecoder(self.max_event_bytes)
 
+    def fetches_media(self, model_id: str) -> bool:
+        """Bedrock's Converse takes image bytes only: remote images are fetched."""
+        return True
+
     def parse_error(self, status: int, body: bytes) -> tuple[str, str | None]:
         """AWS sends `{"message": ...}` (the type is in `x-amzn-ErrorType`); some
         front ends send `{"Message": ..., "__type": "ns#Name"}`."""

@@ -317,6 +317,10 @@ class GeminiCodec:
         """A fresh decoder for one streaming response."""
         return GeminiStreamDecoder(self.max_event_bytes)
 
+    def fetches_media(self, model_id: str) -> bool:
+        """The provider takes image URLs as they are."""
+        return False
+
     def parse_error(self, status: int, body: bytes) -> tuple[str, str | None]:
         """(message, Google status string such as "RESOURCE_EXHAUSTED") from an error body."""
         return error_message_from_body(body)

@@ -246,6 +246,10 @@ class OpenAICodec:
     def new_decoder(self, model_id: str = "") -> OpenAIStreamDecoder:
         return OpenAIStreamDecoder(self.max_event_bytes)
 
+    def fetches_media(self, model_id: str) -> bool:
+        """The provider takes image URLs as they are."""
+        return False
+
     def parse_error(self, status: int, body: bytes) -> tuple[str, str | None]:
         return error_message_from_body(body)
 

@@ -69,5 +69,9 @@ class VertexCodec:
             return AnthropicStreamDecoder(self.max_event_bytes)
         return self._gemini.new_decoder(model_id)
 
+    def fetches_media(self, model_id: str) -> bool:
+        """Claude on Vertex AI takes no image URLs: remote images are fetched for it."""
+        return self.is_claude(model_id)
+
     def parse_error(self, status: int, body: bytes) -> tuple[str, str | None]:
         return error_message_from_body(body)
