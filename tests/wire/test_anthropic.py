@@ -24,6 +24,7 @@ from wire_harness import (
     transcripts,
 )
 
+from streamactors.content import AudioPart, CacheControl, FilePart, ImagePart, TextPart
 from streamactors.errors import UsageError, WireError
 from streamactors.models import (
     ChatRequest,
@@ -926,3 +927,106 @@ def test_vertex_gemini_models_take_drop_params_and_name_vertex() -> None:
     spec = lenient.build_request(request(user="u"), "gemini-2.5-pro")
     body = orjson.loads(spec.body)
     assert spec.dropped == ("user",) and "user" not in body and "user" not in body.get("generationConfig", {})
+
+
+# --- content parts (issue 13) ---------------------------------------------------------------
+
+PNG_B64 = "iVBORw0KGgo="
+
+
+def messages_of(*msgs: Message, url_sources: bool = True) -> tuple[Any, list[dict[str, Any]]]:
+    body = anthropic_body(request(messages=msgs), "m", url_sources=url_sources)
+    return body.get("system"), body["messages"]
+
+
+def test_a_marked_single_text_part_stays_a_block_and_an_unmarked_one_a_string() -> None:
+    _, marked = messages_of(Message("user", [TextPart("hi", CacheControl(ttl="5m"))]))
+    assert marked == [{"role": "user", "content": [{"type": "text", "text": "hi",
+                                                     "cache_control": {"type": "ephemeral", "ttl": "5m"}}]}]
+    _, plain = messages_of(Message("user", [TextPart("hi")]))
+    assert plain == [{"role": "user", "content": "hi"}]
+
+
+def test_part_turns_merge_with_string_turns_and_empty_parts_are_empty_text() -> None:
+    _, msgs = messages_of(Message("user", "a"), Message("user", [ImagePart(f"data:image/png;base64,{PNG_B64}")]),
+                          Message("user", ()))
+    assert msgs == [{"role": "user", "content": [
+        {"type": "text", "text": "a"},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_B64}},
+        {"type": "text", "text": ""},
+    ]}]
+
+
+def test_image_jpg_is_sent_as_jpeg_and_a_url_as_a_url_source() -> None:
+    _, msgs = messages_of(Message("user", [ImagePart(f"data:image/JPG;base64,{PNG_B64}"),
+                                           ImagePart("https://x.test/a.webp", "high")]))
+    assert msgs[0]["content"] == [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": PNG_B64}},
+        {"type": "image", "source": {"type": "url", "url": "https://x.test/a.webp"}},
+    ]
+
+
+def test_without_url_sources_an_unfetched_url_is_an_error_naming_it_without_its_query() -> None:
+    part = ImagePart("https://bucket.test/cat.png?X-Amz-Signature=SECRET")
+    with pytest.raises(UsageError, match=r"messages\[1\]\.content\[0\]: Vertex AI \(Claude\) takes no image URLs, "
+                                         r"and 'https://bucket.test/cat.png' was not fetched") as info:
+        vertex_built(request(messages=(Message("user", "a"), Message("user", [part]))))
+    assert "SECRET" not in str(info.value)
+
+
+def test_text_documents_any_text_type_and_percent_encoded_data() -> None:
+    _, msgs = messages_of(Message("user", [FilePart("data:text/markdown,%23 Title%0Aa%20b"),
+                                           FilePart("data:,plain", filename="p.txt")]))
+    assert msgs[0]["content"] == [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "# Title\na b"}},
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "plain"},
+         "title": "p.txt"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("part", "error"),
+    [(FilePart("data:text/plain;base64,/w=="), r"content\[0\]: a text/plain document must be UTF-8 text"),
+     (FilePart(), r"content\[0\]: a file part needs file_data"),
+     (FilePart("https://x.test/a.pdf"), r"content\[0\]\.file\.file_data: expected a data URL"),
+     (ImagePart("data:image/png;base64,@@"), r"content\[0\]\.image_url\.url: the data URL's base64 data is invalid"),
+     (AudioPart("UklGRg==", "wav"), r"content\[0\]: audio input is not supported by Anthropic")],
+)
+def test_bad_parts_are_usage_errors_naming_the_place(part: Any, error: str) -> None:
+    with pytest.raises(UsageError, match=error):
+        messages_of(Message("user", [part]))
+
+
+def test_tool_results_take_parts_and_assistant_parts_keep_their_markers() -> None:
+    msgs = (Message("user", "q"),
+            Message("assistant", [TextPart("Looking.", CacheControl())], tool_calls=(ToolCall("t1", "f", "{}"),)),
+            Message("tool", [TextPart("seen"), FilePart(f"data:application/pdf;base64,{PNG_B64}", "r.pdf")],
+                    tool_call_id="t1"))
+    _, out = messages_of(*msgs)
+    assert out[1:] == [
+        {"role": "assistant", "content": [{"type": "text", "text": "Looking.", "cache_control": {"type": "ephemeral"}},
+                                          {"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [
+            {"type": "text", "text": "seen"},
+            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": PNG_B64},
+             "title": "r.pdf"}]}]},
+    ]
+
+
+def test_system_blocks_when_marked_skip_empty_text_and_refuse_other_parts() -> None:
+    system, _ = messages_of(Message("system", [TextPart(""), TextPart("A", CacheControl(ttl="1h"))]),
+                            Message("developer", "B"), Message("system", ""), Message("user", "u"))
+    assert system == [{"type": "text", "text": "A", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+                      {"type": "text", "text": "B"}]
+    with pytest.raises(UsageError, match=r"messages\[0\]\.content\[1\]: a system prompt takes only text on "
+                                         r"Anthropic; move the file part to a user message"):
+        messages_of(Message("system", [TextPart("A"), FilePart("data:,x")]), Message("user", "u"))
+
+
+def test_a_tools_cache_control_goes_on_its_definition() -> None:
+    tools = (Tool("a"), Tool("b", "B", cache_control=CacheControl(ttl="1h")))
+    assert anthropic_body(request(tools=tools), "m")["tools"] == [
+        {"name": "a", "input_schema": {"type": "object", "properties": {}}},
+        {"name": "b", "description": "B", "input_schema": {"type": "object", "properties": {}},
+         "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+    ]

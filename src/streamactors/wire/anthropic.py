@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from ..content import content_text
+from ..content import CacheControl, ContentPart, FilePart, ImagePart, TextPart
 from ..errors import UsageError, WireError
 from ..models import (
     ChatRequest,
@@ -17,6 +17,7 @@ from ..models import (
     ReasoningEvent,
     StreamEvent,
     TextEvent,
+    Tool,
     ToolCallEvent,
     UsageEvent,
 )
@@ -28,9 +29,11 @@ from .base import (
     json_field,
     refuse_given,
     refuse_or_drop,
+    refuse_part,
     tool_arguments_object,
 )
 from .claude import claude_sampling
+from .media import is_data_url, parse_data_url
 from .sse import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = ["SERVICE_TIERS", "AnthropicCodec", "AnthropicStreamDecoder", "anthropic_body"]
@@ -94,15 +97,121 @@ def _tool_choice(choice: Any) -> dict[str, Any] | None:
     return None
 
 
-def anthropic_messages(messages: tuple[Message, ...]) -> tuple[str | None, list[dict[str, Any]]]:
+#: The image media types the Messages API takes (anthropic-sdk-python
+#: `types/base64_image_source_param.py`); "image/jpg", a common misspelling, is sent as jpeg.
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+
+
+def _cached(block: dict[str, Any], cache: CacheControl | None) -> dict[str, Any]:
+    if cache is not None:
+        block["cache_control"] = cache.as_dict()
+    return block
+
+
+def _shown_url(url: str) -> str:
+    """A URL for an error message: without its query (a presigned URL's signature) and short."""
+    return url.partition("?")[0][:200]
+
+
+def _image_source(url: str, where: str, provider: str, url_sources: bool) -> dict[str, Any]:
+    """An image block's source: `base64` for a data URL, `url` for a URL (when the API takes them)."""
+    if is_data_url(url):
+        data = parse_data_url(url, f"{where}.image_url.url")
+        mime = "image/jpeg" if data.mime == "image/jpg" else data.mime
+        if mime not in IMAGE_TYPES:
+            raise UsageError(
+                f"{where}: image type {data.mime!r} is not supported by {provider}; "
+                "send image/jpeg, image/png, image/gif or image/webp"
+            )
+        return {"type": "base64", "media_type": mime, "data": data.base64}
+    if not url_sources:
+        # The provider actor fetches remote images for such a provider (`fetches_media`);
+        # one left here was not fetched, and the API would reject it.
+        raise UsageError(
+            f"{where}: {provider} takes no image URLs, and {_shown_url(url)!r} was not fetched; "
+            "send the image as a data URL (data:image/png;base64,...)"
+        )
+    return {"type": "url", "url": url}
+
+
+def _document(part: FilePart, where: str, provider: str) -> dict[str, Any]:
+    """A `document` block: a PDF as a `base64` source, text as a `text` source (the text itself)."""
+    if part.file_data is None:
+        if part.file_id is not None:
+            raise UsageError(
+                f"{where}: file_id (an uploaded file) is not supported by {provider}; "
+                "send the document inline as file_data (a data URL)"
+            )
+        raise UsageError(f"{where}: a file part needs file_data (a data URL)")
+    data = parse_data_url(part.file_data, f"{where}.file.file_data")
+    source: dict[str, Any]
+    if data.mime == "application/pdf":
+        source = {"type": "base64", "media_type": "application/pdf", "data": data.base64}
+    elif data.mime.startswith("text/"):
+        # PlainTextSource takes text/plain only; any text type travels as that (the text is the same).
+        try:
+            text = data.bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"{where}: a {data.mime} document must be UTF-8 text") from None
+        source = {"type": "text", "media_type": "text/plain", "data": text}
+    else:
+        raise UsageError(
+            f"{where}: document type {data.mime!r} is not supported by {provider}; send application/pdf or text/plain"
+        )
+    block: dict[str, Any] = {"type": "document", "source": source}
+    if part.filename:
+        block["title"] = part.filename
+    return block
+
+
+def _blocks(parts: tuple[ContentPart, ...], where: str, provider: str, url_sources: bool) -> list[dict[str, Any]]:
+    """Content parts as Messages API blocks (text, image, document); audio is refused."""
+    out: list[dict[str, Any]] = []
+    for k, p in enumerate(parts):
+        at = f"{where}[{k}]"
+        block: dict[str, Any]
+        if type(p) is TextPart:
+            block = {"type": "text", "text": p.text}
+        elif type(p) is ImagePart:
+            block = {"type": "image", "source": _image_source(p.url, at, provider, url_sources)}
+        elif type(p) is FilePart:
+            block = _document(p, at, provider)
+        else:
+            raise refuse_part("audio", at, provider)
+        out.append(_cached(block, p.cache_control))
+    return out
+
+
+def _system_prompt(messages: list[list[dict[str, Any]]]) -> str | list[dict[str, Any]] | None:
+    """The system prompt (the text blocks of each system message) as one string, as before:
+    each message's text, joined by blank lines; or, when a block carries a cache marker,
+    the text blocks themselves, as the anthropic SDK sends a cached system prompt."""
+    if not messages:
+        return None
+    if any("cache_control" in b for blocks in messages for b in blocks):
+        return [b for blocks in messages for b in blocks]
+    return "\n\n".join("".join(b["text"] for b in blocks) for blocks in messages)
+
+
+def anthropic_messages(
+    messages: tuple[Message, ...], provider: str = "Anthropic", *, url_sources: bool = True
+) -> tuple[str | list[dict[str, Any]] | None, list[dict[str, Any]]]:
     """(system prompt, messages) in the Messages API shape.
 
-    System and developer messages become the system prompt; tool results become
-    `tool_result` blocks in a user turn; consecutive turns of one role are merged,
+    System and developer messages become the system prompt: one string (the messages joined
+    by blank lines), or, when a part carries `cache_control`, a list of text blocks with the
+    markers on them. Tool results become `tool_result` blocks in a user turn, their parts as
+    its `content` blocks (text, image, document); consecutive turns of one role are merged,
     so parallel tool results travel together as the API requires. An assistant turn's
     signed reasoning blocks go first, as `thinking` / `redacted_thinking` blocks.
+
+    Content parts become blocks: text as `text`; an image as `image` with a `base64` source
+    for a data URL (jpeg, png, gif, webp) and a `url` source for a URL (a `UsageError` when
+    not `url_sources`: Vertex AI takes none); a PDF or text file as `document` (titled by
+    its filename); each with its `cache_control`. Audio (the API takes none), an uploaded
+    `file_id` and any other media type are a `UsageError` naming the part, before sending.
     """
-    system: list[str] = []
+    system: list[list[dict[str, Any]]] = []
     out: list[dict[str, Any]] = []
 
     def add(role: str, blocks: list[dict[str, Any]]) -> None:
@@ -111,39 +220,64 @@ def anthropic_messages(messages: tuple[Message, ...]) -> tuple[str | None, list[
             if isinstance(prev, str):
                 prev = out[-1]["content"] = [{"type": "text", "text": prev}]
             prev.extend(blocks)
-        elif len(blocks) == 1 and blocks[0]["type"] == "text":
+        elif len(blocks) == 1 and blocks[0]["type"] == "text" and len(blocks[0]) == 2:
             out.append({"role": role, "content": blocks[0]["text"]})
         else:
             out.append({"role": role, "content": blocks})
 
-    for m in messages:
+    for i, m in enumerate(messages):
+        content = m.content
+        if content is None or isinstance(content, str) or not content:
+            # The common case: a string (or nothing), mapped as before.
+            text = content or ""
+            if m.role in ("system", "developer"):
+                if text:
+                    system.append([{"type": "text", "text": text}])
+            elif m.role == "tool":
+                add("user", [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": text}])
+            elif m.role == "assistant":
+                _assistant(m, [{"type": "text", "text": text}] if text else [], add)
+            else:
+                add("user", [{"type": "text", "text": text}])
+            continue
+        where = f"messages[{i}].content"
         if m.role in ("system", "developer"):
-            if m.content:
-                system.append(content_text(m.content))
-        elif m.role == "tool":
-            add(
-                "user",
-                [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": m.content or ""}],
-            )
+            texts: list[dict[str, Any]] = []
+            for k, p in enumerate(content):
+                if type(p) is not TextPart:
+                    raise UsageError(
+                        f"{where}[{k}]: a system prompt takes only text on {provider}; "
+                        f"move the {p.type} part to a user message"
+                    )
+                if p.text or p.cache_control is not None:  # the API rejects empty text blocks
+                    texts.append(_cached({"type": "text", "text": p.text}, p.cache_control))
+            if texts:
+                system.append(texts)
+            continue
+        blocks = _blocks(content, where, provider, url_sources)
+        if m.role == "tool":
+            add("user", [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": blocks}])
         elif m.role == "assistant":
-            # Signed thinking goes back first, unchanged, as the API requires of a tool-use turn.
-            blocks: list[dict[str, Any]] = []
-            for r in m.reasoning_blocks:
-                if r.redacted is not None:
-                    blocks.append({"type": "redacted_thinking", "data": r.redacted})
-                elif r.signature is not None:
-                    blocks.append({"type": "thinking", "thinking": r.text, "signature": r.signature})
-            if m.content:
-                blocks.append({"type": "text", "text": m.content})
-            for tc in m.tool_calls:
-                blocks.append(
-                    {"type": "tool_use", "id": tc.id, "name": tc.name, "input": tool_arguments_object(tc.arguments)}
-                )
-            if blocks:
-                add("assistant", blocks)
+            _assistant(m, blocks, add)
         else:
-            add("user", [{"type": "text", "text": m.content or ""}])
-    return ("\n\n".join(system) if system else None), out
+            add("user", blocks)
+    return _system_prompt(system), out
+
+
+def _assistant(m: Message, content: list[dict[str, Any]], add: Callable[[str, list[dict[str, Any]]], None]) -> None:
+    """An assistant turn: signed thinking first, unchanged, as the API requires of a
+    tool-use turn; then its content blocks and tool calls."""
+    blocks: list[dict[str, Any]] = []
+    for r in m.reasoning_blocks:
+        if r.redacted is not None:
+            blocks.append({"type": "redacted_thinking", "data": r.redacted})
+        elif r.signature is not None:
+            blocks.append({"type": "thinking", "thinking": r.text, "signature": r.signature})
+    blocks.extend(content)
+    for tc in m.tool_calls:
+        blocks.append({"type": "tool_use", "id": tc.id, "name": tc.name, "input": tool_arguments_object(tc.arguments)})
+    if blocks:
+        add("assistant", blocks)
 
 
 def anthropic_body(
@@ -154,6 +288,7 @@ def anthropic_body(
     drop: bool = False,
     dropped: list[str] | None = None,
     service_tier: bool = True,
+    url_sources: bool = True,
 ) -> dict[str, Any]:
     """The Messages API body, in the key order the anthropic SDK uses.
 
@@ -171,6 +306,9 @@ def anthropic_body(
     `top_k` is refused: Anthropic's extended-thinking docs say thinking is not compatible with
     `top_k`. A refused parameter is a `UsageError` naming it and `provider`, or with `drop`
     it is left out and its name appended to `dropped`.
+
+    Content parts map as `anthropic_messages` says (image URLs as `url` sources only when
+    `url_sources`); a tool's `cache_control` goes on its definition.
     """
     gone: list[str] = dropped if dropped is not None else []
 
@@ -178,7 +316,7 @@ def anthropic_body(
         refuse_or_drop(param, provider + why, drop=drop, dropped=gone)
 
     refuse_given(request, UNSUPPORTED, provider, drop=drop, dropped=gone)
-    system, messages = anthropic_messages(request.messages)
+    system, messages = anthropic_messages(request.messages, provider, url_sources=url_sources)
     # The Messages API requires max_tokens; thinking drops temperature and top_p.
     sampling = claude_sampling(request, require_max_tokens=True)
     body: dict[str, Any] = {"max_tokens": sampling.max_tokens, "messages": messages}
@@ -220,14 +358,7 @@ def anthropic_body(
     if tool_choice is not None:
         body["tool_choice"] = tool_choice
     if request.tools:
-        body["tools"] = [
-            {
-                "name": t.name,
-                **({"description": t.description} if t.description is not None else {}),
-                "input_schema": dict(t.parameters),
-            }
-            for t in request.tools
-        ]
+        body["tools"] = [_tool(t) for t in request.tools]
     if request.top_k is not None:
         if sampling.thinking_budget is None:
             body["top_k"] = request.top_k
@@ -236,6 +367,14 @@ def anthropic_body(
     if sampling.top_p is not None:
         body["top_p"] = sampling.top_p
     return body
+
+
+def _tool(tool: Tool) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": tool.name}
+    if tool.description is not None:
+        out["description"] = tool.description
+    out["input_schema"] = dict(tool.parameters)
+    return _cached(out, tool.cache_control)
 
 
 def _metadata(request: ChatRequest, refuse: Callable[[str], None]) -> dict[str, str]:

@@ -23,7 +23,9 @@ class VertexCodec:
 
     Claude's parameters map as on Anthropic's own API (`anthropic_body`; structured output as
     `output_config.format`, which Vertex AI documents for Claude), except `service_tier`:
-    Vertex AI's capacity is its own (Provisioned Throughput), so it is refused. Gemini models
+    Vertex AI's capacity is its own (Provisioned Throughput), so it is refused. Content parts
+    map to the same blocks, but Vertex AI takes no URL sources: the provider actor fetches a
+    remote image first (`fetches_media`), and one left unfetched is a `UsageError`. Gemini models
     follow the Gemini codec's rules, with `drop_params` and the provider named "Vertex AI"."""
 
     def __init__(
@@ -58,7 +60,13 @@ class VertexCodec:
             return self._gemini.build_request(request, model_id)
         dropped: list[str] = []
         body = anthropic_body(
-            request, None, provider="Vertex AI (Claude)", drop=self.drop_params, dropped=dropped, service_tier=False
+            request,
+            None,
+            provider="Vertex AI (Claude)",
+            drop=self.drop_params,
+            dropped=dropped,
+            service_tier=False,
+            url_sources=False,
         )
         body["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
         url = f"{self._claude_prefix}/{quote(model_id, safe='@')}:streamRawPredict"
