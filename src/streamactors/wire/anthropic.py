@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -182,15 +182,16 @@ def _blocks(parts: tuple[ContentPart, ...], where: str, provider: str, url_sourc
     return out
 
 
-def _system_prompt(messages: list[list[dict[str, Any]]]) -> str | list[dict[str, Any]] | None:
-    """The system prompt (the text blocks of each system message) as one string, as before:
-    each message's text, joined by blank lines; or, when a block carries a cache marker,
-    the text blocks themselves, as the anthropic SDK sends a cached system prompt."""
-    if not messages:
-        return None
-    if any("cache_control" in b for blocks in messages for b in blocks):
-        return [b for blocks in messages for b in blocks]
-    return "\n\n".join("".join(b["text"] for b in blocks) for blocks in messages)
+def _system_blocks(system: list[str | list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """A system prompt with cache markers as the text blocks the anthropic SDK sends: a
+    message given as a string (or as unmarked parts) is one block of its text."""
+    out: list[dict[str, Any]] = []
+    for s in system:
+        if isinstance(s, str):
+            out.append({"type": "text", "text": s})
+        else:
+            out.extend(s)
+    return out
 
 
 def anthropic_messages(
@@ -211,7 +212,9 @@ def anthropic_messages(
     its filename); each with its `cache_control`. Audio (the API takes none), an uploaded
     `file_id` and any other media type are a `UsageError` naming the part, before sending.
     """
-    system: list[list[dict[str, Any]]] = []
+    # Each system message's text; a message whose parts carry a cache marker, as its blocks.
+    system: list[str | list[dict[str, Any]]] = []
+    marked = False
     out: list[dict[str, Any]] = []
 
     def add(role: str, blocks: list[dict[str, Any]]) -> None:
@@ -225,43 +228,62 @@ def anthropic_messages(
         else:
             out.append({"role": role, "content": blocks})
 
-    for i, m in enumerate(messages):
+    i = -1  # the message's index, for errors (a counter: cheaper than enumerate on this path)
+    for m in messages:
+        i += 1
         content = m.content
-        if content is None or isinstance(content, str) or not content:
-            # The common case: a string (or nothing), mapped as before.
-            text = content or ""
-            if m.role in ("system", "developer"):
-                if text:
-                    system.append([{"type": "text", "text": text}])
-            elif m.role == "tool":
-                add("user", [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": text}])
-            elif m.role == "assistant":
-                _assistant(m, [{"type": "text", "text": text}] if text else [], add)
+        if content is not None and type(content) is not str:
+            content = cast("tuple[ContentPart, ...]", content)
+            if not content:
+                content = None
             else:
-                add("user", [{"type": "text", "text": text}])
-            continue
-        where = f"messages[{i}].content"
+                where = f"messages[{i}].content"
+                if m.role in ("system", "developer"):
+                    texts = _system_texts(content, where, provider)
+                    if any("cache_control" in b for b in texts):
+                        system.append(texts)
+                        marked = True
+                    elif texts:
+                        system.append("".join(b["text"] for b in texts))
+                    continue
+                blocks = _blocks(content, where, provider, url_sources)
+                if m.role == "tool":
+                    add("user", [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": blocks}])
+                elif m.role == "assistant":
+                    _assistant(m, blocks, add)
+                else:
+                    add("user", blocks)
+                continue
+        # The common case, a string (or nothing).
         if m.role in ("system", "developer"):
-            texts: list[dict[str, Any]] = []
-            for k, p in enumerate(content):
-                if type(p) is not TextPart:
-                    raise UsageError(
-                        f"{where}[{k}]: a system prompt takes only text on {provider}; "
-                        f"move the {p.type} part to a user message"
-                    )
-                if p.text or p.cache_control is not None:  # the API rejects empty text blocks
-                    texts.append(_cached({"type": "text", "text": p.text}, p.cache_control))
-            if texts:
-                system.append(texts)
-            continue
-        blocks = _blocks(content, where, provider, url_sources)
-        if m.role == "tool":
-            add("user", [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": blocks}])
+            if content:
+                system.append(content)
+        elif m.role == "tool":
+            add("user", [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": content or ""}])
         elif m.role == "assistant":
-            _assistant(m, blocks, add)
+            if m.tool_calls or m.reasoning_blocks:
+                _assistant(m, [{"type": "text", "text": content}] if content else [], add)
+            elif content:
+                add("assistant", [{"type": "text", "text": content}])
         else:
-            add("user", blocks)
-    return _system_prompt(system), out
+            add("user", [{"type": "text", "text": content or ""}])
+    if marked:
+        return _system_blocks(system), out
+    return ("\n\n".join(system) if system else None), out  # type: ignore[arg-type]  # unmarked: strings only
+
+
+def _system_texts(content: tuple[ContentPart, ...], where: str, provider: str) -> list[dict[str, Any]]:
+    """A system message's parts as text blocks (an empty unmarked one left out: the API
+    rejects empty text blocks); any other part is a `UsageError`."""
+    texts: list[dict[str, Any]] = []
+    for k, p in enumerate(content):
+        if type(p) is not TextPart:
+            raise UsageError(
+                f"{where}[{k}]: a system prompt takes only text on {provider}; move the {p.type} part to a user message"
+            )
+        if p.text or p.cache_control is not None:
+            texts.append(_cached({"type": "text", "text": p.text}, p.cache_control))
+    return texts
 
 
 def _assistant(m: Message, content: list[dict[str, Any]], add: Callable[[str, list[dict[str, Any]]], None]) -> None:
