@@ -15,16 +15,20 @@ from urllib.parse import quote
 
 import orjson
 
-from ..errors import WireError
+from ..content import AudioPart, ContentPart, FilePart, ImagePart, TextPart
+from ..errors import UsageError, WireError
 from ..models import (
     ChatRequest,
     Citation,
     CitationEvent,
+    LogprobsEvent,
     Message,
     ReasoningEvent,
     StreamEvent,
     TextEvent,
+    TokenLogprob,
     ToolCallEvent,
+    TopLogprob,
     UsageEvent,
 )
 from .base import (
@@ -34,10 +38,19 @@ from .base import (
     json_body,
     json_field,
     refuse_or_drop,
+    refuse_part,
 )
+from .media import is_data_url, parse_data_url
 from .sse import DEFAULT_MAX_EVENT_BYTES
 
-__all__ = ["AzureCodec", "OpenAICodec", "OpenAIStreamDecoder", "effort_for_budget", "openai_messages"]
+__all__ = [
+    "AzureCodec",
+    "OpenAICodec",
+    "OpenAIStreamDecoder",
+    "PartsMapper",
+    "effort_for_budget",
+    "openai_messages",
+]
 
 # Delta keys that carry nothing but the content (or are empty or null in a plain text chunk).
 _PLAIN_DELTA_KEYS = frozenset({"content", "role", "refusal"})  # (a refusal only when it is null)
@@ -68,11 +81,17 @@ def effort_for_budget(budget: int) -> str:
     return "high"
 
 
-def openai_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
-    """Messages in the chat-completions shape, as the openai SDK would send them."""
+def openai_messages(messages: tuple[Message, ...], parts: PartsMapper | None = None) -> list[dict[str, Any]]:
+    """Messages in the chat-completions shape, as the openai SDK would send them. A string
+    content goes as it is; a tuple of parts through `parts` (default: OpenAI's own mapping)."""
     out: list[dict[str, Any]] = []
+    i = -1  # the message's index, for errors (a counter: cheaper than enumerate on this path)
     for m in messages:
-        d: dict[str, Any] = {"role": m.role, "content": m.content}
+        i += 1
+        content: Any = m.content
+        if content is not None and type(content) is not str:
+            content = (parts or _OPENAI_PARTS)(content, m.role, f"messages[{i}].content")
+        d: dict[str, Any] = {"role": m.role, "content": content}
         if m.name is not None:
             d["name"] = m.name
         if m.tool_calls:
@@ -84,6 +103,112 @@ def openai_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
             d["tool_call_id"] = m.tool_call_id
         out.append(d)
     return out
+
+
+class PartsMapper:
+    """Content parts as chat-completions content parts, as the openai SDK sends the user's
+    dicts: `{"type": "text", "text"}`, `{"type": "image_url", "image_url": {"url", "detail"}}`,
+    `{"type": "file", "file": {"file_data", "file_id", "filename"}}` and `{"type":
+    "input_audio", "input_audio": {"data", "format"}}`, each key only when given.
+
+    - System, developer, assistant and tool messages take text parts only (the Chat
+      Completions API's message params): any other part there is a `UsageError`.
+    - `refused` part kinds ("image", "file", "audio") are a `UsageError` naming the part and
+      the provider, before anything is sent.
+    - `cache_control` is stripped (OpenAI-style providers cache prompts automatically), or,
+      with `keep_cache` (OpenRouter, which passes it on to Anthropic and Gemini models), kept
+      on text parts, the only parts OpenRouter documents it on.
+    - With `file_url` (Perplexity), a file goes as Perplexity's `{"type": "file_url",
+      "file_url": {"url"}, "file_name"}`, the url being the bare base64 of a data URL.
+    """
+
+    __slots__ = ("file_url", "keep_cache", "provider", "refused")
+
+    def __init__(
+        self, provider: str, refused: frozenset[str] = frozenset(), *, keep_cache: bool = False, file_url: bool = False
+    ) -> None:
+        self.provider = provider
+        self.refused = refused
+        self.keep_cache = keep_cache
+        self.file_url = file_url
+
+    def __call__(self, parts: tuple[ContentPart, ...], role: str, where: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        k = -1
+        for p in parts:
+            k += 1
+            cls = type(p)
+            if cls is TextPart:
+                assert isinstance(p, TextPart)
+                d: dict[str, Any] = {"type": "text", "text": p.text}
+                if self.keep_cache and p.cache_control is not None:
+                    d["cache_control"] = p.cache_control.as_dict()
+                out.append(d)
+                continue
+            kind = "image" if cls is ImagePart else "file" if cls is FilePart else "audio"
+            at = f"{where}[{k}]"
+            if role != "user":
+                raise UsageError(
+                    f"{at}: a {role} message takes only text parts in the chat completions API "
+                    f"({self.provider}); send the {kind} in a user message"
+                )
+            if kind in self.refused:
+                raise refuse_part(kind, at, self.provider)
+            if cls is ImagePart:
+                assert isinstance(p, ImagePart)
+                image: dict[str, Any] = {"url": p.url}
+                if p.detail is not None:
+                    image["detail"] = p.detail
+                out.append({"type": "image_url", "image_url": image})
+            elif cls is FilePart:
+                assert isinstance(p, FilePart)
+                out.append(self._file(p, at))
+            else:
+                assert isinstance(p, AudioPart)
+                out.append({"type": "input_audio", "input_audio": {"data": p.data, "format": p.format}})
+        return out
+
+    def _file(self, p: FilePart, at: str) -> dict[str, Any]:
+        if self.file_url:
+            # Perplexity's file chunk (docs.perplexity.ai, ChatMessageContentFileChunk), as the
+            # AI SDK's @ai-sdk/perplexity writes it: a URL, or the bare base64 of the bytes.
+            if p.file_data is None:
+                raise UsageError(
+                    f"{at}: file_id (an uploaded file) is not supported by {self.provider}; "
+                    "send the document inline as file_data (a data URL)"
+                )
+            url = p.file_data
+            if is_data_url(url):
+                url = parse_data_url(url, f"{at}.file.file_data").base64
+            d: dict[str, Any] = {"type": "file_url", "file_url": {"url": url}}
+            if p.filename is not None:
+                d["file_name"] = p.filename
+            return d
+        inner: dict[str, Any] = {}
+        if p.file_data is not None:
+            inner["file_data"] = p.file_data
+        if p.file_id is not None:
+            inner["file_id"] = p.file_id
+        if p.filename is not None:
+            inner["filename"] = p.filename
+        return {"type": "file", "file": inner}
+
+
+_OPENAI_PARTS = PartsMapper("openai")
+
+# The content part kinds a provider kind cannot take in chat completions (a UsageError before
+# sending). Groq's chat API (groq-python `chat_completion_content_part_param.py`, from its
+# OpenAPI spec) takes text, image_url and JSON `document` parts: no files, no audio. xAI's
+# chat completions document text and image input only ("Image Understanding"; voice is a
+# separate API); a file part is passed as given (xAI documents file attachments for its
+# Responses API only, so the upstream answers). Perplexity's content chunks are text, image,
+# file_url, PDF and video (its ChatMessage schema): no audio. OpenRouter documents images,
+# PDFs (file parts) and input_audio. Azure is OpenAI's API.
+_REFUSED_PARTS: dict[str, frozenset[str]] = {
+    "xai": frozenset({"audio"}),
+    "groq": frozenset({"file", "audio"}),
+    "perplexity": frozenset({"audio"}),
+}
 
 
 # The common request parameters (ChatRequest's names are OpenAI's own, openai-python
@@ -124,6 +249,9 @@ class OpenAICodec:
     `response_format` goes as OpenAI's `{"type": "json_object"}` or `{"type": "json_schema",
     "json_schema": {"name", "schema", "strict"}}`; OpenAI requires a name, so a schema
     given without one is named "response". Perplexity has no `json_object` mode: refused.
+
+    Content parts go as the openai SDK sends them (see `PartsMapper`); `cache_control` is
+    stripped from parts and tools but on OpenRouter, which forwards it on text parts and tools.
     """
 
     def __init__(
@@ -144,6 +272,13 @@ class OpenAICodec:
         self.refused = _REFUSED.get(kind, frozenset())
         self.provider_label = f"provider {provider!r} (kind {kind})" if provider else kind
         self.drop_params = drop_params
+        self.keep_cache = kind == "openrouter"
+        self.parts = PartsMapper(
+            self.provider_label,
+            _REFUSED_PARTS.get(kind, frozenset()),
+            keep_cache=self.keep_cache,
+            file_url=kind == "perplexity",
+        )
         self.headers = tuple(headers.items())
         self.max_tokens_field = max_tokens_field
         self.include_usage = include_usage
@@ -155,7 +290,7 @@ class OpenAICodec:
         parameter this provider cannot honour, or (with `drop_params`) appends it to `dropped`."""
         if dropped is None:
             dropped = []
-        body: dict[str, Any] = {"messages": openai_messages(request.messages)}
+        body: dict[str, Any] = {"messages": openai_messages(request.messages, self.parts)}
         if self.send_model:
             body["model"] = model_id
         given = request.has_parameters()  # most requests have none: their mapping is skipped
@@ -189,7 +324,7 @@ class OpenAICodec:
         if request.tool_choice is not None:
             body["tool_choice"] = request.tool_choice
         if request.tools:
-            body["tools"] = [
+            body["tools"] = tools = [
                 {
                     "type": "function",
                     "function": {
@@ -200,6 +335,10 @@ class OpenAICodec:
                 }
                 for t in request.tools
             ]
+            if self.keep_cache:  # OpenRouter forwards a tool's cache_control (as LiteLLM users write it)
+                for t, d in zip(request.tools, tools, strict=True):
+                    if t.cache_control is not None:
+                        d["cache_control"] = t.cache_control.as_dict()
         if given:
             self._same_name(request, ("top_k", "top_logprobs"), body, dropped)
         if request.top_p is not None:
@@ -254,6 +393,20 @@ class OpenAICodec:
         return error_message_from_body(body)
 
 
+def _token_fields(obj: dict[str, Any], where: str) -> tuple[str, float, tuple[int, ...] | None]:
+    """(token, logprob, bytes) of a `logprobs.content` or `top_logprobs` entry."""
+    token = json_field(obj, "token", str, where)
+    logprob: Any = obj.get("logprob")
+    if token is None or type(logprob) not in (float, int):
+        raise WireError(f"{where} entry needs a string token and a number logprob", kind="protocol")
+    raw = obj.get("bytes")
+    if raw is None:
+        return token, float(logprob), None
+    if type(raw) is not list or any(type(b) is not int for b in raw):
+        raise WireError(f"{where}.bytes is not a list of integers", kind="protocol")
+    return token, float(logprob), tuple(raw)
+
+
 class OpenAIStreamDecoder(SSEJsonDecoder):
     """Decodes a chat-completions SSE stream into normalized events.
 
@@ -269,6 +422,10 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
     `completion_tokens_details.reasoning_tokens` (or Perplexity's top-level
     `usage.reasoning_tokens`) as the reasoning tokens, each only when the payload has it.
     OpenAI reports no cache writes.
+
+    Log probabilities (when the request asked for `logprobs`): a chunk's
+    `choices[0].logprobs.content` becomes one `LogprobsEvent`, after the chunk's text, in
+    OpenAI's shape (token, logprob, bytes, top_logprobs). `logprobs.refusal` is not read.
 
     Citations become `CitationEvent`s as they arrive, each once:
     - OpenAI and OpenRouter: `delta.annotations`, a list of `{"type": "url_citation",
@@ -325,7 +482,12 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
         ):
             # The hot path: one choice with a plain content delta and nothing else.
             choice = choices[0]
-            if type(choice) is dict and not choice.get("index") and choice.get("finish_reason") is None:
+            if (
+                type(choice) is dict
+                and not choice.get("index")
+                and choice.get("finish_reason") is None
+                and choice.get("logprobs") is None
+            ):
                 delta = choice.get("delta")
                 if type(delta) is dict:
                     content = delta.get("content")
@@ -342,6 +504,9 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
             delta = json_field(choice, "delta", dict, "choice")
             if delta:
                 self._delta(delta, out)
+            logprobs = json_field(choice, "logprobs", dict, "choice")
+            if logprobs:
+                self._logprobs(logprobs, out)
             finish = json_field(choice, "finish_reason", str, "choice")
             if finish:
                 self._finish = FINISH_MAP.get(finish)
@@ -375,6 +540,22 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
             cache_read_tokens=cached,
             reasoning_tokens=reasoning,
         )
+
+    @staticmethod
+    def _logprobs(logprobs: dict[str, Any], out: list[StreamEvent]) -> None:
+        # `logprobs.refusal` (the refusal's tokens) is not read: a refusal streams as text.
+        tokens = []
+        for item in json_field(logprobs, "content", list, "logprobs") or ():
+            if type(item) is not dict:
+                raise WireError("logprobs.content item is not a JSON object", kind="protocol")
+            tops = []
+            for top in json_field(item, "top_logprobs", list, "logprobs.content") or ():
+                if type(top) is not dict:
+                    raise WireError("top_logprobs item is not a JSON object", kind="protocol")
+                tops.append(TopLogprob(*_token_fields(top, "top_logprobs")))
+            tokens.append(TokenLogprob(*_token_fields(item, "logprobs.content"), tuple(tops)))
+        if tokens:
+            out.append(LogprobsEvent(tuple(tokens)))
 
     def _annotations(self, annotations: list[Any], out: list[StreamEvent]) -> None:
         text: str | None = None

@@ -67,7 +67,12 @@ def render(
     whose `start_index`/`end_index` (code points into the whole reply text) span it.
     `perplexity` renders them as Perplexity does instead: top-level `citations` (URLs) and
     `search_results` (`title`, `url`, `date`, `snippet`: the cited text) on every chunk from
-    then on, repeated whole, and the reasoning tokens as `usage.reasoning_tokens`."""
+    then on, repeated whole, and the reasoning tokens as `usage.reasoning_tokens`.
+
+    With `logprobs: true` in the request, each text chunk carries `logprobs.content`: the
+    chunk's text as one token (logprob -0.01 for the first, -0.02 for the next, ...), with
+    `top_logprobs` entries (the token itself first, then `<token>~1`, ... each 1 lower) when
+    the request gives `top_logprobs`."""
     base: dict[str, Any] = {
         "id": "chatcmpl-fake0001",
         "object": "chat.completion.chunk",
@@ -79,8 +84,24 @@ def render(
 
     sources: dict[str, Any] = {}  # Perplexity's citations and search_results, once they came
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    want_logprobs = request_body.get("logprobs") is True
+    top_n = request_body.get("top_logprobs") or 0
+    tokens = 0  # content tokens so far: each text step is one token, its logprob -0.01 * (n + 1)
+
+    def token_logprobs(text: str) -> dict[str, Any]:
+        nonlocal tokens
+        tokens += 1
+        logprob = -0.01 * tokens
+        tops = [{"token": text, "logprob": logprob, "bytes": list(text.encode())}]
+        tops += [
+            {"token": f"{text}~{j}", "logprob": logprob - j, "bytes": list(f"{text}~{j}".encode())}
+            for j in range(1, top_n)
+        ]
+        entry = {"token": text, "logprob": logprob, "bytes": list(text.encode()), "top_logprobs": tops[:top_n]}
+        return {"content": [entry], "refusal": None}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: dict[str, Any] | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
         if azure:
             choice["content_filter_results"] = _FILTERED if finish == "content_filter" else _SAFE
         return _sse({**base, **sources, "choices": [choice]})
@@ -135,7 +156,7 @@ def render(
     for step in steps:
         if isinstance(step, Text):
             streamed += len(step.text)
-            yield chunk({"content": step.text})
+            yield chunk({"content": step.text}, logprobs=token_logprobs(step.text) if want_logprobs else None)
         elif isinstance(step, Reasoning):
             yield chunk({reasoning_field: step.text})
         elif isinstance(step, ToolCallStep):
