@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -15,7 +16,7 @@ import pytest
 from wire_harness import decode, event_dicts, every_split, feed
 
 from streamactors.errors import UsageError, WireError
-from streamactors.models import LogprobsEvent, TextEvent, TokenLogprob, TopLogprob
+from streamactors.models import LogprobsEvent, StreamEvent, TextEvent, TokenLogprob, TopLogprob
 from streamactors.request_dict import request_from_dict
 from streamactors.wire.openai import OpenAICodec, OpenAIStreamDecoder
 
@@ -99,7 +100,8 @@ def sdk_body(**create: Any) -> dict[str, Any]:
 def our_body(kind: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     request = request_from_dict({"model": "x/gpt-4o", "messages": messages, **({"tools": tools} if tools else {})})
     spec = OpenAICodec(URL, {}, kind=kind, provider=kind).build_request(request, "gpt-4o")
-    return orjson.loads(spec.body)
+    body: dict[str, Any] = orjson.loads(spec.body)
+    return body
 
 
 @pytest.mark.parametrize("kind", ["openai", "azure", "openai_compatible"])
@@ -201,7 +203,7 @@ def lp_chunk(text: str, logprobs: Any, finish: str | None = None) -> dict[str, A
     return {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o", "choices": [choice]}
 
 
-def entry(token: str, logprob: float, tops: list[tuple[str, float]] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+def entry(token: str, logprob: float, tops: Sequence[tuple[str, float]] = ()) -> dict[str, Any]:
     return {
         "token": token,
         "logprob": logprob,
@@ -220,7 +222,7 @@ STREAM = sse(
     lp_chunk("lo é", {"content": [entry("lo", -0.2), entry(" é", -1, [(" é", -1)])], "refusal": None}),
     lp_chunk("", {"content": [], "refusal": None}, "stop"),
 )
-EXPECTED = [
+EXPECTED: list[StreamEvent] = [
     TextEvent("Hel"),
     LogprobsEvent(
         (
