@@ -85,11 +85,11 @@ def openai_messages(messages: tuple[Message, ...], parts: PartsMapper | None = N
     """Messages in the chat-completions shape, as the openai SDK would send them. A string
     content goes as it is; a tuple of parts through `parts` (default: OpenAI's own mapping)."""
     out: list[dict[str, Any]] = []
-    i = -1  # the message's index, for errors (a counter: cheaper than enumerate on this path)
     for m in messages:
-        i += 1
         content: Any = m.content
-        if content is not None and type(content) is not str:
+        if type(content) is not str and content is not None:
+            # The message's index (for errors) is found only here: no counter on the string path.
+            i = next(k for k, x in enumerate(messages) if x is m)
             content = (parts or _OPENAI_PARTS)(content, m.role, f"messages[{i}].content")
         d: dict[str, Any] = {"role": m.role, "content": content}
         if m.name is not None:
