@@ -5,7 +5,7 @@ import pytest
 from streamactors.content import ImagePart, TextPart, content_text
 from streamactors.errors import UsageError
 from streamactors.models import Message
-from streamactors.wire.media import has_remote_media, parse_data_url
+from streamactors.wire.media import parse_data_url, remote_images
 
 
 def test_parse_data_url_base64_and_percent_encoded() -> None:
@@ -33,5 +33,9 @@ def test_parse_data_url_errors_name_the_place(url: str, fragment: str) -> None:
 def test_content_text_and_remote_media() -> None:
     parts = (TextPart("a"), ImagePart("data:image/png;base64,AAAA"), TextPart("b"))
     assert content_text(parts) == "ab" and content_text("x") == "x" and content_text(None) == ""
-    assert not has_remote_media([Message("user", parts)])
-    assert has_remote_media([Message("user", "x"), Message("user", [ImagePart("https://e.com/a.png")])])
+    assert remote_images([Message("user", parts)]) == []
+    twice = Message("user", [ImagePart("https://e.com/a.png"), ImagePart("https://e.com/b.png")])
+    assert remote_images([Message("user", "x"), twice, Message("user", [ImagePart("https://e.com/a.png")])]) == [
+        "https://e.com/a.png",
+        "https://e.com/b.png",
+    ]

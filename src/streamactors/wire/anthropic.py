@@ -125,7 +125,7 @@ def _image_source(url: str, where: str, provider: str, url_sources: bool) -> dic
             )
         return {"type": "base64", "media_type": mime, "data": data.base64}
     if not url_sources:
-        # The provider actor fetches remote images for such a provider (`fetches_media`);
+        # The provider actor fetches remote images for such a provider (`must_fetch`);
         # one left here was not fetched, and the API would reject it.
         raise UsageError(
             f"{where}: {provider} takes no image URLs, and {_shown_url(url)!r} was not fetched; "
@@ -439,8 +439,8 @@ class AnthropicCodec:
     def new_decoder(self, model_id: str = "") -> AnthropicStreamDecoder:
         return AnthropicStreamDecoder(self.max_event_bytes)
 
-    def fetches_media(self, model_id: str) -> bool:
-        """The provider takes image URLs as they are."""
+    def must_fetch(self, url: str, model_id: str) -> bool:
+        """The Messages API takes image URLs as they are."""
         return False
 
     def parse_error(self, status: int, body: bytes) -> tuple[str, str | None]:

@@ -106,9 +106,10 @@ class ProviderCodec(Protocol):
         """(message, error type) from an HTTP error response body."""
         ...
 
-    def fetches_media(self, model_id: str) -> bool:
-        """Whether this provider takes no image URLs for `model_id`, so that the library
-        fetches the bytes of a remote image itself (`http.media`) before `build_request`."""
+    def must_fetch(self, url: str, model_id: str) -> bool:
+        """Whether the library fetches the bytes of the remote image at `url` itself
+        (`http.media`), before `build_request`, because this provider cannot take that URL
+        for `model_id` (Bedrock and Claude on Vertex AI take no image URLs at all)."""
         ...
 
 

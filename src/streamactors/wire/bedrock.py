@@ -381,8 +381,8 @@ class BedrockCodec:
     def new_decoder(self, model_id: str = "") -> BedrockStreamDecoder:
         return BedrockStreamDecoder(self.max_event_bytes)
 
-    def fetches_media(self, model_id: str) -> bool:
-        """Bedrock's Converse takes image bytes only: remote images are fetched."""
+    def must_fetch(self, url: str, model_id: str) -> bool:
+        """Bedrock's Converse takes image bytes only: every remote image is fetched."""
         return True
 
     def parse_error(self, status: int, body: bytes) -> tuple[str, str | None]:

@@ -317,7 +317,7 @@ class GeminiCodec:
         """A fresh decoder for one streaming response."""
         return GeminiStreamDecoder(self.max_event_bytes)
 
-    def fetches_media(self, model_id: str) -> bool:
+    def must_fetch(self, url: str, model_id: str) -> bool:
         """The provider takes image URLs as they are."""
         return False
 

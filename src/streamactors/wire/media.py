@@ -13,7 +13,7 @@ import attrs
 from ..content import ImagePart
 from ..errors import UsageError
 
-__all__ = ["DataURL", "has_remote_media", "is_data_url", "parse_data_url"]
+__all__ = ["DataURL", "is_data_url", "parse_data_url", "remote_images"]
 
 
 @attrs.frozen(slots=True)
@@ -57,12 +57,13 @@ def parse_data_url(url: str, where: str = "url") -> DataURL:
     return DataURL(mime, base64.b64encode(raw).decode("ascii"))
 
 
-def has_remote_media(messages: Sequence[Any]) -> bool:
-    """Whether any message has an image part whose URL is not a data URL."""
+def remote_images(messages: Sequence[Any]) -> list[str]:
+    """The URLs of the image parts that are not data URLs, in order, each once."""
+    urls: dict[str, None] = {}
     for m in messages:
         content = m.content
         if content is not None and type(content) is not str:
             for p in content:
                 if type(p) is ImagePart and not is_data_url(p.url):
-                    return True
-    return False
+                    urls[p.url] = None
+    return list(urls)

@@ -385,8 +385,8 @@ class OpenAICodec:
     def new_decoder(self, model_id: str = "") -> OpenAIStreamDecoder:
         return OpenAIStreamDecoder(self.max_event_bytes)
 
-    def fetches_media(self, model_id: str) -> bool:
-        """The provider takes image URLs as they are."""
+    def must_fetch(self, url: str, model_id: str) -> bool:
+        """The OpenAI family takes image URLs as they are."""
         return False
 
     def parse_error(self, status: int, body: bytes) -> tuple[str, str | None]:

@@ -25,7 +25,7 @@ class VertexCodec:
     `output_config.format`, which Vertex AI documents for Claude), except `service_tier`:
     Vertex AI's capacity is its own (Provisioned Throughput), so it is refused. Content parts
     map to the same blocks, but Vertex AI takes no URL sources: the provider actor fetches a
-    remote image first (`fetches_media`), and one left unfetched is a `UsageError`. Gemini models
+    remote image first (`must_fetch`), and one left unfetched is a `UsageError`. Gemini models
     follow the Gemini codec's rules, with `drop_params` and the provider named "Vertex AI"."""
 
     def __init__(
@@ -77,9 +77,10 @@ class VertexCodec:
             return AnthropicStreamDecoder(self.max_event_bytes)
         return self._gemini.new_decoder(model_id)
 
-    def fetches_media(self, model_id: str) -> bool:
-        """Claude on Vertex AI takes no image URLs: remote images are fetched for it."""
-        return self.is_claude(model_id)
+    def must_fetch(self, url: str, model_id: str) -> bool:
+        """Claude on Vertex AI takes no image URLs: remote images are fetched for it.
+        Gemini models follow the Gemini codec."""
+        return True if self.is_claude(model_id) else self._gemini.must_fetch(url, model_id)
 
     def parse_error(self, status: int, body: bytes) -> tuple[str, str | None]:
         return error_message_from_body(body)
