@@ -1,0 +1,1 @@
+"""The HTTP gateway: OpenAI and Anthropic dialects in front of every provider."""
