@@ -19,6 +19,7 @@ from .actors.provider import ProviderActor
 from .actors.router import RouterActor
 from .config.schema import Config
 from .errors import ProviderError, UsageError
+from .http.media import MediaFetcher
 from .logs import make_logger, open_log_file
 from .models import ChatRequest, ErrorEvent, Reply, StreamEvent
 from .providers.kinds import build_authorizer, build_codec
@@ -236,6 +237,7 @@ async def _run_service(
     metrics = MetricsActor(config.providers)
     router = RouterActor(config.routes, rng)
     actors: dict[str, ProviderActor] = {}
+    media = MediaFetcher(config.service.media_max_bytes, config.service.media_timeout)
     children = [ChildSpec("metrics", metrics.run), ChildSpec("router", router.run)]
     for name, pc in config.providers.items():
         codec = (codecs or {}).get(name) or build_codec(name, pc)
@@ -253,6 +255,7 @@ async def _run_service(
             breaker=breaker,
             metrics=metrics,
             event_buffer=config.service.event_buffer,
+            media=media,
         )
         children += [
             ChildSpec(f"limiter:{name}", limiter.run),
@@ -293,6 +296,8 @@ async def _run_service(
                 metrics.close()
                 router.close()
             nursery.cancel_scope.cancel()
+            with trio.CancelScope(shield=True):
+                await media.aclose()
             log.info("service_stopped")
     if body_error is not None:
         raise body_error

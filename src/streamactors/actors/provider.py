@@ -25,6 +25,7 @@ import trio
 from ..config.schema import ProviderConfig
 from ..errors import ProviderError, WireError
 from ..http.client import UpstreamClient, body_chunks, classify_transport_error, close_response
+from ..http.media import MediaFetcher
 from ..models import ChatRequest, FinishEvent, UsageEvent
 from ..policy.backoff import retry_after_seconds, retry_delay, should_retry
 from ..providers.auth import Authorizer
@@ -128,8 +129,10 @@ class ProviderActor:
         breaker: BreakerActor | None = None,
         metrics: MetricsActor | None = None,
         event_buffer: int = 16,
+        media: MediaFetcher | None = None,
     ) -> None:
         self.name = name
+        self._media = media
         self.config = config
         self.codec = codec
         self._authorizer = authorizer
@@ -161,8 +164,12 @@ class ProviderActor:
         overrides the provider's setting. The provider's request is built here, in the
         caller's task: a parameter the provider cannot honour is a `UsageError` raised to the
         caller before anything is sent (or, with `drop_params`, dropped and logged at debug
-        level). Raises `ProviderError` once the actor is closed.
+        level). A remote image the provider cannot take by URL is fetched here first
+        (`http.media`). Raises `ProviderError` once the actor is closed.
         """
+        if self._media is not None:
+            codec = self.codec
+            request = await self._media.inline(request, lambda url: codec.must_fetch(url, model_id))
         spec = with_passthrough(self.codec.build_request(request, model_id), request)
         if spec.dropped:
             self._log.debug("params_dropped", params=list(spec.dropped), request_id=request_id, model=model_id)

@@ -217,13 +217,17 @@ class LoggingConfig:
 
 @attrs.frozen
 class ServiceSettings:
-    """Service-wide knobs: channel sizes, shutdown grace, restart backoff."""
+    """Service-wide knobs: channel sizes, shutdown grace, restart backoff, media fetching."""
 
     submission_buffer: int = attrs.field(default=64, validator=_positive)
     event_buffer: int = attrs.field(default=16, validator=_positive)
     shutdown_grace: float = attrs.field(default=5.0, validator=_non_negative)
     max_restarts: int = attrs.field(default=10, validator=_positive)
     restart_window: float = attrs.field(default=60.0, validator=_positive)
+    #: The most bytes, and seconds, one remote image may take where the library fetches it
+    #: (for Bedrock and Claude on Vertex AI, which take no image URLs).
+    media_max_bytes: int = attrs.field(default=20 * 1024 * 1024, validator=_positive)
+    media_timeout: float = attrs.field(default=10.0, validator=_positive)
 
 
 @attrs.frozen

@@ -8,11 +8,13 @@ recorded (bounded) so tests can assert on the exact bytes the library sent.
 
 from __future__ import annotations
 
+import base64
 import collections
 import random
 import socket
 import struct
 import time
+import urllib.parse
 import zlib
 from types import ModuleType
 from typing import Any
@@ -36,9 +38,14 @@ from .script import (
     parse_scenario,
 )
 
-__all__ = ["FakeUpstream", "RecordedRequest", "serve_fake_upstream", "status_fault_headers"]
+__all__ = ["TINY_PNG", "FakeUpstream", "RecordedRequest", "serve_fake_upstream", "status_fault_headers"]
 
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+#: A valid 1x1 PNG: what `GET /media/...` serves.
+TINY_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
 
 #: Faults that replace the response head (and body) instead of breaking the stream.
 HEAD_FAULTS = ("html200", "json200", "ctype")
@@ -219,7 +226,9 @@ class FakeUpstream:
             payload = orjson.loads(body) if body else {}
         except orjson.JSONDecodeError:
             payload = {}
-        path = target.split("?", 1)[0]
+        path, _, query = target.partition("?")
+        if path.startswith("/media/"):
+            return await self._media(stream, path, query)
         if path.endswith("/token"):  # an OAuth2 token endpoint, for google-auth's refresh
             self.tokens_issued += 1
             token = orjson.dumps(
@@ -311,6 +320,43 @@ class FakeUpstream:
             self.responses_aborted += 1
             return False
         self.responses_completed += 1
+        return True
+
+    async def _media(self, stream: trio.SocketStream, path: str, query: str) -> bool:
+        """`GET /media/<name>?...`: an image for the library's media fetcher to download.
+
+        The body is a 1x1 PNG, padded to `size` bytes when given. Query parameters:
+        `type` (the content-type; `none` sends none; default image/png), `size`, `status`
+        (an error status instead), `delay` (seconds before the body), `chunked=1` (no
+        content-length: the size is known only by reading)."""
+        params = urllib.parse.parse_qs(query)
+
+        def param(name: str, default: str) -> str:
+            return params.get(name, [default])[0]
+
+        status = int(param("status", "200"))
+        if status != 200:
+            await self._send_error(stream, status, b'{"error": "injected"}')
+            return True
+        body = TINY_PNG.ljust(int(param("size", "0")), b"\0")
+        ctype = param("type", "image/png")
+        head = [b"HTTP/1.1 200 OK"]
+        if ctype != "none":
+            head.append(b"content-type: " + ctype.encode("latin-1"))
+        chunked = param("chunked", "0") == "1"
+        head.append(b"transfer-encoding: chunked" if chunked else b"content-length: %d" % len(body))
+        await stream.send_all(b"\r\n".join(head) + b"\r\n\r\n")
+        delay = float(param("delay", "0"))
+        if delay and await self._client_left_during(stream, delay):
+            return False
+        try:
+            for start in range(0, len(body), 65536):
+                piece = body[start : start + 65536]
+                await stream.send_all(b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece)
+            if chunked:
+                await stream.send_all(b"0\r\n\r\n")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
         return True
 
     @staticmethod
