@@ -21,9 +21,10 @@ def serve(upstream: MockUpstream, logs: Any, **provider: Any) -> Any:
 
 
 async def test_events_come_one_at_a_time_in_order(upstream: MockUpstream, logs: Any, autojump_clock: Any) -> None:
-    async with serve(upstream, logs) as service, service.stream(
-        {"model": "openai/m~tokens=6~tokens_per_chunk=2", "messages": user()}
-    ) as events:
+    async with (
+        serve(upstream, logs) as service,
+        service.stream({"model": "openai/m~tokens=6~tokens_per_chunk=2", "messages": user()}) as events,
+    ):
         seen = [ev async for ev in events]
         reply = events.reply()
     texts = [ev.text for ev in seen if isinstance(ev, TextEvent)]
@@ -49,12 +50,48 @@ async def test_drain_folds_the_same_reply_as_iteration(upstream: MockUpstream, l
     assert len(iterated.tool_calls) == 2 and iterated.reasoning
 
 
+async def test_next_batch_hands_out_every_event_once_in_order(
+    upstream: MockUpstream, logs: Any, autojump_clock: Any
+) -> None:
+    """Batches as they arrived, after an event taken one by one; the same events and reply as
+    iteration; then an empty list, again and again."""
+    request = {"model": "anthropic/m~tokens=12~reasoning=3~tool_calls=1~tokens_per_chunk=3", "messages": user()}
+    async with serve(upstream, logs) as service:
+        async with service.stream(request) as events:
+            iterated = [ev async for ev in events]
+            expected = events.reply()
+        async with service.stream(request) as events:
+            batches = [[await events.__anext__()]]
+            while batch := await events.next_batch():
+                batches.append(batch)
+            assert await events.next_batch() == [] and await events.next_batch() == []
+            reply = events.reply()
+    assert [ev for batch in batches for ev in batch] == iterated
+    assert reply == expected
+    assert all(batches) and len(batches) < len(iterated)
+    assert [type(ev) for ev in batches[-1]][-2:] == [UsageEvent, FinishEvent]  # one read: one batch
+
+
+async def test_next_batch_raises_with_the_partial_reply(upstream: MockUpstream, logs: Any, autojump_clock: Any) -> None:
+    async with (
+        serve(upstream, logs) as service,
+        service.stream({"model": "openai/m~tokens=8~fail=midstream@3", "messages": user()}) as events,
+    ):
+        got = []
+        with pytest.raises(ProviderError) as info:
+            while batch := await events.next_batch():
+                got += batch
+    assert info.value.partial is not None and info.value.partial.text == "t0 t1 t2 "
+    assert "".join(ev.text for ev in got if isinstance(ev, TextEvent)) == "t0 t1 t2 "
+
+
 async def test_a_failure_mid_stream_raises_with_the_partial_reply(
     upstream: MockUpstream, logs: Any, autojump_clock: Any
 ) -> None:
-    async with serve(upstream, logs) as service, service.stream(
-        {"model": "openai/m~tokens=8~fail=midstream@3", "messages": user()}
-    ) as events:
+    async with (
+        serve(upstream, logs) as service,
+        service.stream({"model": "openai/m~tokens=8~fail=midstream@3", "messages": user()}) as events,
+    ):
         texts = []
         with pytest.raises(ProviderError) as info:
             async for ev in events:
@@ -81,9 +118,10 @@ async def test_leaving_the_block_cancels_the_upstream_at_once(
 async def test_keep_text_false_hands_out_text_but_does_not_keep_it(
     upstream: MockUpstream, logs: Any, autojump_clock: Any
 ) -> None:
-    async with serve(upstream, logs) as service, service.stream(
-        {"model": "openai/m~tokens=5", "messages": user()}, keep_text=False
-    ) as events:
+    async with (
+        serve(upstream, logs) as service,
+        service.stream({"model": "openai/m~tokens=5", "messages": user()}, keep_text=False) as events,
+    ):
         texts = [ev.text async for ev in events if isinstance(ev, TextEvent)]
         reply = events.reply()
     assert "".join(texts) == "".join(token_text(i) for i in range(5))

@@ -107,6 +107,25 @@ class EventStream:
             except StopAsyncIteration:
                 return
 
+    async def next_batch(self) -> list[StreamEvent]:
+        """The next events: at least one, and as many as arrived together, in order; an empty
+        list once the stream has ended. Raises as iterating would. For relays that forward
+        events in batches (the HTTP gateway, the thread worker): one wake-up per batch, not
+        per event. The list is the caller's to keep, not to change."""
+        batch, i = self._batch, self._i
+        if i >= len(batch):
+            try:
+                await self.__anext__()  # takes the next batch and folds its first event
+            except StopAsyncIteration:
+                return []
+            batch, i = self._batch, self._i - 1
+            if i + 1 < len(batch):
+                self._builder.add_all(batch[i + 1 :])
+        else:
+            self._builder.add_all(batch[i:] if i else batch)
+        self._i = len(batch)
+        return batch if i == 0 else batch[i:]
+
     def reply(self) -> Reply:
         """The reply accumulated from the events read so far."""
         return self._builder.reply()
