@@ -130,6 +130,13 @@ def test_secrets_never_show_in_reprs() -> None:
             "least_latency",
         ),
         ({"logging": {"format": "xml"}}, "logging.format", '"json" or "console"'),
+        ({"server": {"prot": 8080}}, "server.prot", "did you mean 'port'"),
+        ({"server": {"port": 70000}}, "server.port", "port number from 0 to 65535"),
+        ({"server": {"api_keys": "sk-one"}}, "server.api_keys", "expected a list"),
+        ({"server": {"api_keys": ["env:SA_SURELY_UNSET_VAR"]}}, "server.api_keys[0]", "SA_SURELY_UNSET_VAR"),
+        ({"server": {"max_body_bytes": 0}}, "server.max_body_bytes", "greater than 0"),
+        ({"service": {"media_timeout": 0}}, "service.media_timeout", "greater than 0"),
+        ({"providers": {"o": {"kind": "openai", "models": "gpt-4o"}}}, "providers.o.models", "expected a list"),
     ],
 )
 def test_config_errors_name_the_key(data: dict[str, Any], key: str, fragment: str) -> None:
@@ -155,3 +162,18 @@ async def test_missing_credentials_fail_at_startup_not_at_request() -> None:
     with pytest.raises(ConfigError, match=r"providers\.o\.api_key"):
         async with open_service(cfg):
             pass
+
+
+def test_server_settings_and_their_keys_are_secrets() -> None:
+    """The gateway's API keys are credentials: scrubbed from logs like provider keys, never in a repr."""
+    cfg = Config.from_dict(
+        {
+            "server": {"api_keys": ["env:GW_KEY", "sk-gw-literal-1"], "port": 0},
+            "providers": {"o": {"kind": "openai", "api_key": "sk-p-12345", "models": ["gpt-4o"]}},
+        },
+        env={"GW_KEY": "sk-gw-from-env"},
+    )
+    assert [k.reveal() for k in cfg.server.api_keys] == ["sk-gw-from-env", "sk-gw-literal-1"]
+    assert (cfg.server.host, cfg.server.port, cfg.server.max_body_bytes) == ("127.0.0.1", 0, 10 * 1024 * 1024)
+    assert set(cfg.secrets()) == {"sk-p-12345", "sk-gw-from-env", "sk-gw-literal-1"}
+    assert "sk-gw" not in repr(cfg) and cfg.providers["o"].models == ["gpt-4o"]

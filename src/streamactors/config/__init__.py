@@ -13,6 +13,7 @@ from .schema import OpenRouterConfig as OpenRouterConfig
 from .schema import ProviderConfig as ProviderConfig
 from .schema import RateLimitConfig as RateLimitConfig
 from .schema import RouteConfig as RouteConfig
+from .schema import ServerSettings as ServerSettings
 from .schema import ServiceSettings as ServiceSettings
 from .schema import Timeouts as Timeouts
 from .schema import VertexConfig as VertexConfig
@@ -32,6 +33,7 @@ __all__ = [
     "ProviderConfig",
     "RateLimitConfig",
     "RouteConfig",
+    "ServerSettings",
     "ServiceSettings",
     "Timeouts",
     "VertexConfig",

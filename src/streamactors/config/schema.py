@@ -34,6 +34,7 @@ __all__ = [
     "ProviderConfig",
     "RateLimitConfig",
     "RouteConfig",
+    "ServerSettings",
     "ServiceSettings",
     "Timeouts",
     "VertexConfig",
@@ -97,6 +98,9 @@ class ProviderConfig:
     #: of refusing the request with a `UsageError` (LiteLLM's name for it).
     drop_params: bool = False
     headers: dict[str, str] = attrs.field(factory=dict)
+    #: Model ids this provider serves, listed by the gateway's `GET /v1/models` (optional:
+    #: any model id may be asked for).
+    models: list[str] = attrs.field(factory=list)
     #: An HTTP(S) proxy URL for this provider (it may carry credentials, so it is a secret).
     #: Without one, HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY apply, as in the SDKs.
     proxy: Secret | None = attrs.field(default=None, repr=False)
@@ -230,6 +234,31 @@ class ServiceSettings:
     media_timeout: float = attrs.field(default=10.0, validator=_positive)
 
 
+def _port(inst: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    if not 0 <= value <= 65535:
+        raise FieldValueError(attribute.name, f"must be a port number from 0 to 65535, got {value!r}")
+
+
+@attrs.frozen
+class ServerSettings:
+    """`streamactors serve`, the HTTP gateway: where it listens, who may call it, its limits.
+
+    With `api_keys` (each may be "env:NAME"), every `/v1` request must carry one of them
+    (`Authorization: Bearer KEY` or `x-api-key: KEY`). The timeouts bound what a client can
+    hold: the request head (slowloris), the body, an idle kept-alive connection, and one
+    blocked send to a client that stopped reading.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = attrs.field(default=8080, validator=_port)
+    api_keys: list[Secret] = attrs.field(factory=list, repr=False)
+    max_body_bytes: int = attrs.field(default=10 * 1024 * 1024, validator=_positive)
+    header_timeout: float = attrs.field(default=10.0, validator=_positive)
+    body_timeout: float = attrs.field(default=30.0, validator=_positive)
+    keepalive_timeout: float = attrs.field(default=5.0, validator=_positive)
+    send_timeout: float = attrs.field(default=60.0, validator=_positive)
+
+
 @attrs.frozen
 class Config:
     """The whole configuration. Build it with `Config.load(path)` or `Config.from_dict(data)`."""
@@ -238,6 +267,7 @@ class Config:
     routes: dict[str, RouteConfig] = attrs.field(factory=dict)
     logging: LoggingConfig = LoggingConfig()
     service: ServiceSettings = ServiceSettings()
+    server: ServerSettings = ServerSettings()
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -260,7 +290,9 @@ class Config:
 
     def secrets(self) -> list[str]:
         """Every credential value configured (for scrubbing)."""
-        return [s for p in self.providers.values() for s in p.secrets()]
+        return [s for p in self.providers.values() for s in p.secrets()] + [
+            k.reveal() for k in self.server.api_keys if k
+        ]
 
 
 def _build_config(
@@ -270,7 +302,7 @@ def _build_config(
     if not isinstance(data, Mapping):
         raise ConfigError(f"invalid config: expected a table, got {type(data).__name__}")
     data = resolve_env(data, "", env)
-    allowed = ("providers", "routes", "logging", "service")
+    allowed = ("providers", "routes", "logging", "service", "server")
     for key in data:
         if key not in allowed:
             raise ConfigError(
@@ -315,7 +347,8 @@ def _build_config(
     if base_dir is not None and logging.file:
         logging = attrs.evolve(logging, file=str(base_dir / logging.file))
     service = structure(data.get("service", {}), ServiceSettings, "service")
-    return cls(providers=providers, routes=routes, logging=logging, service=service)
+    server = structure(data.get("server", {}), ServerSettings, "server")
+    return cls(providers=providers, routes=routes, logging=logging, service=service, server=server)
 
 
 def _check_route(name: str, route: Any, providers: Mapping[str, Any]) -> None:
