@@ -14,12 +14,15 @@ Shapes and names follow botocore's service model
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import struct
+import unicodedata
 import zlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import orjson
@@ -29,6 +32,7 @@ from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
 from botocore.utils import percent_encode
 
+from ..content import AudioPart, CacheControl, ContentPart, FilePart, ImagePart, TextPart
 from ..errors import UsageError, WireError
 from ..models import (
     ChatRequest,
@@ -51,16 +55,23 @@ from .base import (
     tool_arguments_object,
 )
 from .claude import claude_sampling
+from .media import is_data_url, parse_data_url
 from .sse import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = [
+    "AUDIO_FORMATS",
+    "DEFAULT_DOCUMENT_NAME",
+    "DOCUMENT_FORMATS",
+    "IMAGE_FORMATS",
     "SERVICE_TIERS",
     "UNSUPPORTED",
     "BedrockCodec",
     "BedrockStreamDecoder",
+    "cache_point",
     "converse_body",
     "converse_messages",
     "default_endpoint",
+    "document_name",
     "is_claude",
     "sign_request",
 ]
@@ -135,16 +146,35 @@ def default_endpoint(region: str) -> str:
 # --- request ---------------------------------------------------------------------------
 
 
-def converse_messages(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def converse_messages(
+    messages: tuple[Message, ...], provider: str = "Bedrock"
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(system blocks, messages) in the Converse shape.
 
     System and developer messages become one `system` text block each. Tool results
     become `toolResult` blocks in a user turn, and consecutive turns of one role are
     merged, since Converse wants user and assistant turns to alternate. An assistant
     turn's signed reasoning blocks go first, as `reasoningContent` blocks.
+
+    Content parts become ContentBlocks (botocore's service model): text as `text`; an
+    image data URL as `image` (`IMAGE_FORMATS`, the bytes as base64, which is how the
+    service's JSON carries a blob); a file's `file_data` as `document` (`DOCUMENT_FORMATS`,
+    named by `document_name`, unique within the request); audio as `audio`
+    (`AUDIO_FORMATS`). Converse takes images and documents in user turns only (and in tool
+    results), audio in user turns only, and text only in system prompts
+    (SystemContentBlock) and assistant turns. A part with `cache_control` is followed by a
+    `cachePoint` (`cache_point`); in a tool result, whose content takes no cache point
+    (ToolResultContentBlock), one cache point follows the `toolResult` block instead.
+
+    Refused before sending, as a `UsageError` naming `messages[i].content[k]` and the fix:
+    a part the role cannot take, an image URL left unfetched (Converse takes no URLs:
+    the library fetches them first, `BedrockCodec.must_fetch`), an image, document or
+    audio type Converse has no format for, an uploaded `file_id`, and a turn holding a
+    document but no text, which Bedrock rejects (the service model's `Message.content`).
     """
     system: list[dict[str, Any]] = []
     out: list[dict[str, Any]] = []
+    parts: _Parts | None = None  # made for the first message given as parts
 
     def add(role: str, blocks: list[dict[str, Any]]) -> None:
         if out and out[-1]["role"] == role:
@@ -153,30 +183,308 @@ def converse_messages(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any
             out.append({"role": role, "content": blocks})
 
     for m in messages:
+        content = m.content
+        if type(content) is not str and content is not None:
+            content = cast("tuple[ContentPart, ...]", content)
+            if not content:
+                content = None
+            else:
+                if parts is None:
+                    parts = _Parts(provider)
+                # The message's index (for errors) is found only here: no counter on the string path.
+                i = next(k for k, x in enumerate(messages) if x is m)
+                where = f"messages[{i}].content"
+                if m.role in ("system", "developer"):
+                    parts.system(content, where, system)
+                elif m.role == "tool":
+                    blocks, cache = parts.tool_result(content, where)
+                    result = {"toolResult": {"toolUseId": m.tool_call_id or "", "content": blocks}}
+                    add("user", [result] if cache is None else [result, cache_point(cache)])
+                elif m.role == "assistant":
+                    blocks = _assistant(m, parts.assistant(content, where))
+                    if blocks:
+                        add("assistant", blocks)
+                else:
+                    blocks, document = parts.user(content, where)
+                    add("user", blocks)
+                    if document is not None:
+                        parts.documents.append((len(out) - 1, document))
+                continue
+        # The common case, a string (or nothing).
         if m.role in ("system", "developer"):
-            if m.content:
-                system.append({"text": m.content})
+            if content:
+                system.append({"text": content})
         elif m.role == "tool":
-            result = {"toolUseId": m.tool_call_id or "", "content": [{"text": m.content or ""}]}
-            add("user", [{"toolResult": result}])
+            add("user", [{"toolResult": {"toolUseId": m.tool_call_id or "", "content": [{"text": content or ""}]}}])
         elif m.role == "assistant":
-            blocks: list[dict[str, Any]] = []
-            for r in m.reasoning_blocks:  # signed reasoning goes back first, unchanged
-                if r.redacted is not None:
-                    blocks.append({"reasoningContent": {"redactedContent": r.redacted}})
-                elif r.signature is not None:
-                    blocks.append({"reasoningContent": {"reasoningText": {"text": r.text, "signature": r.signature}}})
-            if m.content:
-                blocks.append({"text": m.content})
-            for tc in m.tool_calls:
-                blocks.append(
-                    {"toolUse": {"toolUseId": tc.id, "name": tc.name, "input": tool_arguments_object(tc.arguments)}}
-                )
-            if blocks:
-                add("assistant", blocks)
+            if m.tool_calls or m.reasoning_blocks:
+                blocks = _assistant(m, [{"text": content}] if content else [])
+                if blocks:
+                    add("assistant", blocks)
+            elif content:
+                add("assistant", [{"text": content}])
         else:
-            add("user", [{"text": m.content or ""}])
+            add("user", [{"text": content or ""}])
+    if parts is not None and parts.documents:
+        parts.check_documents(out)
     return system, out
+
+
+def _assistant(m: Message, content: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An assistant turn's blocks: signed reasoning first, unchanged, then its content and
+    tool calls. Unsigned reasoning is not sent."""
+    blocks: list[dict[str, Any]] = []
+    for r in m.reasoning_blocks:
+        if r.redacted is not None:
+            blocks.append({"reasoningContent": {"redactedContent": r.redacted}})
+        elif r.signature is not None:
+            blocks.append({"reasoningContent": {"reasoningText": {"text": r.text, "signature": r.signature}}})
+    blocks.extend(content)
+    for tc in m.tool_calls:
+        blocks.append({"toolUse": {"toolUseId": tc.id, "name": tc.name, "input": tool_arguments_object(tc.arguments)}})
+    return blocks
+
+
+# --- content parts ---------------------------------------------------------------------
+
+#: Image media types -> ImageFormat; "image/jpg", a common misspelling, is jpeg.
+IMAGE_FORMATS = {
+    "image/png": "png",
+    "image/jpeg": "jpeg",
+    "image/jpg": "jpeg",
+    "image/gif": "gif",
+    "image/webp": "webp",
+}
+#: Document media types -> DocumentFormat (the service model's nine formats).
+DOCUMENT_FORMATS = {
+    "application/pdf": "pdf",
+    "text/csv": "csv",
+    "application/msword": "doc",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+    "application/vnd.ms-excel": "xls",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+    "text/html": "html",
+    "text/plain": "txt",
+    "text/markdown": "md",
+}
+#: AudioFormat: the `format` values of an audio part Converse takes.
+AUDIO_FORMATS = frozenset(
+    {"mp3", "opus", "wav", "aac", "flac", "mp4", "ogg", "mkv", "mka", "x-aac", "m4a", "mpeg", "mpga", "pcm", "webm"}
+)
+#: The name of a document given without a usable filename.
+DEFAULT_DOCUMENT_NAME = "document"
+_DOCUMENT_NAME_MAX = 200  # DocumentBlockNameString
+# Everything but what a document name may hold (ASCII letters and digits, hyphens,
+# parentheses, square brackets); a run of it, whitespace included, becomes one space.
+_NAME_DISALLOWED = re.compile(r"[^A-Za-z0-9()\[\]-]+")
+_EXTENSION = re.compile(r"[A-Za-z0-9]{1,10}")
+
+
+def cache_point(cache: CacheControl) -> dict[str, Any]:
+    """The `cachePoint` block that follows a block marked with `cache`.
+
+    The installed service model's CachePointBlock has a `ttl` member ("5m" | "1h"), so a
+    marker's ttl is sent; a marker without one sends the type alone (Bedrock's default,
+    five minutes). `cache_control` itself is never sent: Bedrock rejects it.
+    """
+    if cache.ttl is None:
+        return {"cachePoint": {"type": "default"}}
+    return {"cachePoint": {"type": "default", "ttl": cache.ttl}}
+
+
+def document_name(filename: str | None) -> str:
+    """A DocumentBlock name for `filename`, as Bedrock allows it: ASCII letters and digits,
+    hyphens, parentheses, square brackets and single spaces, 1 to 200 characters.
+
+    The extension goes (the format travels in `format`); accents are dropped from their
+    letters (NFKD); every run of other characters (dots, underscores, tabs, several
+    spaces, non-Latin letters) becomes one space; the ends are trimmed. A filename that
+    leaves nothing is `DEFAULT_DOCUMENT_NAME`. Uniqueness is the caller's (`_Parts`).
+    """
+    if not filename:
+        return DEFAULT_DOCUMENT_NAME
+    stem, dot, extension = filename.rpartition(".")
+    if dot and _EXTENSION.fullmatch(extension):
+        filename = stem
+    if not filename.isascii():
+        decomposed = unicodedata.normalize("NFKD", filename)
+        filename = "".join(c for c in decomposed if not unicodedata.combining(c))
+    name = _NAME_DISALLOWED.sub(" ", filename).strip()[:_DOCUMENT_NAME_MAX].rstrip()
+    return name or DEFAULT_DOCUMENT_NAME
+
+
+def _shown_url(url: str) -> str:
+    """A URL for an error message: without its query (a presigned URL's signature) and short."""
+    return url.partition("?")[0][:200]
+
+
+class _Parts:
+    """Maps the content parts of one request; made for its first message given as parts.
+
+    It holds what spans messages: the document names used so far (Bedrock rejects two
+    documents of one name in a request, in any case), and where each user turn's first
+    document went, for the check that the turn also holds text.
+    """
+
+    __slots__ = ("documents", "names", "provider")
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.names: set[str] = set()
+        #: (index in the Converse messages, where the document was given)
+        self.documents: list[tuple[int, str]] = []
+
+    def system(self, content: tuple[ContentPart, ...], where: str, system: list[dict[str, Any]]) -> None:
+        """A system message's text parts as SystemContentBlocks (an empty one left out: the
+        service model's NonEmptyString); any other part is a `UsageError`."""
+        for k, p in enumerate(content):
+            if type(p) is not TextPart:
+                raise UsageError(
+                    f"{where}[{k}]: a system prompt takes only text on {self.provider}; "
+                    f"move the {p.type} part to a user message"
+                )
+            if p.text:
+                system.append({"text": p.text})
+            # A marker on an empty part caches what precedes it, if anything does and no
+            # cache point already ends it.
+            if p.cache_control is not None and system and "cachePoint" not in system[-1]:
+                system.append(cache_point(p.cache_control))
+
+    def assistant(self, content: tuple[ContentPart, ...], where: str) -> list[dict[str, Any]]:
+        """An assistant turn's text parts: Converse takes images and documents in user turns only."""
+        blocks: list[dict[str, Any]] = []
+        for k, p in enumerate(content):
+            if type(p) is not TextPart:
+                raise UsageError(
+                    f"{where}[{k}]: an assistant message takes only text on {self.provider}; "
+                    f"move the {p.type} part to a user message"
+                )
+            blocks.append({"text": p.text})
+            if p.cache_control is not None:
+                blocks.append(cache_point(p.cache_control))
+        return blocks
+
+    def user(self, content: tuple[ContentPart, ...], where: str) -> tuple[list[dict[str, Any]], str | None]:
+        """A user turn's blocks, each marked one followed by its cache point, and where its
+        first document was given (None when it holds none)."""
+        blocks: list[dict[str, Any]] = []
+        document: str | None = None
+        for k, p in enumerate(content):
+            at = f"{where}[{k}]"
+            if type(p) is TextPart:
+                blocks.append({"text": p.text})
+            elif type(p) is ImagePart:
+                blocks.append(self.image(p, at))
+            elif type(p) is FilePart:
+                blocks.append(self.document(p, at))
+                if document is None:
+                    document = at
+            else:
+                blocks.append(self.audio(cast("AudioPart", p), at))
+            if p.cache_control is not None:
+                blocks.append(cache_point(p.cache_control))
+        return blocks, document
+
+    def tool_result(
+        self, content: tuple[ContentPart, ...], where: str
+    ) -> tuple[list[dict[str, Any]], CacheControl | None]:
+        """A tool result's content (ToolResultContentBlocks: text, image, document) and the
+        marker of its last marked part, for the cache point after the `toolResult` block."""
+        blocks: list[dict[str, Any]] = []
+        cache: CacheControl | None = None
+        for k, p in enumerate(content):
+            at = f"{where}[{k}]"
+            if type(p) is TextPart:
+                blocks.append({"text": p.text})
+            elif type(p) is ImagePart:
+                blocks.append(self.image(p, at))
+            elif type(p) is FilePart:
+                blocks.append(self.document(p, at))
+            else:
+                raise UsageError(
+                    f"{at}: a tool result takes text, images and documents on {self.provider}; "
+                    "move the audio part to a user message"
+                )
+            if p.cache_control is not None:
+                cache = p.cache_control
+        return blocks, cache
+
+    def image(self, part: ImagePart, where: str) -> dict[str, Any]:
+        """An `image` block from a data URL."""
+        url = part.url
+        if not is_data_url(url):
+            # The provider actor fetches every remote image for Bedrock (`must_fetch`);
+            # one left here was not fetched, and Converse would reject it.
+            raise UsageError(
+                f"{where}: {self.provider} takes no image URLs, and {_shown_url(url)!r} was not fetched; "
+                "send the image as a data URL (data:image/png;base64,...)"
+            )
+        data = parse_data_url(url, f"{where}.image_url.url")
+        fmt = IMAGE_FORMATS.get(data.mime)
+        if fmt is None:
+            raise UsageError(
+                f"{where}: image type {data.mime!r} is not supported by {self.provider}; "
+                "send image/jpeg, image/png, image/gif or image/webp"
+            )
+        return {"image": {"format": fmt, "source": {"bytes": self._bytes(data.base64, where)}}}
+
+    def document(self, part: FilePart, where: str) -> dict[str, Any]:
+        """A `document` block from `file_data`, named from its filename."""
+        if part.file_data is None:
+            raise UsageError(
+                f"{where}: file_id (an uploaded file) is not supported by {self.provider}; "
+                "send the document inline as file_data (a data URL)"
+            )
+        data = parse_data_url(part.file_data, f"{where}.file.file_data")
+        fmt = DOCUMENT_FORMATS.get(data.mime)
+        if fmt is None:
+            raise UsageError(
+                f"{where}: document type {data.mime!r} is not supported by {self.provider}; send "
+                + ", ".join(DOCUMENT_FORMATS)
+            )
+        source = {"bytes": self._bytes(data.base64, where)}
+        return {"document": {"format": fmt, "name": self._unique(document_name(part.filename)), "source": source}}
+
+    def audio(self, part: AudioPart, where: str) -> dict[str, Any]:
+        """An `audio` block; `data` is already base64."""
+        fmt = part.format.lower()
+        if fmt not in AUDIO_FORMATS:
+            raise UsageError(
+                f"{where}: audio format {part.format!r} is not supported by {self.provider}; "
+                f"send one of {', '.join(sorted(AUDIO_FORMATS))}"
+            )
+        data = part.data.strip()
+        try:
+            base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise UsageError(f"{where}: input_audio.data is not valid base64") from None
+        return {"audio": {"format": fmt, "source": {"bytes": self._bytes(data, where)}}}
+
+    def _bytes(self, data: str, where: str) -> str:
+        if not data:  # the service model's blobs hold at least one byte
+            raise UsageError(f"{where}: the part holds no data; {self.provider} rejects an empty one")
+        return data
+
+    def _unique(self, name: str) -> str:
+        """`name`, or `name (2)`, `name (3)`... if a document of the request already has it."""
+        n = 1
+        unique = name
+        while unique.lower() in self.names:
+            n += 1
+            suffix = f" ({n})"
+            unique = name[: _DOCUMENT_NAME_MAX - len(suffix)].rstrip() + suffix
+        self.names.add(unique.lower())
+        return unique
+
+    def check_documents(self, messages: list[dict[str, Any]]) -> None:
+        """Bedrock rejects a turn that holds a document and no text (the service model's
+        `Message.content`): a `UsageError` naming the document, rather than Bedrock's 400."""
+        for index, where in self.documents:
+            if not any(b.get("text") for b in messages[index]["content"]):
+                raise UsageError(
+                    f"{where}: {self.provider} rejects a message that holds a document and no text; "
+                    "add a text part to that message (the question or instruction about the document)"
+                )
 
 
 def _tool_choice(choice: Any) -> dict[str, Any] | None:
@@ -225,6 +533,9 @@ def converse_body(
     turn) and sends nothing; false is refused, as are `logprobs: true` and `UNSUPPORTED`.
     A refused parameter is a `UsageError` naming it and `provider`, or with `drop` it is
     left out and its name appended to `dropped`.
+
+    Content parts map as `converse_messages` says; a tool's `cache_control` is a
+    `cachePoint` entry right after its `toolSpec` in `toolConfig.tools`.
     """
     gone: list[str] = dropped if dropped is not None else []
 
@@ -236,7 +547,7 @@ def converse_body(
         refuse("logprobs")
     if request.parallel_tool_calls is False:
         refuse("parallel_tool_calls", " as false (Converse has no way to turn parallel tool calls off)")
-    system, messages = converse_messages(request.messages)
+    system, messages = converse_messages(request.messages, provider)
     body: dict[str, Any] = {"messages": messages}
     if system:
         body["system"] = system
@@ -257,16 +568,15 @@ def converse_body(
         # Converse has no "none": leave the tools out, unless the history uses tool
         # blocks, which Converse only accepts alongside a toolConfig.
         if request.tool_choice != "none" or has_tool_blocks:
-            tools = [
-                {
-                    "toolSpec": {
-                        "name": t.name,
-                        **({"description": t.description} if t.description else {}),
-                        "inputSchema": {"json": dict(t.parameters)},
-                    }
-                }
-                for t in request.tools
-            ]
+            tools: list[dict[str, Any]] = []
+            for t in request.tools:
+                spec: dict[str, Any] = {"name": t.name}
+                if t.description:
+                    spec["description"] = t.description
+                spec["inputSchema"] = {"json": dict(t.parameters)}
+                tools.append({"toolSpec": spec})
+                if t.cache_control is not None:
+                    tools.append(cache_point(t.cache_control))
             config: dict[str, Any] = {"tools": tools}
             choice = _tool_choice(request.tool_choice)
             if choice is not None:
