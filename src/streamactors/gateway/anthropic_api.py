@@ -209,6 +209,12 @@ class MessageStreamEncoder:
 
     def encode(self, events: Sequence[StreamEvent]) -> bytes:
         """The bytes of `events`; nothing once the stream finished or failed."""
+        if self._kind == _TEXT and len(events) == 1:
+            # The most common call: one text fragment into the open text block (an open
+            # block implies a stream begun and not ended).
+            ev = events[0]
+            if type(ev) is TextEvent and ev.text:
+                return self._text_prefix + orjson.dumps(ev.text) + _DELTA_END
         if self._done:
             return b""
         out: list[bytes] = [] if self._started else [self._start()]
@@ -310,6 +316,7 @@ class MessageStreamEncoder:
         if self._done:
             return b""
         self._done = True
+        self._kind = 0  # the block stays open (as the API leaves it): nothing more goes in
         _, _, error_type, message = _error_of(exc)
         return _event(b"error", {"type": "error", "error": {"type": error_type, "message": message}})
 
