@@ -499,6 +499,27 @@ def test_citations_go_together_before_the_finish_with_their_span() -> None:
     )
 
 
+@pytest.mark.parametrize("batch", [1, 7, 1000])
+def test_a_long_reply_one_event_at_a_time_or_in_batches(batch: int) -> None:
+    """The same bytes however the events are batched; the text kept (in blocks) places a
+    citation 600 fragments in."""
+    words = [TextEvent(f"w{i} ") for i in range(600)]
+    events = [*words, CitationEvent(Citation("https://a.example", "A", "w299 w300")), FinishEvent("stop")]
+    enc = encoder()
+    data = b"".join(enc.encode(events[i : i + batch]) for i in range(0, len(events), batch))
+    start = len("".join(w.text for w in words[:299]))
+    annotation = {
+        "type": "url_citation",
+        "url_citation": {"url": "https://a.example", "title": "A", "start_index": start, "end_index": start + 9},
+    }
+    assert data == (
+        ROLE
+        + b"".join(chunk({"content": w.text}) for w in words)
+        + chunk({"annotations": [annotation]})
+        + chunk({}, finish="stop")
+    )
+
+
 def test_citations_without_a_finish_go_out_with_finish() -> None:
     enc = encoder()
     data = enc.encode([TextEvent("x"), CitationEvent(Citation("https://a.example", "A"))]) + enc.finish()

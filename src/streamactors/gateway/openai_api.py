@@ -334,6 +334,11 @@ def _tool_call_extra(signature: str | None) -> dict[str, Any]:
     return {"extra_content": {"google": {"thought_signature": signature}}} if signature else {}
 
 
+#: Fragments kept before they are joined into one block (a str object costs ~50 bytes beyond
+#: its text; a block of 256 fragments costs that once).
+_BLOCK = 256
+
+
 class _Fragments:
     """Text kept as fragments, joined into blocks as it grows (about a byte per character)."""
 
@@ -348,7 +353,7 @@ class _Fragments:
         self.compact()
 
     def compact(self) -> None:
-        if len(self.fragments) >= 256:
+        if len(self.fragments) >= _BLOCK:
             self.blocks.append("".join(self.fragments))
             self.fragments.clear()
 
@@ -460,6 +465,16 @@ class ChunkEncoder:
 
     def encode(self, events: Sequence[StreamEvent]) -> bytes:
         """The chunks for `events` (after the first chunk, on the first call)."""
+        if len(events) == 1 and self._started and not self._ended:  # one token per read: no lists
+            ev = events[0]
+            if type(ev) is TextEvent and ev.text:
+                text = ev.text
+                fragments = self._text.fragments
+                fragments.append(text)
+                if len(fragments) >= _BLOCK:
+                    self._text.compact()
+                self._chars += len(text)
+                return self._text_prefix + _json(text) + self._text_suffix
         if self._ended:
             return b""
         out: list[bytes] = [] if self._started else [self.start()]
