@@ -8,7 +8,12 @@ from model id to URL; `gemini_api_url()` and `vertex_gemini_url()` build the two
 The request body is what the google-genai SDK (python-genai 3.x) puts on the wire for
 the same call, key order included. That SDK serializes nested config objects with
 pydantic field names, so `thinkingConfig` travels as `{"include_thoughts", "thinking_budget"}`
-in snake_case; Google's JSON parser accepts either spelling.
+in snake_case; Google's JSON parser accepts either spelling (proto3 JSON parsers take a
+field's lowerCamelCase name and its proto name alike). Media parts are spelled as the REST
+reference spells them and the SDK sends them to the Gemini API (`models.py` `_Part_to_mldev`,
+`_Blob_to_mldev`, `_FileData_to_mldev`): `{"inlineData": {"data", "mimeType"}}` and
+`{"fileData": {"fileUri", "mimeType"}}`. (To Vertex AI the SDK sends the same objects
+pydantic-dumped, `mime_type` and `file_uri`: the same fields; one body serves both.)
 
 Each SSE event is a whole `GenerateContentResponse`. There is no `[DONE]`: a stream is
 complete once a candidate has carried a `finishReason` (or the prompt was blocked),
@@ -17,14 +22,15 @@ and the connection then closes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
-from typing import Any
-from urllib.parse import quote
+from typing import Any, cast
+from urllib.parse import quote, urlsplit
 
 import attrs
 import orjson
 
-from ..content import content_text
+from ..content import AudioPart, ContentPart, FilePart, ImagePart, TextPart
 from ..errors import UsageError, WireError
 from ..models import (
     ChatRequest,
@@ -44,19 +50,24 @@ from .base import (
     json_body,
     json_field,
     refuse_or_drop,
+    refuse_part,
     tool_arguments_object,
 )
+from .media import is_data_url, parse_data_url
 from .sse import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = [
+    "AUDIO_TYPES",
     "EFFORT_BUDGET",
     "FINISH_MAP",
+    "IMAGE_TYPES",
     "GeminiCodec",
     "GeminiStreamDecoder",
     "gemini_api_url",
     "gemini_body",
     "gemini_contents",
     "gemini_unsupported",
+    "url_image_type",
     "vertex_gemini_url",
 ]
 
@@ -105,6 +116,55 @@ def vertex_gemini_url(base_url: str, project: str, location: str, api_version: s
     return lambda model_id: f"{prefix}/{quote(model_id, safe='')}:streamGenerateContent?alt=sse"
 
 
+#: The image types Gemini takes (ai.google.dev/gemini-api/docs/image-understanding and Vertex
+#: AI's image-understanding page list the same five; no GIF). "image/jpg", a common
+#: misspelling, is sent as jpeg.
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"})
+
+#: A URL path's extension -> the image type it names: the types Gemini takes, and GIF, which a
+#: fetch would not make acceptable (such a URL is refused by its type, not fetched).
+_URL_IMAGE_TYPES = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "heic": "image/heic",
+    "heif": "image/heif",
+    "gif": "image/gif",
+}
+
+#: OpenAI's `input_audio.format` -> the audio type Gemini lists for it
+#: (ai.google.dev/gemini-api/docs/audio: WAV audio/wav, MP3 audio/mp3, AIFF, AAC, OGG Vorbis, FLAC).
+AUDIO_TYPES = {
+    "wav": "audio/wav",
+    "mp3": "audio/mp3",
+    "aiff": "audio/aiff",
+    "aac": "audio/aac",
+    "ogg": "audio/ogg",
+    "flac": "audio/flac",
+}
+
+#: Model ids of the Gemini generations before 3, which reject `functionResponse.parts`
+#: (multimodal function responses are a Gemini 3 feature).
+_BEFORE_GEMINI_3 = re.compile(r"gemini-[12](?:[.-]|$)")
+
+
+def url_image_type(url: str) -> str | None:
+    """The image type the extension of `url`'s path names (png, jpg/jpeg, webp, heic, heif,
+    gif; the query and fragment aside), or None when the path names none."""
+    try:
+        name = urlsplit(url).path.rpartition("/")[2]
+    except ValueError:  # a malformed URL (an unclosed IPv6 bracket, say)
+        return None
+    stem, dot, ext = name.rpartition(".")
+    return _URL_IMAGE_TYPES.get(ext.lower()) if dot and stem else None
+
+
+def _shown_url(url: str) -> str:
+    """A URL for an error message: without its query (a presigned URL's signature) and short."""
+    return url.partition("?")[0][:200]
+
+
 def _function_response(content: str | None) -> dict[str, Any]:
     try:
         value = orjson.loads(content) if content else None
@@ -113,7 +173,167 @@ def _function_response(content: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"result": content or ""}
 
 
-def gemini_contents(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _append_response(contents: list[dict[str, Any]], part: dict[str, Any]) -> None:
+    """A `functionResponse` part: consecutive ones share one user turn."""
+    last = contents[-1] if contents else None
+    if last is not None and last["role"] == "user" and "functionResponse" in last["parts"][-1]:
+        last["parts"].append(part)
+    else:
+        contents.append({"parts": [part], "role": "user"})
+
+
+def _model_turn(m: Message, parts: list[dict[str, Any]], names: dict[str, str], contents: list[dict[str, Any]]) -> None:
+    """An assistant turn as role "model": its text `parts`, then one `functionCall` per tool call."""
+    for tc in m.tool_calls:
+        names[tc.id] = tc.name
+        call: dict[str, Any] = {"functionCall": {"args": tool_arguments_object(tc.arguments), "name": tc.name}}
+        if tc.signature:  # Gemini 3 wants the call's thought signature back with it
+            call["thoughtSignature"] = tc.signature
+        parts.append(call)
+    if parts:
+        contents.append({"parts": parts, "role": "model"})
+
+
+def _tool_name(m: Message, names: dict[str, str]) -> str:
+    name = names.get(m.tool_call_id or "") or m.name
+    if not name:
+        raise UsageError(f"tool message answers unknown tool_call_id {m.tool_call_id!r}")
+    return name
+
+
+@attrs.frozen(slots=True)
+class _PartsMapper:
+    """Content parts as Gemini parts, for one provider and model (see `gemini_contents`)."""
+
+    provider: str
+    model_id: str
+    gs_uris: bool
+
+    def texts(self, parts: tuple[ContentPart, ...], where: str, role: str) -> list[dict[str, Any]]:
+        """The text parts of a system or assistant message (empty ones left out: Gemini rejects
+        empty text); any other part is a `UsageError`."""
+        out: list[dict[str, Any]] = []
+        for k, p in enumerate(parts):
+            if type(p) is not TextPart:
+                raise UsageError(
+                    f"{where}[{k}]: {role} takes only text on {self.provider}; move the {p.type} part to a user message"
+                )
+            if p.text:
+                out.append({"text": p.text})
+        return out
+
+    def user(self, parts: tuple[ContentPart, ...], where: str) -> list[dict[str, Any]]:
+        """A user message's parts: text, `inlineData` (an image, document or audio given as
+        data) and `fileData` (an image URL)."""
+        out: list[dict[str, Any]] = []
+        k = -1
+        for p in parts:
+            k += 1
+            if type(p) is TextPart:
+                if p.text:
+                    out.append({"text": p.text})
+            elif type(p) is ImagePart and not is_data_url(p.url):
+                mime = self._url_type(p.url, f"{where}[{k}]")
+                out.append({"fileData": {"fileUri": p.url, "mimeType": mime}})
+            else:
+                mime, data = self._blob(p, f"{where}[{k}]")
+                out.append({"inlineData": {"data": data, "mimeType": mime}})
+        return out
+
+    def tool_result(self, parts: tuple[ContentPart, ...], where: str) -> tuple[str, list[dict[str, Any]]]:
+        """(text, media) of a tool result: the text goes in `functionResponse.response` (as a
+        string result does), images and documents given as data in `functionResponse.parts`
+        (Gemini 3's multimodal function responses, `FunctionResponseBlob` in the SDK's key
+        order: mimeType, data). Audio, an image URL, or media for a model before Gemini 3 is a
+        `UsageError`."""
+        text: list[str] = []
+        media: list[dict[str, Any]] = []
+        for k, p in enumerate(parts):
+            at = f"{where}[{k}]"
+            if type(p) is TextPart:
+                text.append(p.text)
+                continue
+            if type(p) is AudioPart:
+                raise refuse_part("audio in a tool result", at, self.provider)
+            if _BEFORE_GEMINI_3.match(_bare_model(self.model_id)):
+                raise UsageError(
+                    f"{at}: {self.provider} takes images and documents in a tool result from Gemini 3 on, "
+                    f"not on {self.model_id}; move the {p.type} part to a user message"
+                )
+            if type(p) is ImagePart and not is_data_url(p.url):
+                raise UsageError(
+                    f"{at}: a tool result takes no image URL on {self.provider}; "
+                    "send the image as a data URL (data:image/png;base64,...)"
+                )
+            mime, data = self._blob(p, at)
+            media.append({"inlineData": {"mimeType": mime, "data": data}})
+        return "".join(text), media
+
+    def _blob(self, p: ContentPart, where: str) -> tuple[str, str]:
+        """(media type, base64 data) of an image data URL, a document or audio."""
+        if type(p) is ImagePart:
+            data = parse_data_url(p.url, f"{where}.image_url.url")
+            mime = "image/jpeg" if data.mime == "image/jpg" else data.mime
+            if mime not in IMAGE_TYPES:
+                raise UsageError(
+                    f"{where}: image type {data.mime!r} is not supported by {self.provider}; "
+                    "send image/png, image/jpeg, image/webp, image/heic or image/heif"
+                )
+            return mime, data.base64
+        if type(p) is FilePart:
+            if p.file_data is None:
+                if p.file_id is not None:
+                    raise UsageError(
+                        f"{where}: file_id (an uploaded file) is not supported by {self.provider}; "
+                        "send the document inline as file_data (a data URL)"
+                    )
+                raise UsageError(f"{where}: a file part needs file_data (a data URL)")
+            data = parse_data_url(p.file_data, f"{where}.file.file_data")
+            if data.mime != "application/pdf" and not data.mime.startswith("text/"):
+                raise UsageError(
+                    f"{where}: document type {data.mime!r} is not supported by {self.provider}; "
+                    "send application/pdf or a text type (text/plain, ...)"
+                )
+            return data.mime, data.base64
+        audio = cast("AudioPart", p)
+        audio_type = AUDIO_TYPES.get(audio.format.lower())
+        if audio_type is None:
+            raise UsageError(
+                f"{where}: audio format {audio.format!r} is not supported by {self.provider}; "
+                "send wav, mp3, aiff, aac, ogg or flac"
+            )
+        return audio_type, audio.data
+
+    def _url_type(self, url: str, where: str) -> str:
+        """The image type of an image URL `fileData` takes, told from its path."""
+        scheme = url.partition(":")[0].lower()
+        if scheme == "gs" and not self.gs_uris:
+            raise UsageError(
+                f"{where}: {self.provider} takes no gs:// URI ({_shown_url(url)!r}) in a request; "
+                "register the object with the Files API and send its URI, or send the image as a data URL"
+            )
+        if scheme not in ("https", "http", "gs"):
+            raise UsageError(f"{where}: image URL {_shown_url(url)!r} is neither https nor a data URL")
+        mime = url_image_type(url)
+        if mime is None:
+            # The provider actor fetches such an image first (`GeminiCodec.must_fetch`); one left
+            # here was not fetched, and Gemini needs the type of what it is given.
+            raise UsageError(
+                f"{where}: {self.provider} needs the image's type, which {_shown_url(url)!r} does not show "
+                "(its path has no png, jpg, jpeg, webp, heic or heif extension), and it was not fetched; "
+                "send the image as a data URL (data:image/png;base64,...)"
+            )
+        if mime not in IMAGE_TYPES:
+            raise UsageError(
+                f"{where}: image type {mime!r} is not supported by {self.provider}; "
+                "send image/png, image/jpeg, image/webp, image/heic or image/heif"
+            )
+        return mime
+
+
+def gemini_contents(
+    messages: tuple[Message, ...], provider: str = "Gemini", model_id: str = "", gs_uris: bool = False
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(system instruction parts, contents) in the generateContent shape.
 
     System and developer messages become `systemInstruction` parts, in order. Assistant
@@ -121,36 +341,56 @@ def gemini_contents(messages: tuple[Message, ...]) -> tuple[list[dict[str, Any]]
     Tool results become `functionResponse` parts; consecutive ones share one user turn.
     Gemini needs the function's name there, found from the assistant message whose
     tool call has the answered `tool_call_id`. Empty text is not sent (Gemini rejects it).
+
+    Content parts: text is a `text` part. In a user message, an image given as a data URL
+    (png, jpeg, webp, heic, heif), a document (`file_data`: PDF or text) and audio (wav, mp3,
+    aiff, aac, ogg, flac, as `audio/<format>`) are `inlineData`; an image URL is `fileData`
+    with the type its path's extension names (an https URL; a gs:// URI with `gs_uris`, Vertex
+    AI). A URL whose type its path does not show is fetched by the provider actor first
+    (`GeminiCodec.must_fetch`): one left unfetched is a `UsageError`. System, developer and
+    assistant messages take text parts only. A tool result's text is its response, its images
+    and documents (as data) `functionResponse.parts`, for Gemini 3 models on. `cache_control`
+    is not sent: Gemini caches through its cachedContents API, not per-part markers. Any part
+    Gemini cannot take is a `UsageError` naming it (`messages[i].content[k]`) and `provider`.
     """
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}
+    mapper: _PartsMapper | None = None
     for m in messages:
-        if m.role in ("system", "developer"):
-            if m.content:
-                system.append({"text": m.content})
-        elif m.role == "tool":
-            name = names.get(m.tool_call_id or "") or m.name
-            if not name:
-                raise UsageError(f"tool message answers unknown tool_call_id {m.tool_call_id!r}")
-            part = {"functionResponse": {"name": name, "response": _function_response(content_text(m.content))}}
-            last = contents[-1] if contents else None
-            if last is not None and last["role"] == "user" and "functionResponse" in last["parts"][-1]:
-                last["parts"].append(part)
+        content = m.content
+        if type(content) is not str and content is not None:
+            # The message's index (for errors) is found only here: no counter on the string path.
+            given = cast("tuple[ContentPart, ...]", content)
+            i = next(k for k, x in enumerate(messages) if x is m)
+            where = f"messages[{i}].content"
+            if mapper is None:
+                mapper = _PartsMapper(provider, model_id, gs_uris)
+            if m.role in ("system", "developer"):
+                system.extend(mapper.texts(given, where, "a system instruction"))
+            elif m.role == "tool":
+                text, media = mapper.tool_result(given, where)
+                response = {"name": _tool_name(m, names), "response": _function_response(text)}
+                _append_response(contents, {"functionResponse": {"parts": media, **response} if media else response})
+            elif m.role == "assistant":
+                _model_turn(m, mapper.texts(given, where, "an assistant message"), names, contents)
             else:
-                contents.append({"parts": [part], "role": "user"})
+                parts = mapper.user(given, where)
+                if parts:
+                    contents.append({"parts": parts, "role": "user"})
+        elif m.role in ("system", "developer"):
+            if content:
+                system.append({"text": content})
+        elif m.role == "tool":
+            part = {"functionResponse": {"name": _tool_name(m, names), "response": _function_response(content)}}
+            _append_response(contents, part)
         elif m.role == "assistant":
-            parts: list[dict[str, Any]] = [{"text": m.content}] if m.content else []
-            for tc in m.tool_calls:
-                names[tc.id] = tc.name
-                call: dict[str, Any] = {"functionCall": {"args": tool_arguments_object(tc.arguments), "name": tc.name}}
-                if tc.signature:  # Gemini 3 wants the call's thought signature back with it
-                    call["thoughtSignature"] = tc.signature
-                parts.append(call)
-            if parts:
-                contents.append({"parts": parts, "role": "model"})
-        elif m.content:
-            contents.append({"parts": [{"text": m.content}], "role": "user"})
+            if m.tool_calls:
+                _model_turn(m, [{"text": content}] if content else [], names, contents)
+            elif content:
+                contents.append({"parts": [{"text": content}], "role": "model"})
+        elif content:
+            contents.append({"parts": [{"text": content}], "role": "user"})
     return system, contents
 
 
@@ -199,7 +439,9 @@ def gemini_unsupported(request: ChatRequest, model_id: str) -> list[str]:
     return out
 
 
-def gemini_body(request: ChatRequest) -> dict[str, Any]:
+def gemini_body(
+    request: ChatRequest, provider: str = "Gemini", *, model_id: str = "", gs_uris: bool = False
+) -> dict[str, Any]:
     """The generateContent body, in the key order the google-genai SDK sends.
 
     The model id is not part of the body: it travels in the URL. The common parameters go
@@ -209,8 +451,12 @@ def gemini_body(request: ChatRequest) -> dict[str, Any]:
     `response_format` is JSON mode (`responseMimeType: "application/json"`), with a
     "json_schema" format's schema as `responseJsonSchema`. Parameters Gemini cannot honour
     (`gemini_unsupported`) are not sent by this function: `GeminiCodec` refuses or drops them.
+
+    Messages map as `gemini_contents` says (`provider` names the provider in its errors,
+    `model_id` decides whether tool results may carry media, `gs_uris` whether gs:// image URIs
+    go as they are). Tools go without their `cache_control` (Gemini has no cache markers).
     """
-    system, contents = gemini_contents(request.messages)
+    system, contents = gemini_contents(request.messages, provider, model_id, gs_uris)
     body: dict[str, Any] = {"contents": contents}
     if system:
         body["systemInstruction"] = {"parts": system, "role": "user"}
@@ -277,7 +523,9 @@ class GeminiCodec:
     `vertex_gemini_url`); a string is a template whose `{model}` is replaced.
     A parameter Gemini cannot honour (`gemini_unsupported`) is a `UsageError` naming it and
     `provider`, unless `drop_params` (the provider's `drop_params = true`): then it is left
-    out and named in the spec's `dropped`.
+    out and named in the spec's `dropped`. `gs_uris` (Vertex AI) sends gs:// image URIs as
+    they are; the Gemini API takes a Cloud Storage object only once registered with its
+    Files API, so there a gs:// URI is a `UsageError`.
     """
 
     def __init__(
@@ -288,6 +536,7 @@ class GeminiCodec:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         drop_params: bool = False,
         provider: str = "Gemini",
+        gs_uris: bool = False,
     ) -> None:
         if isinstance(url, str):
             template = url
@@ -298,11 +547,13 @@ class GeminiCodec:
         self.max_event_bytes = max_event_bytes
         self.drop_params = drop_params
         self.provider = provider
+        self.gs_uris = gs_uris
 
     def build_request(self, request: ChatRequest, model_id: str) -> HttpRequestSpec:
         """The exact HTTP request for `request` sent to `model_id`.
 
-        Raises `UsageError` for a parameter Gemini cannot honour, unless `drop_params`.
+        Raises `UsageError` for a parameter Gemini cannot honour, unless `drop_params`, and for a
+        content part it cannot take (see `gemini_contents`).
         """
         dropped: list[str] = []
         for param in gemini_unsupported(request, model_id):
@@ -310,7 +561,7 @@ class GeminiCodec:
         if dropped:
             cleared: dict[str, Any] = dict.fromkeys(dropped)
             request = attrs.evolve(request, **cleared)
-        body = json_body(gemini_body(request))
+        body = json_body(gemini_body(request, self.provider, model_id=model_id, gs_uris=self.gs_uris))
         return HttpRequestSpec("POST", self.url_for_model(model_id), self.headers, body, dropped=tuple(dropped))
 
     def new_decoder(self, model_id: str = "") -> GeminiStreamDecoder:
@@ -318,8 +569,10 @@ class GeminiCodec:
         return GeminiStreamDecoder(self.max_event_bytes)
 
     def must_fetch(self, url: str, model_id: str) -> bool:
-        """The provider takes image URLs as they are."""
-        return False
+        """True for an http(s) image URL whose type its path does not show: Gemini takes an
+        image URL as `fileData` only with its media type, so the library fetches that image
+        (as LiteLLM does) and sends its bytes. Never for a gs:// URI, which only Google reads."""
+        return url.partition(":")[0].lower() in ("https", "http") and url_image_type(url) is None
 
     def parse_error(self, status: int, body: bytes) -> tuple[str, str | None]:
         """(message, Google status string such as "RESOURCE_EXHAUSTED") from an error body."""

@@ -26,7 +26,8 @@ class VertexCodec:
     Vertex AI's capacity is its own (Provisioned Throughput), so it is refused. Content parts
     map to the same blocks, but Vertex AI takes no URL sources: the provider actor fetches a
     remote image first (`must_fetch`), and one left unfetched is a `UsageError`. Gemini models
-    follow the Gemini codec's rules, with `drop_params` and the provider named "Vertex AI"."""
+    follow the Gemini codec's rules, with `drop_params`, the provider named "Vertex AI", and
+    gs:// image URIs sent as they are (Vertex AI reads Cloud Storage)."""
 
     def __init__(
         self,
@@ -49,6 +50,7 @@ class VertexCodec:
             max_event_bytes=max_event_bytes,
             drop_params=drop_params,
             provider="Vertex AI",
+            gs_uris=True,
         )
 
     @staticmethod
