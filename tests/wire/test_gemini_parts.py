@@ -1,12 +1,14 @@
-"""Content parts on the Gemini codec (issue 13), for the Gemini API and for Gemini models on
-Vertex AI: exact request bodies for every part kind and every refusal, and `must_fetch` for
-each URL shape.
+"""Content parts and logprobs on the Gemini codec (issue 13), for the Gemini API and for Gemini
+models on Vertex AI: exact request bodies for every part kind and every refusal, `must_fetch`
+for each URL shape, and `logprobsResult` decoded to `LogprobsEvent`s for every split of the
+bytes, malformed shapes included.
 
 The shapes are the google-genai SDK's (googleapis/python-genai `google/genai/models.py`:
 `_Part_to_mldev` puts `inlineData` / `fileData` / `text` on a part, `_Blob_to_mldev` writes
 `{"data", "mimeType"}`, `_FileData_to_mldev` `{"fileUri", "mimeType"}`; `google/genai/types.py`:
 `FunctionResponse` fields in the order parts, id, name, response, `FunctionResponseBlob`
-mime_type then data), with the media types Google's docs list
+mime_type then data, `LogprobsResult` with `chosenCandidates` and `topCandidates[].candidates`
+of `{token, logProbability, tokenId}`), with the media types Google's docs list
 (ai.google.dev/gemini-api/docs/image-understanding: png, jpeg, webp, heic, heif;
 /docs/audio: wav, mp3, aiff, aac, ogg, flac as audio/<format>; /docs/file-input-methods:
 public https URLs as `fileData`; Vertex AI also reads gs:// URIs)."""
@@ -18,13 +20,16 @@ from typing import Any
 
 import orjson
 import pytest
+from wire_harness import close, decode, event_dicts, every_split, feed
 
 from streamactors.content import AudioPart, FilePart, ImagePart, TextPart
-from streamactors.errors import UsageError
-from streamactors.models import ChatRequest, Message
+from streamactors.errors import UsageError, WireError
+from streamactors.models import ChatRequest, LogprobsEvent, Message, StreamEvent, TextEvent, TokenLogprob, TopLogprob
 from streamactors.request_dict import request_from_dict
+from streamactors.testing.formats import gemini as fake_gemini
+from streamactors.testing.script import Scenario, build_steps
 from streamactors.wire.anthropic import AnthropicCodec
-from streamactors.wire.gemini import GeminiCodec, gemini_api_url, url_image_type
+from streamactors.wire.gemini import GeminiCodec, GeminiStreamDecoder, gemini_api_url, url_image_type
 from streamactors.wire.vertex import VertexCodec
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
@@ -481,3 +486,183 @@ def test_claude_on_vertex_still_fetches_every_url() -> None:
 )
 def test_url_image_type(url: str, mime: str | None) -> None:
     assert url_image_type(url) == mime
+
+
+# --- logprobs -------------------------------------------------------------------------------------
+
+
+def cand(token: str, logprob: float, token_id: int) -> dict[str, Any]:
+    return {"token": token, "logProbability": logprob, "tokenId": token_id}
+
+
+def lp_chunk(text: str, result: Any, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    c: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}}
+    if finish:
+        c["finishReason"] = finish
+    c["index"] = 0
+    if result is not None:
+        c["logprobsResult"] = result
+    return {"candidates": [c], **extra, "modelVersion": "gemini-2.5-flash", "responseId": "r1"}
+
+
+def sse(*objs: Any) -> bytes:
+    return b"".join(b"data: " + orjson.dumps(o) + b"\r\n\r\n" for o in objs)
+
+
+STREAM = sse(
+    lp_chunk(
+        "Hel",
+        {
+            "topCandidates": [{"candidates": [cand("Hel", -0.1, 7), cand("Hi", -2.5, 9)]}],
+            "chosenCandidates": [cand("Hel", -0.1, 7)],
+        },
+    ),
+    lp_chunk(
+        "lo é",
+        {
+            "topCandidates": [
+                {"candidates": [cand("lo", -0.2, 11)]},
+                {"candidates": [cand(" é", -1, 12), cand(" e", -1.5, 13)]},
+            ],
+            "chosenCandidates": [cand("lo", -0.2, 11), cand(" é", -1, 12)],
+        },
+    ),
+    lp_chunk("", {}, "STOP", usageMetadata={"promptTokenCount": 3, "candidatesTokenCount": 3, "totalTokenCount": 6}),
+)
+EXPECTED: list[StreamEvent] = [
+    TextEvent("Hel"),
+    LogprobsEvent(
+        (
+            TokenLogprob(
+                "Hel",
+                -0.1,
+                (72, 101, 108),
+                (TopLogprob("Hel", -0.1, (72, 101, 108)), TopLogprob("Hi", -2.5, (72, 105))),
+            ),
+        )
+    ),
+    TextEvent("lo é"),
+    LogprobsEvent(
+        (
+            TokenLogprob("lo", -0.2, (108, 111), (TopLogprob("lo", -0.2, (108, 111)),)),
+            TokenLogprob(
+                " é",
+                -1.0,
+                (32, 195, 169),
+                (TopLogprob(" é", -1.0, (32, 195, 169)), TopLogprob(" e", -1.5, (32, 101))),
+            ),
+        )
+    ),
+]
+TAIL = [
+    {
+        "type": "usage",
+        "input_tokens": 3,
+        "output_tokens": 3,
+        "cache_read_tokens": None,
+        "cache_write_tokens": None,
+        "reasoning_tokens": None,
+    },
+    {"type": "finish", "reason": "stop"},
+]
+
+
+def test_logprobs_follow_their_chunks_text_for_every_split() -> None:
+    """One `LogprobsEvent` per chunk, after its text; an empty `logprobsResult` gives none."""
+    want = [*event_dicts(EXPECTED), *TAIL]
+    assert decode(GeminiStreamDecoder, [STREAM]) == want
+    for pieces in every_split(STREAM):
+        assert decode(GeminiStreamDecoder, pieces) == want
+
+
+def test_logprob_values_are_floats_and_bytes_are_utf8() -> None:
+    events = feed(GeminiStreamDecoder(), STREAM)
+    lp = [e for e in events if type(e) is LogprobsEvent]
+    token = lp[1].content[1]
+    assert token.logprob == -1.0 and type(token.logprob) is float
+    assert token.bytes == tuple(" é".encode())
+
+
+def test_absent_fields_are_proto3_defaults_and_missing_top_candidates_are_empty() -> None:
+    """Proto3 JSON leaves out a default value: an absent log probability is 0 (a certain
+    token), an absent token the empty string. A step without `topCandidates` has none."""
+    result = {
+        "chosenCandidates": [{"token": "a", "tokenId": 1}, {"logProbability": -0.5}, cand("c", -1, 3)],
+        "topCandidates": [{"candidates": [cand("a", 0, 1)]}],
+    }
+    events = feed(GeminiStreamDecoder(), sse(lp_chunk("abc", result)))
+    assert events[1] == LogprobsEvent(
+        (
+            TokenLogprob("a", 0.0, (97,), (TopLogprob("a", 0.0, (97,)),)),
+            TokenLogprob("", -0.5, (), ()),
+            TokenLogprob("c", -1.0, (99,), ()),
+        )
+    )
+
+
+def test_logprobs_of_other_candidates_are_ignored() -> None:
+    chunk = lp_chunk("a", {"chosenCandidates": [cand("a", -1, 1)]})
+    chunk["candidates"][0]["index"] = 1
+    assert feed(GeminiStreamDecoder(), sse(chunk)) == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [],
+        "x",
+        {"chosenCandidates": {"token": "a"}},
+        {"chosenCandidates": ["a"]},
+        {"chosenCandidates": [{"token": 1, "logProbability": -1}]},
+        {"chosenCandidates": [{"token": "a", "logProbability": "low"}]},
+        {"chosenCandidates": [{"token": "a", "logProbability": True}]},
+        {"chosenCandidates": [{"token": "a", "logProbability": -1, "tokenId": "7"}]},
+        {"chosenCandidates": [cand("a", -1, 1)], "topCandidates": {"candidates": []}},
+        {"chosenCandidates": [cand("a", -1, 1)], "topCandidates": [[cand("a", -1, 1)]]},
+        {"chosenCandidates": [cand("a", -1, 1)], "topCandidates": [{"candidates": cand("a", -1, 1)}]},
+        {"chosenCandidates": [cand("a", -1, 1)], "topCandidates": [{"candidates": [None]}]},
+        {"chosenCandidates": [cand("a", -1, 1)], "topCandidates": [{"candidates": [{"logProbability": []}]}]},
+    ],
+)
+def test_malformed_logprobs_result_is_a_protocol_error_after_the_chunks_text(bad: Any) -> None:
+    dec = GeminiStreamDecoder()
+    out: list[StreamEvent] = []
+    with pytest.raises(WireError) as info:
+        dec.feed_into(sse(lp_chunk("a", bad)), out)
+    assert info.value.kind == "protocol"
+    assert out == [TextEvent("a")]
+
+
+# --- the fake upstream renders logprobsResult -------------------------------------------------------
+
+
+def rendered(body: dict[str, Any], tokens: int = 3) -> bytes:
+    items = list(fake_gemini.render(build_steps(Scenario(model="gemini-2.5-flash", tokens=tokens)), "m", body))
+    return b"".join(i for i in items if isinstance(i, bytes))
+
+
+def test_fake_upstream_renders_logprobs_only_when_asked() -> None:
+    assert b"logprobsResult" not in rendered({})
+    assert b"logprobsResult" not in rendered({"generationConfig": {"logprobs": 2}})
+    asked = rendered({"generationConfig": {"responseLogprobs": True, "logprobs": 2}})
+    first = asked.split(b"\r\n\r\n")[0]
+    assert first == (
+        b'data: {"candidates": [{"content": {"parts": [{"text": "t0 "}],"role": "model"},"index": 0,'
+        b'"logprobsResult": {"topCandidates": [{"candidates": [{"token": "t0 ","logProbability": -0.01,'
+        b'"tokenId": 1000},{"token": "t0 ~1","logProbability": -1.01,"tokenId": 2001}]}],'
+        b'"chosenCandidates": [{"token": "t0 ","logProbability": -0.01,"tokenId": 1000}]}}],'
+        b'"modelVersion": "m","responseId": "fakeResp0001"}'
+    )
+
+
+def test_fake_upstream_logprobs_decode_to_one_event_per_text_chunk() -> None:
+    for top_n in (0, 1, 3):
+        config: dict[str, Any] = {"responseLogprobs": True, **({"logprobs": top_n} if top_n else {})}
+        dec = GeminiStreamDecoder()
+        events = feed(dec, rendered({"generationConfig": config})) + close(dec)
+        lp = [e for e in events if type(e) is LogprobsEvent]
+        assert [e.content[0].token for e in lp] == ["t0 ", "t1 ", "t2 "]
+        assert [e.content[0].logprob for e in lp] == pytest.approx([-0.01, -0.02, -0.03])
+        assert all(len(e.content[0].top_logprobs) == top_n for e in lp)
+        if top_n:
+            assert lp[0].content[0].top_logprobs[0] == TopLogprob("t0 ", -0.01, tuple(b"t0 "))

@@ -36,11 +36,14 @@ from ..models import (
     ChatRequest,
     Citation,
     CitationEvent,
+    LogprobsEvent,
     Message,
     ReasoningEvent,
     StreamEvent,
     TextEvent,
+    TokenLogprob,
     ToolCallEvent,
+    TopLogprob,
     UsageEvent,
 )
 from .base import (
@@ -594,6 +597,13 @@ class GeminiStreamDecoder(SSEJsonDecoder):
     `candidatesTokenCount + thoughtsTokenCount`, unless `totalTokenCount` shows the
     thoughts already inside `candidatesTokenCount` (some Vertex models count them there).
 
+    Log probabilities (when the request asked, `generationConfig.responseLogprobs`): a chunk's
+    `candidates[0].logprobsResult` becomes one `LogprobsEvent`, after the chunk's text, in
+    OpenAI's shape: each of `chosenCandidates` is a token (`token`, `logProbability`; its
+    bytes are the token's UTF-8 bytes, as OpenAI gives them), with the same step of
+    `topCandidates` as its `top_logprobs`. A field left out is its proto3 default (an empty
+    token, a log probability of 0); a field of the wrong type is a protocol error.
+
     Citations are the candidate's `groundingMetadata.groundingChunks` (`web`,
     `retrievedContext` or `maps` sources, each with `uri` and `title`). They come late,
     often in the last chunk with the finish reason, and Google may resend the metadata
@@ -638,6 +648,9 @@ class GeminiStreamDecoder(SSEJsonDecoder):
                 if type(part) is not dict:
                     raise WireError(f"content part is {type(part).__name__}, expected a JSON object", kind="protocol")
                 self._part(part, out)
+            logprobs = json_field(cand, "logprobsResult", dict, "candidate")
+            if logprobs:
+                _logprobs(logprobs, out)
             reason = json_field(cand, "finishReason", str, "candidate")
             if reason:
                 self.finish_reason_raw = reason
@@ -708,6 +721,42 @@ class GeminiStreamDecoder(SSEJsonDecoder):
             out.append(ToolCallEvent(pos, call_id, json_field(call, "name", str, "functionCall"), arguments, signature))
         elif "thoughtSignature" not in part:
             self.unknown_events.add("part:" + ",".join(sorted(part)))
+
+
+def _logprob_candidate(obj: Any, where: str) -> tuple[str, float, tuple[int, ...]]:
+    """(token, log probability, UTF-8 bytes) of a `LogprobsResult.Candidate`
+    (`{"token", "logProbability", "tokenId"}`); an absent field is its proto3 default."""
+    if type(obj) is not dict:
+        raise WireError(f"{where} item is {type(obj).__name__}, expected a JSON object", kind="protocol")
+    token = json_field(obj, "token", str, where) or ""
+    logprob: Any = obj.get("logProbability")
+    if logprob is None:
+        logprob = 0.0
+    elif type(logprob) is not float and type(logprob) is not int:
+        raise WireError(f"{where}.logProbability is {type(logprob).__name__}, expected a number", kind="protocol")
+    json_field(obj, "tokenId", int, where)
+    return token, float(logprob), tuple(token.encode())
+
+
+def _logprobs(result: dict[str, Any], out: list[StreamEvent]) -> None:
+    """One chunk's `logprobsResult` as a `LogprobsEvent` (none when it chose no token)."""
+    chosen = json_field(result, "chosenCandidates", list, "logprobsResult") or ()
+    steps = json_field(result, "topCandidates", list, "logprobsResult") or ()
+    tokens: list[TokenLogprob] = []
+    for i, item in enumerate(chosen):
+        tops: tuple[TopLogprob, ...] = ()
+        if i < len(steps):
+            step = steps[i]
+            if type(step) is not dict:
+                raise WireError(
+                    f"logprobsResult.topCandidates item is {type(step).__name__}, expected a JSON object",
+                    kind="protocol",
+                )
+            alternatives = json_field(step, "candidates", list, "topCandidates") or ()
+            tops = tuple(TopLogprob(*_logprob_candidate(c, "topCandidates.candidates")) for c in alternatives)
+        tokens.append(TokenLogprob(*_logprob_candidate(item, "logprobsResult.chosenCandidates"), tops))
+    if tokens:
+        out.append(LogprobsEvent(tuple(tokens)))
 
 
 #: The `groundingChunks` entry kinds read as cited sources, each with `uri` and `title`.

@@ -107,14 +107,41 @@ def render(steps: Iterable[Step], model: str, request_body: dict[str, Any]) -> I
     `functionCall` part (Gemini does not stream arguments), a mid-stream error an
     `{"error": ...}` chunk. Cited sources become the last chunk's `groundingMetadata`,
     and their cited passages that chunk's text (a grounding support cites reply text).
+
+    With `generationConfig.responseLogprobs: true` in the request, each text chunk's candidate
+    carries `logprobsResult`: the chunk's text as one chosen token (`logProbability` -0.01 for
+    the first, -0.02 for the next, ...; `tokenId` 1000, 1001, ...), and, when the request gives
+    `generationConfig.logprobs: N`, that step's N `topCandidates` (the token itself first, then
+    `<token>~1`, ... each 1 lower), in proto field order (`topCandidates` before
+    `chosenCandidates`; `token`, `logProbability`, `tokenId`).
     """
     tail = {"modelVersion": model, "responseId": "fakeResp0001"}
+    config = request_body.get("generationConfig")
+    config = config if isinstance(config, dict) else {}
+    want_logprobs = config.get("responseLogprobs") is True
+    top_n = config.get("logprobs") if type(config.get("logprobs")) is int else 0
+    tokens = 0  # text tokens so far: each text step is one token
+
+    def logprobs_result(text: str) -> dict[str, Any]:
+        nonlocal tokens
+        logprob = -0.01 * (tokens + 1)
+        chosen = {"token": text, "logProbability": logprob, "tokenId": 1000 + tokens}
+        tokens += 1
+        result: dict[str, Any] = {}
+        if top_n:
+            alternatives = [chosen] + [
+                {"token": f"{text}~{j}", "logProbability": logprob - j, "tokenId": 2000 + j} for j in range(1, top_n)
+            ]
+            result["topCandidates"] = [{"candidates": alternatives}]
+        result["chosenCandidates"] = [chosen]
+        return result
 
     def chunk(
         parts: list[dict[str, Any]],
         finish: str | None = None,
         usage: Usage | None = None,
         grounding: dict[str, Any] | None = None,
+        logprobs: dict[str, Any] | None = None,
     ) -> bytes:
         cand: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
         if finish is not None:
@@ -122,6 +149,8 @@ def render(steps: Iterable[Step], model: str, request_body: dict[str, Any]) -> I
         cand["index"] = 0
         if grounding is not None:
             cand["groundingMetadata"] = grounding
+        if logprobs is not None:
+            cand["logprobsResult"] = logprobs
         obj: dict[str, Any] = {"candidates": [cand]}
         if usage is not None:
             obj["usageMetadata"] = _usage_metadata(usage)
@@ -133,7 +162,7 @@ def render(steps: Iterable[Step], model: str, request_body: dict[str, Any]) -> I
     for step in steps:
         if isinstance(step, Text):
             text_bytes += len(step.text.encode())
-            yield chunk([{"text": step.text}])
+            yield chunk([{"text": step.text}], logprobs=logprobs_result(step.text) if want_logprobs else None)
         elif isinstance(step, Reasoning):
             yield chunk([{"text": step.text, "thought": True}])
         elif isinstance(step, ToolCallStep):
