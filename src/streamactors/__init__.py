@@ -45,6 +45,7 @@ from .request_dict import request_from_dict as request_from_dict
 from .service import Service as Service
 from .service import open_service as open_service
 from .stream import EventStream as EventStream
+from .worker import Worker as Worker
 
 __all__ = [
     "AudioPart",
@@ -81,6 +82,7 @@ __all__ = [
     "Usage",
     "UsageError",
     "UsageEvent",
+    "Worker",
     "__version__",
     "open_service",
     "request_from_dict",
