@@ -1,4 +1,4 @@
-"""The `streamactors` command: `stress`, `mock-upstream`, `logs`."""
+"""The `streamactors` command: `stress`, `serve`, `mock-upstream`, `logs`."""
 
 from __future__ import annotations
 
@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the report as one JSON object, last line")
     s.add_argument("--no-progress", action="store_true", help="no progress bar or periodic progress lines")
 
+    sv = sub.add_parser("serve", help="run the OpenAI- and Anthropic-compatible HTTP gateway")
+    sv.add_argument("--config", required=True, metavar="PATH", help="the TOML config ([providers], [server], ...)")
+    sv.add_argument("--host", default=None, help="address to listen on (default: server.host, loopback without keys)")
+    sv.add_argument("--port", type=int, default=None, help="port (default: server.port; 0 picks a free one)")
+
     m = sub.add_parser("mock-upstream", help="run the fake upstream server")
     m.add_argument("--port", type=int, default=8787)
     m.add_argument("--host", default="127.0.0.1")
@@ -84,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _mock_upstream(args)
         if args.command == "logs":
             return _logs(args)
+        if args.command == "serve":
+            return _serve(args)
         return _stress(args)
     except BrokenPipeError:
         # The reader went away (`streamactors logs ... | head`): stop quietly, and keep
@@ -120,6 +127,24 @@ def _stress(args: argparse.Namespace) -> int:
     exact = report["lost"] == 0 and report["duplicated"] == 0 and report["reordered"] == 0
     healthy = exact and (faults or report["failed"] == 0)
     return 0 if healthy else 1
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .config.schema import Config
+    from .errors import ConfigError
+    from .gateway.run import run_gateway
+
+    try:
+        config = Config.load(args.config)
+    except ConfigError as exc:
+        print(f"streamactors serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        trio.run(run_gateway, config, args.host, args.port)
+    except OSError as exc:  # the address is in use, say
+        print(f"streamactors serve: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _logs(args: argparse.Namespace) -> int:
