@@ -26,7 +26,7 @@ from .models import (
     UsageEvent,
 )
 
-__all__ = ["ReplyBuilder"]
+__all__ = ["ReplyBuilder", "TextBuffer"]
 
 
 #: Fragments kept before they are joined into one block (a str object costs ~50 bytes
@@ -34,8 +34,9 @@ __all__ = ["ReplyBuilder"]
 _BLOCK = 256
 
 
-class _Text:
-    """Text fragments in O(n) time and about one byte per character of memory."""
+class TextBuffer:
+    """Text fragments in O(n) time and about one byte per character of memory: fragments are
+    joined into a block every `_BLOCK` of them. For everything that keeps a stream's text."""
 
     __slots__ = ("blocks", "fragments")
 
@@ -44,16 +45,30 @@ class _Text:
         self.blocks: list[str] = []
 
     def append(self, fragment: str) -> None:
+        """Keep one more fragment."""
         fragments = self.fragments
         fragments.append(fragment)
         if len(fragments) >= _BLOCK:
             self.blocks.append("".join(fragments))
             fragments.clear()
 
+    def compact(self) -> None:
+        """Join the fragments into a block if there are enough (after appending to
+        `fragments` directly, as a hot loop may)."""
+        if len(self.fragments) >= _BLOCK:
+            self.blocks.append("".join(self.fragments))
+            self.fragments.clear()
+
+    def clear(self) -> None:
+        """Forget everything kept."""
+        self.blocks.clear()
+        self.fragments.clear()
+
     def __bool__(self) -> bool:
         return bool(self.fragments or self.blocks)
 
     def join(self) -> str:
+        """The whole text."""
         return "".join(self.blocks) + "".join(self.fragments)
 
 
@@ -83,8 +98,8 @@ class ReplyBuilder:
     )
 
     def __init__(self, provider: str = "", model: str = "", *, keep_text: bool = True) -> None:
-        self._text = _Text()
-        self._reasoning = _Text()  # the reasoning since the last signed block
+        self._text = TextBuffer()
+        self._reasoning = TextBuffer()  # the reasoning since the last signed block
         self._blocks: list[ReasoningBlock] = []  # signed and redacted blocks, in order, for replay
         self._saw_text = False
         self.keep_text = keep_text
@@ -166,7 +181,7 @@ class ReplyBuilder:
             self._reasoning.append(ev.text)
         if ev.signature is not None:  # it ends the block: the text since the last one is the block's
             self._blocks.append(ReasoningBlock(self._reasoning.join(), ev.signature))
-            self._reasoning = _Text()
+            self._reasoning = TextBuffer()
         elif ev.redacted is not None:
             self._blocks.append(ReasoningBlock("", None, ev.redacted))
 

@@ -49,6 +49,7 @@ from ..models import (
     Usage,
     UsageEvent,
 )
+from ..reply import TextBuffer
 from ..request_dict import _KEYS as REQUEST_KEYS
 from ..request_dict import request_from_dict
 from .errors import GatewayError
@@ -334,37 +335,6 @@ def _tool_call_extra(signature: str | None) -> dict[str, Any]:
     return {"extra_content": {"google": {"thought_signature": signature}}} if signature else {}
 
 
-#: Fragments kept before they are joined into one block (a str object costs ~50 bytes beyond
-#: its text; a block of 256 fragments costs that once).
-_BLOCK = 256
-
-
-class _Fragments:
-    """Text kept as fragments, joined into blocks as it grows (about a byte per character)."""
-
-    __slots__ = ("blocks", "fragments")
-
-    def __init__(self) -> None:
-        self.fragments: list[str] = []
-        self.blocks: list[str] = []
-
-    def add(self, fragment: str) -> None:
-        self.fragments.append(fragment)
-        self.compact()
-
-    def compact(self) -> None:
-        if len(self.fragments) >= _BLOCK:
-            self.blocks.append("".join(self.fragments))
-            self.fragments.clear()
-
-    def join(self) -> str:
-        return "".join(self.blocks) + "".join(self.fragments)
-
-    def clear(self) -> None:
-        self.blocks.clear()
-        self.fragments.clear()
-
-
 # --- streaming -------------------------------------------------------------------------
 
 
@@ -448,8 +418,8 @@ class ChunkEncoder:
         self._started = False
         self._ended = False
         self._chars = 0  # characters of reply text sent so far
-        self._text = _Fragments()
-        self._reasoning = _Fragments()  # the reasoning of the thinking block not signed yet
+        self._text = TextBuffer()
+        self._reasoning = TextBuffer()  # the reasoning of the thinking block not signed yet
         self._blocks = 0  # thinking blocks sent
         self._tools: set[int] = set()  # tool-call indices started
         self._annotations: list[tuple[Citation, int]] = []  # (citation, characters before it)
@@ -469,10 +439,7 @@ class ChunkEncoder:
             ev = events[0]
             if type(ev) is TextEvent and ev.text:
                 text = ev.text
-                fragments = self._text.fragments
-                fragments.append(text)
-                if len(fragments) >= _BLOCK:
-                    self._text.compact()
+                self._text.append(text)
                 self._chars += len(text)
                 return self._text_prefix + _json(text) + self._text_suffix
         if self._ended:
@@ -502,7 +469,7 @@ class ChunkEncoder:
             if type(ev) is ReasoningEvent and ev.signature is None and ev.redacted is None:
                 if ev.text:
                     out.append(self._reasoning_prefix + _json(ev.text) + self._text_suffix)
-                    self._reasoning.add(ev.text)
+                    self._reasoning.append(ev.text)
                 continue
             self._chars += chars
             chars = 0
@@ -555,7 +522,7 @@ class ChunkEncoder:
         delta: dict[str, Any] = {}
         if ev.text:
             delta["reasoning_content"] = ev.text
-            self._reasoning.add(ev.text)
+            self._reasoning.append(ev.text)
         if ev.signature is not None:
             block = {"index": self._blocks, "type": "thinking", "thinking": self._reasoning.join()}
             delta["thinking_blocks"] = [{**block, "signature": ev.signature}]
