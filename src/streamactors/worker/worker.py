@@ -29,319 +29,30 @@ How the guarantees cross the thread boundary:
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
 import httpx
 import trio
 
-from .config.schema import Config
-from .errors import ProviderError, UsageError
-from .models import ChatRequest, Reply, StreamEvent
-from .request_dict import request_from_dict
-from .service import Service, open_service
-from .stream import EventStream
-from .wire.base import ProviderCodec
+from ..config.schema import Config
+from ..errors import ProviderError, UsageError
+from ..models import ChatRequest, Reply
+from ..request_dict import request_from_dict
+from ..service import Service, open_service
+from ..stream import EventStream
+from ..wire.base import ProviderCodec
+from .handoff import Handoff, wake_future
+from .streams import AsyncWorkerStream, WorkerStream
 
-__all__ = ["AsyncWorkerStream", "Worker", "WorkerStream"]
+__all__ = ["Worker"]
 
 #: How often the worker looks for streams whose consumer ended while the stream waits for it.
 _WATCH_INTERVAL = 0.05
-
-_Outcome = Reply | BaseException | None
-
-
-class _Handoff:
-    """One request's bounded hand-off from the worker's trio thread to its consumer.
-
-    The producer side (`put`, `finish`, `cancel_in_trio`) runs in the trio thread; the
-    consumer side in the caller's thread or loop. `lock` guards the window (`items`), the
-    outcome, and who waits on whom (`wake`: how to wake a waiting consumer; `room`: the trio
-    event the producer waits on while the window is full).
-    """
-
-    __slots__ = (
-        "abandoned",
-        "closed",
-        "cond",
-        "consumer_loop",
-        "consumer_thread",
-        "done",
-        "items",
-        "lock",
-        "on_done",
-        "outcome",
-        "received",
-        "request",
-        "room",
-        "scope",
-        "token",
-        "unput",
-        "wake",
-        "window",
-    )
-
-    def __init__(
-        self,
-        token: trio.lowlevel.TrioToken,
-        request: ChatRequest,
-        window: int,
-        on_done: Callable[[_Handoff], None],
-        *,
-        threaded: bool,
-    ) -> None:
-        self.token = token
-        self.request = request
-        self.window = window
-        self.on_done = on_done
-        self.lock = threading.Lock()
-        self.cond = threading.Condition(self.lock) if threaded else None
-        self.items: collections.deque[StreamEvent] = collections.deque()
-        self.done = False
-        self.outcome: _Outcome = None
-        self.wake: Callable[[], None] | None = None
-        self.room: trio.Event | None = None
-        self.received = 0
-        self.unput: list[StreamEvent] = []
-        self.consumer_thread: threading.Thread | None = None
-        self.consumer_loop: asyncio.AbstractEventLoop | None = None
-        # Trio thread only:
-        self.scope: trio.CancelScope | None = None
-        self.closed = False
-        self.abandoned = False
-
-    # --- producer side (trio thread) ----------------------------------------------------
-
-    async def put(self, batch: list[StreamEvent]) -> None:
-        """Add events to the window, waiting while it is full."""
-        i, n = 0, len(batch)
-        while True:
-            with self.lock:
-                free = self.window - len(self.items)
-                if free > 0:
-                    part = batch[i : i + free] if i or n > free else batch
-                    self.items.extend(part)
-                    self.received += len(part)
-                    i += len(part)
-                    self._wake_consumer()
-                    if i >= n:
-                        self.unput = []
-                        return
-                room = self.room = trio.Event()
-                self.unput = batch[i:]
-            await room.wait()
-
-    def finish(self, outcome: _Outcome, *, with_unput: bool = False) -> None:
-        """End the stream with `outcome` (a reply, an error, or None for a stream's clean end).
-        `with_unput` adds the events of a batch cut short, so the consumer gets every event
-        the error's partial reply holds. Idempotent; safe from any thread."""
-        with self.lock:
-            if self.done:
-                return
-            if with_unput and self.unput:
-                self.items.extend(self.unput)
-                self.received += len(self.unput)
-            self.unput = []
-            self.done = True
-            self.outcome = outcome
-            self._wake_consumer()
-        self.on_done(self)
-
-    def cancel_in_trio(self) -> None:
-        """The consumer left: cancel the request's task (closing the upstream request)."""
-        self.closed = True
-        if self.scope is not None:
-            self.scope.cancel()
-
-    def consumer_gone(self) -> bool:
-        """Whether the thread (or asyncio loop) that last read this stream has ended."""
-        thread, loop = self.consumer_thread, self.consumer_loop
-        return (thread is not None and not thread.is_alive()) or (loop is not None and loop.is_closed())
-
-    def _wake_consumer(self) -> None:  # with the lock held
-        wake = self.wake
-        if wake is not None:
-            self.wake = None
-            wake()
-
-    # --- consumer side (any thread) -----------------------------------------------------
-
-    def take(self) -> tuple[StreamEvent, trio.Event | None]:
-        """Pop the next event (with the lock held); also the producer's event to set, if it
-        waits for room and half the window is free."""
-        ev = self.items.popleft()
-        room = self.room
-        if room is not None and len(self.items) <= self.window // 2:
-            self.room = None
-            return ev, room
-        return ev, None
-
-    def give_room(self, room: trio.Event) -> None:
-        try:
-            self.token.run_sync_soon(room.set)
-        except trio.RunFinishedError:
-            pass
-
-    def cancel(self) -> None:
-        """Cancel the request from any thread (nothing happens if it has ended)."""
-        if self.done:
-            return
-        try:
-            self.token.run_sync_soon(self.cancel_in_trio)
-        except trio.RunFinishedError:
-            pass
-
-
-def _resolve(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-def _wake_future(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
-    try:
-        loop.call_soon_threadsafe(_resolve, fut)
-    except RuntimeError:
-        pass  # the loop is closed: nobody waits any more (the watcher cancels the stream)
-
-
-class WorkerStream:
-    """The events of one request, for a thread: `for ev in worker.stream(request)`.
-
-    Iteration ends after the `finish` event; a failed request raises its `ProviderError` (with
-    `.partial`) or `UsageError`. Leaving early (`break`, `close()`, the end of a `with` block,
-    or dropping the iterator) cancels the upstream request. Read it from one thread at a time:
-    if the thread that last read it has ended while the stream waits for room, the worker
-    cancels the request (a later read gets the events held, then a `ProviderError`).
-    """
-
-    __slots__ = ("_ended", "_h")
-
-    def __init__(self, handoff: _Handoff) -> None:
-        self._h = handoff
-        self._ended = False
-
-    @property
-    def received(self) -> int:
-        """Events the worker has taken from the service for this stream, read or waiting in
-        the window (at most `window` more than were read, plus a batch cut short by a stop)."""
-        return self._h.received
-
-    def __iter__(self) -> WorkerStream:
-        return self
-
-    def __next__(self) -> StreamEvent:
-        if self._ended:
-            raise StopIteration
-        h = self._h
-        assert h.cond is not None
-        h.consumer_thread = threading.current_thread()
-        try:
-            with h.lock:
-                while not h.items:
-                    if h.done:
-                        self._ended = True
-                        if isinstance(h.outcome, BaseException):
-                            raise h.outcome
-                        raise StopIteration
-                    h.wake = h.cond.notify
-                    h.cond.wait()
-                ev, room = h.take()
-        except BaseException:  # the outcome, or KeyboardInterrupt while waiting: leave the stream
-            self.close()
-            raise
-        if room is not None:
-            h.give_room(room)
-        return ev
-
-    def close(self) -> None:
-        """Stop reading: cancels the upstream request if it has not ended."""
-        self._ended = True
-        self._h.cancel()
-
-    def __enter__(self) -> WorkerStream:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if not self._ended:
-            self._h.cancel()
-
-
-class AsyncWorkerStream:
-    """The events of one request, for asyncio: `async for ev in worker.astream(request)`.
-
-    As `WorkerStream`, from any running asyncio loop. Cancelling the task while it waits for
-    the next event cancels the upstream request; so do `break`, `aclose()`, the end of an
-    `async with` block, or dropping the iterator. If the loop that last read it is closed
-    while the stream waits for room, the worker cancels the request.
-    """
-
-    __slots__ = ("_ended", "_h")
-
-    def __init__(self, handoff: _Handoff) -> None:
-        self._h = handoff
-        self._ended = False
-
-    @property
-    def received(self) -> int:
-        """As `WorkerStream.received`."""
-        return self._h.received
-
-    def __aiter__(self) -> AsyncWorkerStream:
-        return self
-
-    async def __anext__(self) -> StreamEvent:
-        if self._ended:
-            raise StopAsyncIteration
-        h = self._h
-        while True:
-            loop = asyncio.get_running_loop()
-            h.consumer_loop = loop
-            with h.lock:
-                if h.items:
-                    ev, room = h.take()
-                    break
-                if h.done:
-                    self._ended = True
-                    if isinstance(h.outcome, BaseException):
-                        raise h.outcome
-                    raise StopAsyncIteration
-                fut: asyncio.Future[None] = loop.create_future()
-                h.wake = functools.partial(_wake_future, loop, fut)
-            try:
-                await fut
-            except BaseException:  # the task was cancelled: leave the stream
-                self.close()
-                raise
-        if room is not None:
-            h.give_room(room)
-        return ev
-
-    def close(self) -> None:
-        """Stop reading: cancels the upstream request if it has not ended."""
-        self._ended = True
-        self._h.cancel()
-
-    async def aclose(self) -> None:
-        """As `close()` (it does not wait)."""
-        self.close()
-
-    async def __aenter__(self) -> AsyncWorkerStream:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if not self._ended:
-            self._h.cancel()
 
 
 def _coerce(request: ChatRequest | Mapping[str, Any]) -> ChatRequest:
@@ -398,7 +109,7 @@ class Worker:
         self._startup_error: BaseException | None = None
         self._failure: BaseException | None = None
         self._failed_with = ""  # the service's error, for the messages of later calls
-        self._live: set[_Handoff] = set()
+        self._live: set[Handoff] = set()
         # Set in the trio thread, read by submitters under the lock:
         self._token: trio.lowlevel.TrioToken | None = None
         # Trio thread only:
@@ -408,7 +119,7 @@ class Worker:
         self._stopping = False
         self._relays = 0
         self._idle: trio.Event | None = None
-        self._blocked: set[_Handoff] = set()
+        self._blocked: set[Handoff] = set()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -507,7 +218,7 @@ class Worker:
                     if h.done:
                         break
                     fut: asyncio.Future[None] = loop.create_future()
-                    h.wake = functools.partial(_wake_future, loop, fut)
+                    h.wake = functools.partial(wake_future, loop, fut)
                 await fut
         except BaseException:
             h.cancel()
@@ -531,14 +242,14 @@ class Worker:
         complete: bool = False,
         keep_text: bool = True,
         threaded: bool,
-    ) -> _Handoff:
+    ) -> Handoff:
         if threading.current_thread() is self._thread:
             raise UsageError("a Worker's requests were made from its own trio thread: in trio code use open_service()")
         req = _coerce(request)
         with self._lock:
             if self._state != "running" or self._token is None:
                 raise self._not_running()
-            h = _Handoff(self._token, req, self.window, self._forget, threaded=threaded)
+            h = Handoff(self._token, req, self.window, self._forget, threaded=threaded)
             self._live.add(h)
             try:
                 self._token.run_sync_soon(self._spawn, h, complete, keep_text)
@@ -558,12 +269,12 @@ class Worker:
             return UsageError(f"the Worker is stopped: its service failed ({self._failed_with}); create a new one")
         return UsageError("the Worker is stopped: a Worker runs once, create a new one to send more requests")
 
-    def _forget(self, h: _Handoff) -> None:
+    def _forget(self, h: Handoff) -> None:
         with self._lock:
             self._live.discard(h)
 
     @staticmethod
-    def _reply(h: _Handoff) -> Reply:
+    def _reply(h: Handoff) -> Reply:
         outcome = h.outcome
         if isinstance(outcome, BaseException):
             raise outcome
@@ -620,7 +331,7 @@ class Worker:
         assert self._stop_event is not None
         self._stop_event.set()
 
-    def _spawn(self, h: _Handoff, complete: bool, keep_text: bool) -> None:
+    def _spawn(self, h: Handoff, complete: bool, keep_text: bool) -> None:
         # A `run_sync_soon` callback: it must not raise.
         if self._nursery is None:
             h.finish(self._not_running())
@@ -628,7 +339,7 @@ class Worker:
         self._relays += 1
         self._nursery.start_soon(self._relay, h, complete, keep_text)
 
-    async def _relay(self, h: _Handoff, complete: bool, keep_text: bool) -> None:
+    async def _relay(self, h: Handoff, complete: bool, keep_text: bool) -> None:
         assert self._service is not None
         events: EventStream | None = None
         try:
@@ -660,7 +371,7 @@ class Worker:
             if not self._relays and self._idle is not None:
                 self._idle.set()
 
-    def _cancelled(self, h: _Handoff, events: EventStream | None) -> ProviderError:
+    def _cancelled(self, h: Handoff, events: EventStream | None) -> ProviderError:
         if h.abandoned:
             why = "the thread (or asyncio loop) reading this stream ended while the stream waited for it"
         elif h.closed:
@@ -682,7 +393,7 @@ class Worker:
                     h.cancel_in_trio()
 
     @staticmethod
-    def _cut(h: _Handoff, events: EventStream | None, message: str, *, kind: str = "connection") -> ProviderError:
+    def _cut(h: Handoff, events: EventStream | None, message: str, *, kind: str = "connection") -> ProviderError:
         """The error a request ends with when the worker ends it: what it received so far as
         its partial reply (everything the consumer gets before the error). Retryable unless
         the worker failed (sent again to a running worker, it may succeed)."""
