@@ -15,6 +15,7 @@ from .schema import RateLimitConfig as RateLimitConfig
 from .schema import RouteConfig as RouteConfig
 from .schema import ServerSettings as ServerSettings
 from .schema import ServiceSettings as ServiceSettings
+from .schema import SharedSettings as SharedSettings
 from .schema import Timeouts as Timeouts
 from .schema import VertexConfig as VertexConfig
 from .schema import XAIConfig as XAIConfig
@@ -35,6 +36,7 @@ __all__ = [
     "RouteConfig",
     "ServerSettings",
     "ServiceSettings",
+    "SharedSettings",
     "Timeouts",
     "VertexConfig",
     "XAIConfig",

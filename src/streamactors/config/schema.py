@@ -17,6 +17,7 @@ import attrs
 
 from ..errors import ConfigError, FieldValueError
 from ..secret import Secret
+from ..shared.address import RedisAddress
 from ..wire.sse import DEFAULT_MAX_EVENT_BYTES
 from .load import resolve_env, structure, suggest
 
@@ -36,6 +37,7 @@ __all__ = [
     "RouteConfig",
     "ServerSettings",
     "ServiceSettings",
+    "SharedSettings",
     "Timeouts",
     "VertexConfig",
     "XAIConfig",
@@ -259,6 +261,38 @@ class ServerSettings:
     send_timeout: float = attrs.field(default=60.0, validator=_positive)
 
 
+def _redis_url(inst: Any, attribute: attrs.Attribute[Any], value: Secret) -> None:
+    try:
+        RedisAddress.parse(value.reveal())
+    except ValueError as exc:
+        raise FieldValueError(attribute.name, str(exc)) from None
+
+
+def _namespace(inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not value or not all(c.isascii() and (c.isalnum() or c in "_.:-") for c in value):
+        raise FieldValueError(attribute.name, f"must be letters, digits and _ . : - only, got {value!r}")
+
+
+@attrs.frozen
+class SharedSettings:
+    """`[shared]`: services of one `namespace` share each provider's budgets, circuit and
+    quota news through Redis (state is keyed by namespace and provider name).
+
+    `redis_url` is `redis://[[user]:password@]host[:port][/db]`, or `rediss://` for TLS (a
+    secret: it may carry a password). `timeout` bounds one Redis call; past it, or on any
+    connection error, a service uses its local limiter and breaker until Redis is back.
+    """
+
+    redis_url: Secret = attrs.field(repr=False, validator=_redis_url)
+    namespace: str = attrs.field(default="streamactors", validator=_namespace)
+    timeout: float = attrs.field(default=0.25, validator=_positive)
+
+    @property
+    def address(self) -> RedisAddress:
+        """The parsed `redis_url`."""
+        return RedisAddress.parse(self.redis_url.reveal())
+
+
 @attrs.frozen
 class Config:
     """The whole configuration. Build it with `Config.load(path)` or `Config.from_dict(data)`."""
@@ -268,6 +302,8 @@ class Config:
     logging: LoggingConfig = LoggingConfig()
     service: ServiceSettings = ServiceSettings()
     server: ServerSettings = ServerSettings()
+    #: `[shared]`: None (the default) keeps every budget and circuit in this process.
+    shared: SharedSettings | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -290,9 +326,12 @@ class Config:
 
     def secrets(self) -> list[str]:
         """Every credential value configured (for scrubbing)."""
-        return [s for p in self.providers.values() for s in p.secrets()] + [
-            k.reveal() for k in self.server.api_keys if k
-        ]
+        shared = [self.shared.redis_url.reveal(), self.shared.address.password or ""] if self.shared else []
+        return (
+            [s for p in self.providers.values() for s in p.secrets()]
+            + [k.reveal() for k in self.server.api_keys if k]
+            + shared
+        )
 
 
 def _build_config(
@@ -302,7 +341,7 @@ def _build_config(
     if not isinstance(data, Mapping):
         raise ConfigError(f"invalid config: expected a table, got {type(data).__name__}")
     data = resolve_env(data, "", env)
-    allowed = ("providers", "routes", "logging", "service", "server")
+    allowed = ("providers", "routes", "logging", "service", "server", "shared")
     for key in data:
         if key not in allowed:
             raise ConfigError(
@@ -348,7 +387,8 @@ def _build_config(
         logging = attrs.evolve(logging, file=str(base_dir / logging.file))
     service = structure(data.get("service", {}), ServiceSettings, "service")
     server = structure(data.get("server", {}), ServerSettings, "server")
-    return cls(providers=providers, routes=routes, logging=logging, service=service, server=server)
+    shared = structure(data["shared"], SharedSettings, "shared") if "shared" in data else None
+    return cls(providers=providers, routes=routes, logging=logging, service=service, server=server, shared=shared)
 
 
 def _check_route(name: str, route: Any, providers: Mapping[str, Any]) -> None:
