@@ -71,3 +71,39 @@ async def test_stream_gives_citations_before_usage_and_finish(fake: FakeUpstream
     assert tail[3] == UsageEvent(100, 5, cache_read_tokens=40, reasoning_tokens=2)
     assert tail[4] == FinishEvent("tool_calls")
     assert len(reply.citations) == 3 and len(reply.tool_calls) == 1
+
+
+async def test_a_dropped_connection_keeps_the_citations_received() -> None:
+    """Citations wait for the end of the reply; when the connection drops first, those received
+    are in the error's partial reply, as the text is."""
+    import httpx
+    import orjson
+
+    from streamactors import ProviderError
+
+    chunk = {
+        "candidates": [
+            {
+                "content": {"parts": [{"text": "half a reply"}], "role": "model"},
+                "index": 0,
+                "groundingMetadata": {"groundingChunks": [{"web": {"uri": "https://a.example", "title": "A"}}]},
+            }
+        ]
+    }
+
+    class Body(httpx.AsyncByteStream):
+        async def __aiter__(self) -> Any:
+            yield b"data: " + orjson.dumps(chunk) + b"\r\n\r\n"
+            raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=Body())
+
+    cfg = Config.from_dict({"providers": {"gemini": {"kind": "gemini", "api_key": "AIza-test-0123456789", **COMMON}}})
+    async with open_service(cfg, transports={"gemini": httpx.MockTransport(handler)}) as service:
+        with pytest.raises(ProviderError) as info:
+            await service.complete({"model": "gemini/gemini-2.5-flash", "messages": user()})
+    assert info.value.kind == "connection"
+    assert info.value.partial is not None
+    assert info.value.partial.text == "half a reply"
+    assert info.value.partial.citations == (Citation("https://a.example", "A", None),)

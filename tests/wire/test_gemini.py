@@ -702,6 +702,34 @@ def test_retrieved_context_and_maps_sources() -> None:
     assert dec.unknown_events == {"groundingChunk:futureKind"}
 
 
+def test_a_reply_that_fails_keeps_the_citations_it_had() -> None:
+    """Citations wait for the end of the reply; a reply that fails first (an error event, a
+    body that ends early, a dropped connection) still hands them over, once, with its
+    partial reply: before the error is raised, or by `held_into`."""
+    a = ("https://a.example/x", "a.example")
+    first = sse(grounded([{"text": "one "}], _grounding(a)))
+    error = sse({"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}})
+    dec = GeminiStreamDecoder()
+    out: list[StreamEvent] = []
+    with pytest.raises(WireError, match="overloaded"):
+        dec.feed_into(first + error, out)
+    assert [e.type for e in out] == ["text", "citation"] and _citations(out) == [(*a, None)]
+
+    dec = GeminiStreamDecoder()
+    out = []
+    dec.feed_into(first, out)
+    with pytest.raises(WireError, match="incomplete"):
+        dec.close_into(out)
+    assert [e.type for e in out] == ["text", "citation"]
+
+    dec = GeminiStreamDecoder()
+    out = []
+    dec.feed_into(first, out)
+    dec.held_into(out)  # the connection dropped
+    dec.held_into(out)
+    assert [e.type for e in out] == ["text", "citation"]
+
+
 def test_grounding_of_other_candidates_is_ignored() -> None:
     other = {"content": {"parts": [{"text": "alt"}]}, "index": 1, "groundingMetadata": _grounding(("u", "t"))}
     events = decode(sse({"candidates": [other]}, chunk([{"text": "ok"}], "STOP")))

@@ -482,6 +482,10 @@ class ProviderActor:
                     )
                 ) from exc
             except httpx.HTTPError as exc:
+                held: Batch = []
+                decoder.held_into(held)
+                if held:  # what the decoder held for the end belongs to the partial reply
+                    await self._deliver(held, reply, scope, progress)
                 kind, message = classify_transport_error(exc)
                 raise _AttemptFailed(self._fail(message, kind, retryable=True)) from exc
             finally:

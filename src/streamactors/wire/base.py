@@ -89,6 +89,13 @@ class StreamDecoder(Protocol):
         stream ended before its terminator or finish reason."""
         ...
 
+    def held_into(self, out: list[StreamEvent]) -> None:
+        """The reply failed before its end (the connection dropped, say): append what the
+        decoder holds back for the end of the reply (Gemini's citations), once, since it
+        belongs to the partial reply. A `WireError` raised by `feed_into` or `close_into`
+        has appended it already."""
+        ...
+
 
 class ProviderCodec(Protocol):
     """Everything provider-specific that needs no I/O: request building, stream decoding,
@@ -222,6 +229,7 @@ class DecoderBase:
             self._feed(data, out)
         except WireError as exc:
             self._failed = exc
+            self.held_into(out)
             raise
 
     def close_into(self, out: list[StreamEvent]) -> None:
@@ -231,8 +239,12 @@ class DecoderBase:
             return
         if self._finish is None:
             self._failed = WireError(self._incomplete_message(), kind="protocol")
+            self.held_into(out)
             raise self._failed
         self._end_reply(out)
+
+    def held_into(self, out: list[StreamEvent]) -> None:
+        """See `StreamDecoder.held_into`; a decoder that holds events back overrides it."""
 
     def _feed(self, data: bytes, out: list[StreamEvent]) -> None:
         raise NotImplementedError

@@ -699,8 +699,14 @@ class GeminiStreamDecoder(SSEJsonDecoder):
                 entry[2] = cited.get(i) or passage
 
     def _end_reply(self, out: list[StreamEvent]) -> None:
-        out.extend(CitationEvent(Citation(*entry)) for entry in self._sources.values())
+        self.held_into(out)
         super()._end_reply(out)
+
+    def held_into(self, out: list[StreamEvent]) -> None:
+        """The sources collected so far, as citations (once): at the end of the reply, or
+        into the partial reply of one that failed."""
+        out.extend(CitationEvent(Citation(*entry)) for entry in self._sources.values())
+        self._sources.clear()
 
     def _part(self, part: dict[str, Any], out: list[StreamEvent]) -> None:
         if "text" in part:
