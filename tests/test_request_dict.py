@@ -244,6 +244,17 @@ def test_request_dict_content_part_errors(part: Any, fragment: str) -> None:
     assert fragment in str(info.value)
 
 
+def test_a_cloud_storage_image_url_is_taken_as_it_is() -> None:
+    """Vertex AI's Gemini models read gs:// objects themselves (the other providers refuse them)."""
+    req = request_from_dict(
+        {
+            "model": "vertex/gemini",
+            "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "gs://b/cat.png"}}]}],
+        }
+    )
+    assert req.messages[0].content == (ImagePart("gs://b/cat.png"),)
+
+
 def test_message_content_converter_makes_parts_a_tuple() -> None:
     m = Message("user", ["a", ImagePart("data:image/png;base64,AAAA")])
     assert m.content == (TextPart("a"), ImagePart("data:image/png;base64,AAAA"))

@@ -112,8 +112,9 @@ def _part(part: Any, where: str) -> ContentPart:
         if detail is not None and detail not in ("auto", "low", "high"):
             raise _fail(f'{where}.image_url.detail must be "auto", "low" or "high", got {detail!r}')
         url = _string(image, "url", f"{where}.image_url")
-        if not (is_data_url(url) or url.startswith(("https://", "http://"))):
-            raise _fail(f"{where}.image_url.url must be an https URL or a data URL, got {url[:60]!r}")
+        # gs:// is a Cloud Storage object, which Vertex AI's Gemini models take as they are.
+        if not (is_data_url(url) or url.startswith(("https://", "http://", "gs://"))):
+            raise _fail(f"{where}.image_url.url must be an https URL, a gs:// URL or a data URL, got {url[:60]!r}")
         return ImagePart(url, detail, cache)
     if kind == "file":
         file = _object(part, "file", where)
