@@ -15,7 +15,7 @@ Two ways to run a test against an upstream:
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -24,6 +24,7 @@ import trio
 import trio.testing
 
 from mock_upstream import MockUpstream
+from redis_server import RedisServer
 from streamactors import Config
 from streamactors.config.schema import LoggingConfig
 from streamactors.logs import make_logger
@@ -37,6 +38,15 @@ ANTHROPIC_KEY = "sk-ant-test-ANTHROPIC-0123456789abcdef"
 def autojump_clock() -> trio.testing.MockClock:
     """Virtual time that jumps to the next deadline whenever every task is blocked."""
     return trio.testing.MockClock(autojump_threshold=0)
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A private redis-server on a free loopback port (skips if there is no binary)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
