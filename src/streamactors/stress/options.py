@@ -11,7 +11,8 @@ __all__ = ["StressOptions"]
 class StressOptions:
     """Knobs of one stress run (see `streamactors stress --help`).
 
-    `idle_streams` None means min(concurrency, 1000); 0 skips that phase.
+    `idle_streams` None means min(concurrency, 1000); 0 skips that phase. `sample_interval`:
+    seconds between two readings of the charted time series (at least 0.05).
     """
 
     tokens: int = 1_000_000
@@ -32,3 +33,4 @@ class StressOptions:
     baseline: bool = False
     idle_streams: int | None = None
     fallback: bool = False
+    sample_interval: float = 0.5

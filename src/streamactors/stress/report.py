@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from .stats import Phase, ms
+from .timeseries import chart_data
 
 if TYPE_CHECKING:
     from .options import StressOptions
@@ -112,6 +113,7 @@ def build_report(
                 "itl_added_vs_baseline_ms_p99": _minus(itl99, b_itl99),
             }
         )
+    report.update(chart_data(main, base))
     return report
 
 

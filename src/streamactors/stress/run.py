@@ -10,7 +10,8 @@ A run has up to three phases, each on the same fake upstream:
    as it arrives (token i must be "t{i}"), with time to first token and the gaps
    between text events in fixed-size histograms, so memory does not grow with tokens;
    RSS is sampled after warm-up (every stream of the first wave has started and a tenth
-   of the tokens arrived) and at the end: the difference is growth with tokens;
+   of the tokens arrived) and at the end: the difference is growth with tokens; every
+   `sample_interval` the same counters are read into bounded time series for the charts;
 3. with `baseline`, the same requests through a bare httpx client (`stress_bare`).
 
 The report is printed for people, and with `json` as one JSON object on the last line.
@@ -39,6 +40,7 @@ from .bare import BareClient, BareFailure
 from .options import StressOptions
 from .report import ProgressDisplay, build_report, print_report
 from .stats import Phase, StreamRecord, Tally, TokenChecker
+from .timeseries import PhaseSampler
 
 __all__ = ["FAKE_PROVIDER_KINDS", "StressOptions", "TokenChecker", "UpstreamProcess", "fake_config", "run_stress"]
 
@@ -277,13 +279,20 @@ async def _drive(
             return time.perf_counter() - t0 >= WARMUP_FRACTION * opts.duration
         return phase.live_tokens() >= WARMUP_FRACTION * target
 
+    sampler = PhaseSampler(opts.sample_interval)
+
     async def sample() -> None:
         while True:
             rss = proc.memory_info().rss
+            elapsed = time.perf_counter() - t0
             phase.rss_peak = max(phase.rss_peak, rss)
             if phase.rss_warm is None and warmed_up():
                 phase.rss_warm = rss
-            display.update(phase, time.perf_counter() - t0, rss, target)
+                phase.warm_at = elapsed
+            sampler.see(rss, len(phase.active))
+            if elapsed >= sampler.next_at:
+                sampler.tick(phase, elapsed)
+            display.update(phase, elapsed, rss, target)
             await trio.sleep(0.02)
 
     display.start()
@@ -305,6 +314,8 @@ async def _drive(
     phase.rss_peak = max(phase.rss_peak, phase.rss_end)
     if phase.rss_warm is None:  # too short to sample past warm-up
         phase.rss_warm = phase.rss_end
+        phase.warm_at = phase.elapsed
+    phase.timeseries = sampler.close(phase, phase.elapsed, phase.rss_end)
     phase.tokens_due = plan.tokens_due
     return phase
 

@@ -130,6 +130,30 @@ class LatencyHistogram:
                 break
         return 1e-6 if i == 0 else 1e-6 * self._GROWTH ** (i - 0.5)
 
+    def cdf(self, max_points: int = 200) -> list[list[float]]:
+        """The distribution as `[ms, fraction at or below]` points, ascending, to within 1%.
+
+        One point per non-empty bucket (at the value `percentile` gives for it), thinned to
+        at most `max_points` (at least 3) by keeping a point per 1/(max_points - 2) of the
+        fraction; the first and last points are always kept. Empty: [].
+        """
+        if not self.n:
+            return []
+        delta = 1 / max(1, max_points - 2)
+        out: list[list[float]] = []
+        seen = 0
+        mark = 0.0
+        for i, c in enumerate(self.counts):
+            if not c:
+                continue
+            seen += c
+            frac = seen / self.n
+            if frac >= mark or seen == self.n:
+                seconds = 1e-6 if i == 0 else 1e-6 * self._GROWTH ** (i - 0.5)
+                out.append([float(f"{seconds * 1000:.4g}"), round(frac, 6)])
+                mark = frac + delta
+        return out
+
 
 class Tally:
     """One provider's counts over a run."""
@@ -242,6 +266,10 @@ class Phase:
     rss_end: int = 0
     tokens_due: int = 0
     upstream_cpu_s: float | None = None
+    #: Seconds into the phase when it was warm (`rss_warm` taken); the RSS chart marks it.
+    warm_at: float | None = None
+    #: The phase's sampled time series (`stress.timeseries.PhaseSampler.close`).
+    timeseries: dict[str, Any] | None = None
 
     def live_tokens(self) -> int:
         """Tokens received so far, streams in flight included."""
