@@ -13,6 +13,7 @@ import httpx
 import trio
 
 from .actors.breaker import BreakerActor
+from .actors.fleet import SharedFleet
 from .actors.limiter import LimiterActor
 from .actors.metrics import MetricsActor
 from .actors.provider import ProviderActor
@@ -48,9 +49,15 @@ class Service:
     """
 
     def __init__(
-        self, config: Config, actors: Mapping[str, ProviderActor], metrics: MetricsActor, router: RouterActor
+        self,
+        config: Config,
+        actors: Mapping[str, ProviderActor],
+        metrics: MetricsActor,
+        router: RouterActor,
+        fleet: SharedFleet | None = None,
     ) -> None:
         self.config = config
+        self._fleet = fleet
         self._actors = dict(actors)
         self._metrics = metrics
         self._router = router
@@ -103,11 +110,14 @@ class Service:
 
     def health(self) -> dict[str, dict[str, Any]]:
         """Per provider: request counters, error kinds, retries, tokens, latency percentiles
-        (time to first token, duration, gateway overhead), breaker and limiter state."""
+        (time to first token, duration, gateway overhead), breaker and limiter state. With
+        `[shared]`, also `"shared"`: "ok" while Redis answers, "degraded" while local state rules."""
         out: dict[str, dict[str, Any]] = {}
         for name, actor in self._actors.items():
             h = self._metrics.provider_health(name)
             h.update(actor.health())
+            if self._fleet is not None:
+                h["shared"] = self._fleet.status()
             out[name] = h
         return out
 
@@ -238,11 +248,16 @@ async def _run_service(
     router = RouterActor(config.routes, rng)
     actors: dict[str, ProviderActor] = {}
     media = MediaFetcher(config.service.media_max_bytes, config.service.media_timeout)
+    fleet = SharedFleet(config.shared, log) if config.shared is not None else None
     children = [ChildSpec("metrics", metrics.run), ChildSpec("router", router.run)]
     for name, pc in config.providers.items():
         codec = (codecs or {}).get(name) or build_codec(name, pc)
-        limiter = LimiterActor(name, pc.rate_limit, log)
-        breaker = BreakerActor(name, pc.circuit_breaker, log)
+        limiter: LimiterActor
+        breaker: BreakerActor
+        if fleet is not None:
+            limiter, breaker = fleet.guards(name, pc)
+        else:
+            limiter, breaker = LimiterActor(name, pc.rate_limit, log), BreakerActor(name, pc.circuit_breaker, log)
         actors[name] = ProviderActor(
             name,
             pc,
@@ -262,7 +277,9 @@ async def _run_service(
             ChildSpec(f"breaker:{name}", breaker.run),
             ChildSpec(f"provider:{name}", actors[name].run),
         ]
-    service = Service(config, actors, metrics, router)
+    if fleet is not None:
+        children = fleet.children() + children
+    service = Service(config, actors, metrics, router, fleet)
     settings = config.service
     body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:

@@ -73,6 +73,10 @@ def _speaks_of_limits(headers: httpx.Headers | Mapping[str, str]) -> bool:
 class LimiterActor(BatchedActor[_Acquire | _Cancel | _Feedback]):
     """Paces one provider's requests (budgets, quota headers, AIMD on 429s)."""
 
+    #: Whether `settle` does anything (the fleet's shared budgets correct token estimates;
+    #: a local budget does not), so the provider actor skips the call when it would not.
+    settles = False
+
     def __init__(self, provider: str, cfg: RateLimitConfig, logger: Any) -> None:
         super().__init__()
         self.provider = provider
@@ -108,6 +112,9 @@ class LimiterActor(BatchedActor[_Acquire | _Cancel | _Feedback]):
             and pacer.factor == 1.0
             and (pacer.blocked_until is None or pacer.blocked_until <= trio.current_time())
         )
+
+    def settle(self, estimate: int, used: int) -> None:
+        """A request admitted at `estimate` tokens reported using `used` (see `settles`)."""
 
     def cancel(self, tokens: int) -> None:
         """An admitted request was never sent."""

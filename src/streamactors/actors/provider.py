@@ -402,6 +402,7 @@ class ProviderActor:
             hint = f"; next probe in {retry_in:.1f} s" if retry_in is not None else ""
             raise _AttemptFailed(self._fail(f"circuit open{hint}", "circuit_open", retryable=True), final=True)
         admitted = None  # tokens of an admission the limiter hears of with the response
+        tokens = 0  # tokens of an admission the limiter was asked for
         try:
             if limiter is not None and limiter.admits_freely:
                 admitted = estimate_tokens(job.request)
@@ -420,6 +421,9 @@ class ProviderActor:
                         limiter.cancel(tokens)
                         raise
             await self._attempt(client, job, spec, progress, admitted)
+            if tokens and limiter is not None and limiter.settles and (usage := progress.usage) is not None:
+                # A budget shared with the fleet was charged the estimate: correct it.
+                limiter.settle(tokens, (usage.input_tokens or 0) + (usage.output_tokens or 0))
         except _AttemptFailed as failed:
             if breaker is not None:
                 breaker.verdict(failed.error.kind, failed.error.status)
