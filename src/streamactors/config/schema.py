@@ -20,6 +20,7 @@ from ..secret import Secret
 from ..shared.address import RedisAddress
 from ..wire.sse import DEFAULT_MAX_EVENT_BYTES
 from .load import resolve_env, structure, suggest
+from .transforms import TransformSpec, split_transforms
 
 __all__ = [
     "AnthropicConfig",
@@ -109,6 +110,8 @@ class ProviderConfig:
     timeouts: Timeouts = Timeouts()
     rate_limit: RateLimitConfig = RateLimitConfig()
     circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
+    #: Stream transforms for this provider's replies, in order (see `config.transforms`).
+    transforms: list[TransformSpec] = attrs.field(factory=list)
 
     def secrets(self) -> list[str]:
         """Every credential value in this config (for scrubbing logs and errors)."""
@@ -210,6 +213,8 @@ class RouteConfig:
     weights: list[float] | None = None
     hedge_after_ms: float | None = attrs.field(default=None, validator=_positive)
     continue_on_failure: bool = False
+    #: Stream transforms, run after those of the provider that answers.
+    transforms: list[TransformSpec] = attrs.field(factory=list)
 
 
 @attrs.frozen
@@ -368,13 +373,19 @@ def _build_config(
                 f"one of: {', '.join(PROVIDER_KINDS)}",
                 key=f"{path}.kind",
             )
+        table, transforms = split_transforms(table, path)
         pc = structure(table, PROVIDER_KINDS[kind], path)
+        if transforms:
+            pc = attrs.evolve(pc, transforms=transforms)
         if base_dir is not None and getattr(pc, "credentials_file", None):
             pc = attrs.evolve(pc, credentials_file=str(base_dir / pc.credentials_file))
         providers[name] = pc
     routes = {}
     for name, table in (data.get("routes") or {}).items():
+        table, transforms = split_transforms(table, f"routes.{name}") if isinstance(table, Mapping) else (table, [])
         route = structure(table, RouteConfig, f"routes.{name}")
+        if transforms:
+            route = attrs.evolve(route, transforms=transforms)
         _check_route(name, route, providers)
         routes[name] = route
     logging = structure(data.get("logging", {}), LoggingConfig, "logging")
