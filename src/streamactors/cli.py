@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import IO
 
 import trio
 
@@ -55,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--log-file", default=None, help="write the service's JSON request logs here")
     s.add_argument("--json", action="store_true", help="print the report as one JSON object, last line")
     s.add_argument("--no-progress", action="store_true", help="no progress bar or periodic progress lines")
+    s.add_argument("--html", metavar="PATH", help="also write the report as one self-contained HTML page with charts")
+    s.add_argument(
+        "--sample-interval",
+        type=_interval,
+        default=0.5,
+        metavar="SECONDS",
+        help="seconds between two readings of the charted time series (default 0.5; at least 0.05)",
+    )
 
     sv = sub.add_parser("serve", help="run the OpenAI- and Anthropic-compatible HTTP gateway")
     sv.add_argument("--config", required=True, metavar="PATH", help="the TOML config ([providers], [server], ...)")
@@ -79,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
     lg.add_argument("--slowest", type=int, default=5, metavar="N", help="slowest requests to list (default 5)")
     lg.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     return p
+
+
+def _interval(text: str) -> float:
+    value = float(text)
+    if not value >= 0.05:  # the progress loop reads every 0.02 s
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least 0.05 (seconds)")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,12 +137,36 @@ def _stress(args: argparse.Namespace) -> int:
         duration=args.duration,
         baseline=args.baseline,
         idle_streams=args.idle_streams,
+        sample_interval=args.sample_interval,
     )
+    # Opened first: a path that cannot be written fails now, not after the run.
+    html = _open_html(args.html, "stress") if args.html else None
+    if args.html and html is None:
+        return 2
     report = trio.run(run_stress, opts)
+    if html is not None:
+        from .reports.stress_page import render_stress_html
+
+        _write_html(html, render_stress_html(report), "stress")
     faults = opts.fail_rate > 0 or opts.midstream_rate > 0
     exact = report["lost"] == 0 and report["duplicated"] == 0 and report["reordered"] == 0
     healthy = exact and (faults or report["failed"] == 0)
     return 0 if healthy else 1
+
+
+def _open_html(path: str, command: str) -> IO[bytes] | None:
+    try:
+        return open(path, "wb")
+    except OSError as exc:
+        print(f"streamactors {command}: --html: {exc}", file=sys.stderr)
+        return None
+
+
+def _write_html(f: IO[bytes], text: str, command: str) -> None:
+    data = text.encode()
+    with f:
+        f.write(data)
+    print(f"streamactors {command}: wrote {f.name} ({len(data):,} bytes)", file=sys.stderr)
 
 
 def _serve(args: argparse.Namespace) -> int:
