@@ -53,6 +53,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="measure memory per idle stream with N open at once (default: min(concurrency, 1000); 0: skip)",
     )
+    s.add_argument("--requests-per-minute", type=float, default=None, help="each provider's requests budget")
+    s.add_argument("--tokens-per-minute", type=float, default=None, help="each provider's tokens budget")
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run the workload as N processes against one fake upstream; report the fleet's totals "
+        "and what the upstream saw against the budget",
+    )
+    s.add_argument(
+        "--redis", default=None, metavar="URL", help="share budgets, circuits and quota news through this Redis"
+    )
+    s.add_argument("--namespace", default="stress", help=argparse.SUPPRESS)  # a worker's: the fleet run's own
     s.add_argument("--log-file", default=None, help="write the service's JSON request logs here")
     s.add_argument("--json", action="store_true", help="print the report as one JSON object, last line")
     s.add_argument("--no-progress", action="store_true", help="no progress bar or periodic progress lines")
@@ -87,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
     lg.add_argument("--errors", action="store_true", help="only failed requests")
     lg.add_argument("--slowest", type=int, default=5, metavar="N", help="slowest requests to list (default 5)")
     lg.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    lg.add_argument(
+        "--html",
+        metavar="PATH",
+        help="also write the summary as one self-contained HTML page: charts per provider/model, the slowest "
+        "requests' stories",
+    )
     return p
 
 
@@ -137,12 +157,24 @@ def _stress(args: argparse.Namespace) -> int:
         duration=args.duration,
         baseline=args.baseline,
         idle_streams=args.idle_streams,
+        requests_per_minute=args.requests_per_minute,
+        tokens_per_minute=args.tokens_per_minute,
+        redis=args.redis,
+        namespace=args.namespace,
+        workers=args.workers,
         sample_interval=args.sample_interval,
     )
     # Opened first: a path that cannot be written fails now, not after the run.
     html = _open_html(args.html, "stress") if args.html else None
     if args.html and html is None:
         return 2
+    if opts.workers is not None:
+        from .stress.fleet import run_fleet_stress
+
+        fleet = trio.run(run_fleet_stress, opts)
+        exact = fleet["lost"] == 0 and fleet["duplicated"] == 0 and fleet["reordered"] == 0
+        faults = opts.fail_rate > 0 or opts.midstream_rate > 0
+        return 0 if exact and (faults or fleet["failed"] == 0) and fleet["within_budget"] is not False else 1
     report = trio.run(run_stress, opts)
     if html is not None:
         from .reports.stress_page import render_stress_html
@@ -195,17 +227,30 @@ def _logs(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"streamactors logs: {exc}", file=sys.stderr)
         return 2
+    if args.html and args.request:
+        print(
+            "streamactors logs: --html writes the summary, not --request's story (each slowest request's "
+            "story is in the page)",
+            file=sys.stderr,
+        )
+        return 2
+    html = _open_html(args.html, "logs") if args.html else None
+    if args.html and html is None:
+        return 2
     try:
         lines = read_lines(args.files or ["-"], sys.stdin)
         if args.request:
             return 0 if print_story(lines, args.request, sys.stdout, as_json=args.json) else 1
-        report = summarize(
-            lines, LogFilter(since=since, provider=args.provider, errors_only=args.errors), slowest=args.slowest
-        )
+        where = LogFilter(since=since, provider=args.provider, errors_only=args.errors)
+        report = summarize(lines, where, slowest=args.slowest, detail=html is not None)
     except OSError as exc:
         print(f"streamactors logs: {exc}", file=sys.stderr)
         return 2
     print_summary(report, sys.stdout, as_json=args.json)
+    if html is not None:
+        from .reports.logs_page import render_logs_html
+
+        _write_html(html, render_logs_html(report, source=", ".join(args.files or ["stdin"])), "logs")
     return 0
 
 

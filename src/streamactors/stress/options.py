@@ -13,6 +13,9 @@ class StressOptions:
 
     `idle_streams` None means min(concurrency, 1000); 0 skips that phase. `sample_interval`:
     seconds between two readings of the charted time series (at least 0.05).
+    `requests_per_minute` / `tokens_per_minute`: each provider's budgets; `redis`: share them
+    (and circuits, quota news) through this Redis (`[shared]`); `workers`: run the workload
+    as that many processes, each the whole of it (see `stress.fleet`).
     """
 
     tokens: int = 1_000_000
@@ -34,3 +37,8 @@ class StressOptions:
     idle_streams: int | None = None
     fallback: bool = False
     sample_interval: float = 0.5
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    redis: str | None = None
+    namespace: str = "stress"
+    workers: int | None = None

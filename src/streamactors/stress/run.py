@@ -33,8 +33,9 @@ import orjson
 import psutil
 import trio
 
-from ..config.schema import Config, RouteConfig
+from ..config.schema import Config, RouteConfig, SharedSettings
 from ..errors import ProviderError
+from ..secret import Secret
 from ..service import Service, open_service
 from .bare import BareClient, BareFailure
 from .options import StressOptions
@@ -95,6 +96,24 @@ def fake_config(base_url: str, providers: Sequence[str], concurrency: int) -> Co
             "service": {"submission_buffer": 256},
         }
     )
+
+
+def with_budgets(cfg: Config, opts: StressOptions) -> Config:
+    """`cfg` with the run's budgets on every provider and, with `opts.redis`, `[shared]`."""
+    if opts.requests_per_minute is not None or opts.tokens_per_minute is not None:
+        rpm, tpm = opts.requests_per_minute, opts.tokens_per_minute
+        cfg = attrs.evolve(
+            cfg,
+            providers={
+                name: attrs.evolve(
+                    pc, rate_limit=attrs.evolve(pc.rate_limit, requests_per_minute=rpm, tokens_per_minute=tpm)
+                )
+                for name, pc in cfg.providers.items()
+            },
+        )
+    if opts.redis:
+        cfg = attrs.evolve(cfg, shared=SharedSettings(Secret(opts.redis), namespace=opts.namespace))
+    return cfg
 
 
 class UpstreamProcess:
@@ -379,7 +398,7 @@ async def run_stress(opts: StressOptions, out: Any = None) -> dict[str, Any]:
 
 
 async def _run(opts: StressOptions, base_url: str, out: Any, upstream: psutil.Process | None) -> dict[str, Any]:
-    cfg = fake_config(base_url, opts.providers, opts.concurrency)
+    cfg = with_budgets(fake_config(base_url, opts.providers, opts.concurrency), opts)
     if opts.log_file:
         cfg = attrs.evolve(cfg, logging=attrs.evolve(cfg.logging, level="info", file=opts.log_file))
     providers = list(cfg.providers)
