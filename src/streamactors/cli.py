@@ -246,11 +246,11 @@ def _logs(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"streamactors logs: {exc}", file=sys.stderr)
         return 2
-    print_summary(report, sys.stdout, as_json=args.json)
-    if html is not None:
+    if html is not None:  # before the summary: a reader gone from stdout does not lose the page
         from .reports.logs_page import render_logs_html
 
         _write_html(html, render_logs_html(report, source=", ".join(args.files or ["stdin"])), "logs")
+    print_summary(report, sys.stdout, as_json=args.json)
     return 0
 
 

@@ -10,6 +10,11 @@ finish_reason, retries, timestamp) and `retry` (request_id, attempt); every othe
 is counted by name. A line that is not a JSON object is skipped and counted: as
 `partial` when it is the unterminated last line of its input (a log still being
 written, or cut off), else as `malformed`.
+
+`summarize(..., detail=True)` adds what the HTML page (`reports.logs_page`) draws: each
+group's requests over time by outcome (in bins shared by all groups, at most
+`TIMELINE_BINS`), its latency distributions, and each slowest request's story; still in
+one pass, holding only the lines of requests not yet ended (bounded too).
 """
 
 from __future__ import annotations
@@ -25,7 +30,14 @@ from typing import IO, Any
 import attrs
 import orjson
 
+from .reports.series import TimeBins
+
 __all__ = [
+    "CDF_POINTS",
+    "OPEN_STORIES",
+    "STORY_LINES",
+    "TIMELINE_BINS",
+    "TIMELINE_WIDTH",
     "LogFilter",
     "parse_since",
     "print_story",
@@ -40,6 +52,16 @@ Line = bytes | str
 _RELATIVE = re.compile(r"^(?:(\d+(?:\.\d+)?)([smhd]))+$")
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+#: Time bins of a detailed summary's timeline: 1/8 s wide, doubled until the log fits.
+TIMELINE_BINS = 240
+TIMELINE_WIDTH = 0.125
+#: Points of a detailed summary's latency distributions, per group and measure.
+CDF_POINTS = 200
+#: A story keeps a request's first lines, this many; then it counts the rest.
+STORY_LINES = 200
+#: Requests whose lines are held until their request_end; past this the oldest are dropped.
+OPEN_STORIES = 10_000
 
 
 @attrs.frozen
@@ -151,8 +173,9 @@ class _Group:
         if (duration := _number(obj.get("duration_ms"))) is not None:
             self.duration_ms.append(duration)
 
-    def summary(self) -> dict[str, Any]:
-        return {
+    def summary(self, timeline: dict[str, list[int]] | None = None) -> dict[str, Any]:
+        """The group's counts and percentiles; with a `timeline`, the detail for the HTML page too."""
+        out = {
             "provider": self.provider,
             "model": self.model,
             "requests": self.requests,
@@ -167,6 +190,42 @@ class _Group:
             "ttft_ms": _percentiles(self.ttft_ms),
             "duration_ms": _percentiles(self.duration_ms),
         }
+        if timeline is not None:
+            out["timeline"] = timeline
+            out["ttft_ms_cdf"] = _cdf(self.ttft_ms)
+            out["duration_ms_cdf"] = _cdf(self.duration_ms)
+        return out
+
+
+def _cdf(values: list[float]) -> list[list[float]]:
+    """`[value, fraction at or below]` points, at most CDF_POINTS (evenly spaced ranks, both ends kept)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if n <= CDF_POINTS:
+        ranks = list(range(n))
+    else:
+        ranks = sorted({round(i * (n - 1) / (CDF_POINTS - 1)) for i in range(CDF_POINTS)})
+    return [[ordered[i], round((i + 1) / n, 6)] for i in ranks]
+
+
+def _outcome(obj: dict[str, Any]) -> str:
+    status = obj.get("status")
+    if status in ("ok", "cancelled"):
+        return str(status)
+    return "error:" + str(obj.get("error_kind") or "unknown")
+
+
+def _hold(stories: dict[str, list[dict[str, Any]]], rid: str, obj: dict[str, Any]) -> None:
+    """Hold a line of a request not yet ended, within STORY_LINES and OPEN_STORIES."""
+    lines = stories.get(rid)
+    if lines is None:
+        if len(stories) >= OPEN_STORIES:
+            del stories[next(iter(stories))]  # the oldest: most likely never to end
+        lines = stories[rid] = []
+    if len(lines) < STORY_LINES:
+        lines.append(obj)
+    elif len(lines) == STORY_LINES:
+        lines.append({"event": "(more lines not kept)", "request_id": rid})
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:
@@ -181,17 +240,29 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     return {"p50": pick(50), "p95": pick(95), "p99": pick(99)}
 
 
-def summarize(lines: Iterable[Line], where: LogFilter | None = None, *, slowest: int = 5) -> dict[str, Any]:
-    """Read log lines; return per provider/model counts, latencies, and the slowest requests."""
+def summarize(
+    lines: Iterable[Line], where: LogFilter | None = None, *, slowest: int = 5, detail: bool = False
+) -> dict[str, Any]:
+    """Read log lines; return per provider/model counts, latencies, and the slowest requests.
+
+    With `detail`: a `timeline` (the shared time bins), each group's `timeline` (requests
+    per bin by outcome: ok, cancelled, error:KIND), `ttft_ms_cdf` and `duration_ms_cdf`,
+    and each slowest request's `story` (its lines, as `story` returns them).
+    """
     where = where or LogFilter()
     skipped = {"malformed": 0, "partial": 0}
     events: dict[str, int] = {}
     groups: dict[tuple[str, str], _Group] = {}
     started: dict[str, tuple[str, str]] = {}
     slow: list[tuple[float, int, dict[str, Any]]] = []
+    bins = TimeBins(width=TIMELINE_WIDTH, cap=TIMELINE_BINS)
+    ids: dict[tuple[str, str], int] = {}
+    stories: dict[str, list[dict[str, Any]]] = {}
     read = 0
     for n, obj in enumerate(_records(lines, skipped)):
         read += 1
+        if detail and isinstance(rid := obj.get("request_id"), str):
+            _hold(stories, rid, obj)
         if where.since is not None:
             when = _timestamp(obj)
             if when is None or when < where.since:
@@ -208,14 +279,19 @@ def summarize(lines: Iterable[Line], where: LogFilter | None = None, *, slowest:
         elif event == "request_end":
             rid = obj.get("request_id")
             started.pop(rid, None) if isinstance(rid, str) else None
+            story_lines = stories.pop(rid, []) if detail and isinstance(rid, str) else []
+            if story_lines and story_lines[-1] is not obj:
+                story_lines.append(obj)  # past STORY_LINES: the end is still told
             if where.errors_only and obj.get("status") != "error":
                 continue
             key = (provider, str(obj.get("model") or ""))
             group = groups.get(key) or groups.setdefault(key, _Group(*key))
             group.add_end(obj)
+            if detail and (when := _timestamp(obj)) is not None:
+                bins.add(when.timestamp(), f"{ids.setdefault(key, len(ids))} {_outcome(obj)}")
             duration = _number(obj.get("duration_ms"))
             if duration is not None and slowest > 0:
-                entry = (duration, -n, _slow_entry(obj))
+                entry = (duration, -n, _slow_entry(obj, story_lines if detail else None))
                 if len(slow) < slowest:
                     heapq.heappush(slow, entry)
                 else:
@@ -225,17 +301,34 @@ def summarize(lines: Iterable[Line], where: LogFilter | None = None, *, slowest:
             group = groups.get(key) or groups.setdefault(key, _Group(*key))
             group.unfinished += 1
     ordered = sorted(groups.values(), key=lambda g: (g.provider, g.model))
-    return {
+    report: dict[str, Any] = {
         "lines": read + skipped["malformed"] + skipped["partial"],
         "skipped": skipped,
         "requests": sum(g.requests for g in ordered),
         "events": dict(sorted(events.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "groups": [g.summary() for g in ordered],
+        "groups": [],
         "slowest": [entry for _, _, entry in sorted(slow, reverse=True)],
     }
+    if not detail:
+        report["groups"] = [g.summary() for g in ordered]
+        return report
+    timed = bins.as_dict()
+    per_group: dict[int, dict[str, list[int]]] = {}
+    for name, counts in timed["series"].items():
+        gid, outcome = name.split(" ", 1)
+        per_group.setdefault(int(gid), {})[outcome] = counts
+    start = timed["start_s"]
+    report["timeline"] = {
+        "start": None if start is None else datetime.fromtimestamp(start, UTC).isoformat().replace("+00:00", "Z"),
+        "start_s": start,
+        "width_s": timed["width_s"],
+        "bins": len(next(iter(timed["series"].values()), [])),
+    }
+    report["groups"] = [g.summary(per_group.get(ids.get((g.provider, g.model), -1), {})) for g in ordered]
+    return report
 
 
-def _slow_entry(obj: dict[str, Any]) -> dict[str, Any]:
+def _slow_entry(obj: dict[str, Any], story_lines: list[dict[str, Any]] | None) -> dict[str, Any]:
     keys = (
         "request_id",
         "provider",
@@ -247,7 +340,10 @@ def _slow_entry(obj: dict[str, Any]) -> dict[str, Any]:
         "output_tokens",
         "timestamp",
     )
-    return {k: obj.get(k) for k in keys}
+    entry = {k: obj.get(k) for k in keys}
+    if story_lines is not None:
+        entry["story"] = story_lines
+    return entry
 
 
 def story(lines: Iterable[Line], request_id: str) -> tuple[list[dict[str, Any]], dict[str, int]]:

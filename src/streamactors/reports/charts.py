@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Sequence
 
 import attrs
@@ -41,9 +42,18 @@ class Markup(str):
     __slots__ = ()
 
 
+#: Characters neither XML nor HTML text may hold (C0 controls but tab, newline and CR; DEL).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def esc(text: object) -> str:
-    """Text as HTML/XML character data or a quoted attribute value; `Markup` as it is."""
-    return text if isinstance(text, Markup) else html.escape(str(text), quote=True)
+    """Text as HTML/XML character data or a quoted attribute value; `Markup` as it is.
+
+    Control characters (possible in a log's JSON strings) become U+FFFD.
+    """
+    if isinstance(text, Markup):
+        return text
+    return html.escape(_CONTROL.sub("\ufffd", str(text)), quote=True)
 
 
 @attrs.frozen

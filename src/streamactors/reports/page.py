@@ -42,7 +42,7 @@ table { border-collapse: collapse; background: #fff; font-size: 13px; }
 th, td { border: 1px solid #dcdfe4; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #eef0f3; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.wrap { word-break: break-all; max-width: 720px; }
+.story td:first-child { white-space: nowrap; }
 section { margin-top: 8px; }
 """
 
