@@ -10,8 +10,10 @@ namespace of this run's own (a fresh budget each run). It then reports:
 - what the fake upstream saw: requests in all, over how long, and the most in any window of
   1, 10 and 60 s and over the whole run, each against the fleet's budget for that window,
   `providers x (burst + rate x window)` (each provider has its own budget; the burst is a
-  minute of the rate, as `AdaptivePacer`'s). Without `--redis` each worker spends a budget
-  of its own, and the upstream sees up to N times as much.
+  minute of the rate, as `AdaptivePacer`'s), plus one request per worker: the bound the
+  fleet keeps. (The budget holds when requests are sent; the upstream times them when they
+  arrive, a little later and not all equally late, which that one request covers.) Without
+  `--redis` each worker spends a budget of its own, and the upstream sees up to N times as much.
 
 The exit status is 0 when nothing was lost, duplicated or reordered, no request failed
 (unless faults were injected) and, with budgets, the upstream saw no more than the budget.
@@ -146,9 +148,10 @@ def build_fleet_report(
             "window_s": round(window, 3),
             "upstream_requests": busiest(arrivals, window),
             "budget": None if bound is None else round(bound, 2),
+            "allowed": None if bound is None else round(bound + workers, 2),
         }
     budgeted = opts.requests_per_minute is not None
-    within = all(w["upstream_requests"] <= w["budget"] for w in windows.values()) if budgeted else None
+    within = all(w["upstream_requests"] <= w["allowed"] for w in windows.values()) if budgeted else None
     return {
         "workers": workers,
         "shared": opts.redis is not None,
@@ -186,12 +189,13 @@ def print_fleet_report(r: dict[str, Any], out: Any) -> None:
         per = f" x {r['providers']} providers" if r["providers"] > 1 else ""
         lines.append(
             f"  budget: {r['requests_per_minute']:g} requests/min{per} (a burst of a minute's worth); the most "
-            "the upstream saw in any window, against the budget for it:"
+            "the upstream saw in any window, against the budget for it plus one request per worker:"
         )
         for name, w in r["busiest"].items():
-            mark = "ok" if w["upstream_requests"] <= w["budget"] else "OVER BUDGET"
+            mark = "ok" if w["upstream_requests"] <= w["allowed"] else "OVER BUDGET"
             lines.append(
-                f"    {name:>4} ({w['window_s']:g} s): {w['upstream_requests']:>7,} <= {w['budget']:,.1f}  {mark}"
+                f"    {name:>4} ({w['window_s']:g} s): {w['upstream_requests']:>7,} <= {w['allowed']:,.1f} "
+                f"(budget {w['budget']:,.1f} + {r['workers']})  {mark}"
             )
         lines.append(f"  {'within budget' if r['within_budget'] else 'OVER BUDGET'}")
     for i, w in enumerate(r["per_worker"], 1):
