@@ -164,6 +164,9 @@ def _stress(args: argparse.Namespace) -> int:
         workers=args.workers,
         sample_interval=args.sample_interval,
     )
+    if args.html and opts.workers is not None:
+        print("streamactors stress: --html draws one process's run; it does not go with --workers", file=sys.stderr)
+        return 2
     # Opened first: a path that cannot be written fails now, not after the run.
     html = _open_html(args.html, "stress") if args.html else None
     if args.html and html is None:

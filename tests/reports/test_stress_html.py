@@ -167,6 +167,12 @@ class TestRealRun:
         assert "streamactors stress: --html: [Errno 2] No such file or directory" in captured.err
         assert captured.out == ""  # no run, no report
 
+    def test_html_with_workers_is_refused(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        target = tmp_path / "report.html"
+        assert main(["stress", "--workers", "2", "--html", str(target)]) == 2
+        assert "--html draws one process's run; it does not go with --workers" in capsys.readouterr().err
+        assert not target.exists()
+
     def test_sample_interval_too_small_is_refused(self, capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit) as exc:
             main(["stress", "--sample-interval", "0.01"])
