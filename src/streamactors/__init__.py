@@ -9,6 +9,7 @@ async with streamactors.open_service(cfg) as service:
 """
 
 from ._version import __version__ as __version__
+from .coalesce import Coalesce as Coalesce
 from .config.schema import Config as Config
 from .content import AudioPart as AudioPart
 from .content import CacheControl as CacheControl
@@ -45,14 +46,20 @@ from .request_dict import request_from_dict as request_from_dict
 from .service import Service as Service
 from .service import open_service as open_service
 from .stream import EventStream as EventStream
+from .transforms import BlockList as BlockList
+from .transforms import Redact as Redact
+from .transforms import StopSequences as StopSequences
+from .transforms import Transform as Transform
 from .worker import Worker as Worker
 
 __all__ = [
     "AudioPart",
+    "BlockList",
     "CacheControl",
     "ChatRequest",
     "Citation",
     "CitationEvent",
+    "Coalesce",
     "Config",
     "ConfigError",
     "ContentPart",
@@ -67,9 +74,11 @@ __all__ = [
     "Reasoning",
     "ReasoningBlock",
     "ReasoningEvent",
+    "Redact",
     "Reply",
     "ResponseFormat",
     "Service",
+    "StopSequences",
     "StreamActorsError",
     "StreamEvent",
     "TextEvent",
@@ -79,6 +88,7 @@ __all__ = [
     "ToolCall",
     "ToolCallEvent",
     "TopLogprob",
+    "Transform",
     "Usage",
     "UsageError",
     "UsageEvent",

@@ -27,7 +27,17 @@ __all__ = [
 ]
 
 ERROR_KINDS = frozenset(
-    {"http_status", "connection", "timeout", "protocol", "upstream", "rate_limited", "circuit_open", "internal"}
+    {
+        "http_status",
+        "connection",
+        "timeout",
+        "protocol",
+        "upstream",
+        "rate_limited",
+        "circuit_open",
+        "internal",
+        "content_filter",
+    }
 )
 
 
@@ -86,8 +96,9 @@ class ProviderError(StreamActorsError):
     Attributes:
         provider: the configured provider name ("openai", ...).
         kind: one of "http_status", "connection", "timeout", "protocol", "upstream",
-            "rate_limited", "circuit_open", or "internal" (a bug of ours while serving this
-            request: it fails alone, its provider's other streams go on).
+            "rate_limited", "circuit_open", "internal" (a bug of ours while serving this
+            request: it fails alone, its provider's other streams go on), or "content_filter"
+            (a stream transform ended the reply: `BlockList(action="error")`; never retryable).
         status: the HTTP status (or the status the provider put in an error event), else None.
         retryable: whether sending the same request again may succeed.
         message: the upstream's own error message (secrets scrubbed), or ours.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -18,7 +18,7 @@ from .actors.limiter import LimiterActor
 from .actors.metrics import MetricsActor
 from .actors.provider import ProviderActor
 from .actors.router import RouterActor
-from .config.schema import Config
+from .config.schema import Config, RouteConfig
 from .errors import ProviderError, UsageError
 from .http.media import MediaFetcher
 from .logs import make_logger, open_log_file
@@ -28,6 +28,8 @@ from .request_dict import request_from_dict
 from .routing import Legs, plan
 from .stream import EventStream
 from .supervision.supervisor import ChildSpec, supervise
+from .transformed import TransformedEventStream, build_transform
+from .transforms import Transform
 from .wire.base import ProviderCodec
 
 __all__ = ["Service", "Submission", "open_service"]
@@ -55,8 +57,12 @@ class Service:
         metrics: MetricsActor,
         router: RouterActor,
         fleet: SharedFleet | None = None,
+        logger: Any = None,
     ) -> None:
         self.config = config
+        self._log = logger
+        #: The providers with configured transforms, and theirs.
+        self._target_transforms = {n: a.config.transforms for n, a in actors.items() if a.config.transforms}
         self._fleet = fleet
         self._actors = dict(actors)
         self._metrics = metrics
@@ -80,9 +86,11 @@ class Service:
         """Names of the configured providers."""
         return list(self._actors)
 
-    async def complete(self, request: ChatRequest | Mapping[str, Any]) -> Reply:
-        """Stream the request to its end and return the aggregated reply."""
-        events = await self._open_stream(request, keep_text=True)
+    async def complete(
+        self, request: ChatRequest | Mapping[str, Any], *, transforms: Sequence[Transform] = ()
+    ) -> Reply:
+        """Stream the request to its end and return the aggregated reply (`transforms` as in `stream`)."""
+        events = await self._open_stream(request, True, transforms)
         try:
             await events.drain()
             return events.reply()
@@ -90,7 +98,11 @@ class Service:
             events.close()
 
     def stream(
-        self, request: ChatRequest | Mapping[str, Any], *, keep_text: bool = True
+        self,
+        request: ChatRequest | Mapping[str, Any],
+        *,
+        keep_text: bool = True,
+        transforms: Sequence[Transform] = (),
     ) -> AbstractAsyncContextManager[EventStream]:
         """Stream a request's events. Leaving the block early cancels the upstream request.
 
@@ -98,15 +110,55 @@ class Service:
         With `keep_text=False` the stream does not keep the text it hands out (so
         `reply().text` and an error's `.partial.text` are empty, and a route cannot
         continue a broken reply): for consumers that keep their own copy.
+        `transforms` (new `Transform`s, for this request alone) run after the configured
+        ones: the answering provider's, then the route's.
         """
-        return _Streaming(self, request, keep_text)
+        return _Streaming(self, request, keep_text, transforms)
 
-    async def _open_stream(self, request: ChatRequest | Mapping[str, Any], keep_text: bool) -> EventStream:
+    async def _open_stream(
+        self, request: ChatRequest | Mapping[str, Any], keep_text: bool, transforms: Sequence[Transform] = ()
+    ) -> EventStream:
         req = self._coerce(request)
         targets, route = await plan(req, self.config.routes, self._router, self._actors)
         request_id = req.request_id or f"{self._id_prefix}-{next(self._ids)}"
         legs = Legs(self._actors, targets, request_id, route=route, router=self._router, metrics=self._metrics)
+        # Decided once per stream: without transforms, the plain stream and its code path.
+        if transforms or (route is not None and route.transforms) or self._target_transforms:
+            return self._transformed(req, request_id, legs, keep_text, route, transforms)
         return EventStream(req, request_id, legs, keep_text=keep_text)
+
+    def _transformed(
+        self,
+        req: ChatRequest,
+        request_id: str,
+        legs: Legs,
+        keep_text: bool,
+        route: RouteConfig | None,
+        transforms: Sequence[Transform],
+    ) -> EventStream:
+        for i, t in enumerate(transforms):
+            if not isinstance(t, Transform):
+                raise UsageError(
+                    f"transforms[{i}]: expected a Transform (StopSequences, Redact, BlockList, Coalesce or a "
+                    f"subclass of streamactors.transforms.Transform), got {type(t).__name__}"
+                )
+        after = [build_transform(spec) for spec in route.transforms] if route is not None else []
+        if (
+            not after
+            and not transforms
+            and not any(t.partition("/")[0] in self._target_transforms for t in legs.targets)
+        ):
+            return EventStream(req, request_id, legs, keep_text=keep_text)
+        return TransformedEventStream(
+            req,
+            request_id,
+            legs,
+            keep_text=keep_text,
+            target_transforms=self._target_transforms,
+            transforms=[*after, *transforms],
+            metrics=self._metrics,
+            logger=self._log,
+        )
 
     def health(self) -> dict[str, dict[str, Any]]:
         """Per provider: request counters, error kinds, retries, tokens, latency percentiles
@@ -193,16 +245,23 @@ class Service:
 class _Streaming:
     """What `Service.stream()` returns: opens the stream on entry, closes it on exit."""
 
-    __slots__ = ("_events", "_keep_text", "_request", "_service")
+    __slots__ = ("_events", "_keep_text", "_request", "_service", "_transforms")
 
-    def __init__(self, service: Service, request: ChatRequest | Mapping[str, Any], keep_text: bool) -> None:
+    def __init__(
+        self,
+        service: Service,
+        request: ChatRequest | Mapping[str, Any],
+        keep_text: bool,
+        transforms: Sequence[Transform],
+    ) -> None:
         self._service = service
         self._request = request
         self._keep_text = keep_text
+        self._transforms = transforms
         self._events: EventStream | None = None
 
     async def __aenter__(self) -> EventStream:
-        self._events = await self._service._open_stream(self._request, self._keep_text)
+        self._events = await self._service._open_stream(self._request, self._keep_text, self._transforms)
         return self._events
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -279,7 +338,7 @@ async def _run_service(
         ]
     if fleet is not None:
         children = fleet.children() + children
-    service = Service(config, actors, metrics, router, fleet)
+    service = Service(config, actors, metrics, router, fleet, logger=log)
     settings = config.service
     body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:

@@ -19,9 +19,11 @@ import attrs
 
 from .mailbox import BatchedActor
 
-__all__ = ["HedgeCancelled", "MetricsActor", "RequestRecord"]
+__all__ = ["HedgeCancelled", "MetricsActor", "RequestRecord", "TransformActions"]
 
 MAX_MODELS = 100
+#: At most this many (transform, action) label pairs; later ones are counted as "other".
+MAX_TRANSFORM_LABELS = 100
 _MAILBOX = 4096
 RING = 1024
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -49,6 +51,15 @@ class HedgeCancelled:
     """A hedged request lost its race and was cancelled."""
 
     provider: str
+
+
+@attrs.frozen(slots=True)
+class TransformActions:
+    """What one stream's transform did, `count` times (sent when the stream closes)."""
+
+    transform: str
+    action: str
+    count: int
 
 
 class _Histogram:
@@ -91,13 +102,14 @@ class _ProviderStats:
     overhead: _Histogram = attrs.field(factory=lambda: _Histogram(OVERHEAD_BUCKETS))
 
 
-class MetricsActor(BatchedActor[RequestRecord | HedgeCancelled]):
+class MetricsActor(BatchedActor[RequestRecord | HedgeCancelled | TransformActions]):
     """Aggregates request records. Reads (`health`, `prometheus`) are synchronous snapshots
     (what is queued is folded in first)."""
 
     def __init__(self, providers: Iterable[str]) -> None:
         super().__init__(_MAILBOX)
         self._stats = {p: _ProviderStats() for p in providers}
+        self._transform_actions: collections.Counter[tuple[str, str]] = collections.Counter()
 
     #: `report(record)`: non-blocking; a full mailbox drops the record (counted in `dropped`).
     #: Routine news: folded in at the next batch or read, without waking the actor now.
@@ -108,7 +120,13 @@ class MetricsActor(BatchedActor[RequestRecord | HedgeCancelled]):
         """Reports dropped because the actor was behind."""
         return self.dropped_reports
 
-    def _handle(self, msg: RequestRecord | HedgeCancelled) -> None:
+    def _handle(self, msg: RequestRecord | HedgeCancelled | TransformActions) -> None:
+        if isinstance(msg, TransformActions):
+            key = (msg.transform, msg.action)
+            if key not in self._transform_actions and len(self._transform_actions) >= MAX_TRANSFORM_LABELS:
+                key = ("other", "other")
+            self._transform_actions[key] += msg.count
+            return
         stats = self._stats.get(msg.provider) or self._stats.setdefault(msg.provider, _ProviderStats())
         if isinstance(msg, HedgeCancelled):
             stats.hedges_cancelled += 1
@@ -193,6 +211,9 @@ class MetricsActor(BatchedActor[RequestRecord | HedgeCancelled]):
         family("streamactors_in_flight", "gauge", "Requests being streamed now.")
         for p, value in in_flight.items():
             lines.append(f"streamactors_in_flight{_labels(provider=p)} {value}")
+        family("streamactors_transform_actions_total", "counter", "What stream transforms removed or ended, by action.")
+        for (transform, action), n in sorted(self._transform_actions.items()):
+            lines.append(f"streamactors_transform_actions_total{_labels(transform=transform, action=action)} {n}")
         family("streamactors_metrics_dropped_total", "counter", "Reports dropped because the metrics actor was behind.")
         lines.append(f"streamactors_metrics_dropped_total {self.dropped}")
         return "\n".join(lines) + "\n"

@@ -378,6 +378,7 @@ KIND_STATUS = {
     "upstream": 502,
     "http_status": 502,
     "internal": 500,
+    "content_filter": 400,  # a stream transform (BlockList) refused the reply
 }
 
 
@@ -414,8 +415,9 @@ def error_response(exc: BaseException) -> tuple[int, list[tuple[str, str]], byte
     A `GatewayError` keeps its status; a `UsageError` (a request no provider can take) is
     400 invalid_request_error; a `ProviderError` carries the upstream's status as received,
     else one per kind: rate_limited 429, circuit_open 503, timeout 504, internal 500,
-    connection, protocol and upstream failures 502; with `retry-after` (and `retry-after-ms`)
-    when the wait is known, and `x-should-retry` from its `retryable`. Anything else is a
+    connection, protocol and upstream failures 502, content_filter 400 (a stream transform
+    refused the reply); with `retry-after` (and `retry-after-ms`) when the wait is known, and
+    `x-should-retry` from its `retryable`. Anything else is a
     500 api_error naming only the exception's class. The error type follows the status as
     the anthropic SDK maps it (400 invalid_request_error, 401 authentication_error, 403
     permission_error, 404 not_found_error, 413 request_too_large, 429 rate_limit_error, 500

@@ -187,6 +187,7 @@ _KINDS: dict[str, tuple[int, str]] = {
     "protocol": (502, "protocol_error"),
     "upstream": (502, "upstream_error"),
     "http_status": (502, "upstream_error"),
+    "content_filter": (400, "content_filter"),  # a stream transform (BlockList) refused the reply
 }
 _DEFAULT_TYPE = "invalid_request_error"  # GatewayError's default
 #: A `GatewayError` is shared by the dialects: the Anthropic names of its types, in OpenAI's.
@@ -252,8 +253,8 @@ def error_response(exc: BaseException) -> tuple[int, list[tuple[str, str]], byte
       unknown provider or route (`routing.plan`) is 404 with code "model_not_found".
     - `ProviderError` with an upstream HTTP error status: that status, with the provider's
       error type as `code`; without one, by kind: rate_limited 429, circuit_open 503, timeout
-      504, internal 500, connection/protocol/upstream 502 (code the kind, e.g.
-      "circuit_open"). `x-should-retry` says whether sending again may succeed, and
+      504, internal 500, connection/protocol/upstream 502, content_filter 400 (code the
+      kind, e.g. "circuit_open"). `x-should-retry` says whether sending again may succeed, and
       `retry-after` / `retry-after-ms` carry the wait the upstream asked for.
     - Anything else: 500 server_error naming only the exception's class.
 
