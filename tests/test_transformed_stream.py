@@ -10,6 +10,7 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 import openai
 import pytest
 import trio
@@ -193,6 +194,65 @@ async def test_a_redaction_inside_reasoning(upstream: MockUpstream, logs: LogCap
     assert reply.reasoning_blocks[0].text == think and reply.reasoning_blocks[0].signature
     signature_at = next(i for i, ev in enumerate(seen) if type(ev) is ReasoningEvent and ev.signature)
     assert "".join(ev.text for ev in seen[:signature_at] if type(ev) is ReasoningEvent) == think
+
+
+class OneBytePerRead(httpx.AsyncBaseTransport):
+    """The upstream's bodies one byte per read: every multi-byte character split across reads."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.reads = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        return httpx.Response(response.status_code, headers=response.headers, stream=_Bytes(self, response.stream))
+
+
+class _Bytes(httpx.AsyncByteStream):
+    def __init__(self, transport: OneBytePerRead, inner: httpx.AsyncByteStream) -> None:
+        self.transport = transport
+        self.inner = inner.__aiter__()
+        self.closer = inner
+        self.pending = b""
+
+    def __aiter__(self) -> _Bytes:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while not self.pending:
+            self.pending = await self.inner.__anext__()
+        byte, self.pending = self.pending[:1], self.pending[1:]
+        self.transport.reads += 1
+        return byte
+
+    async def aclose(self) -> None:
+        await self.closer.aclose()
+
+
+@pytest.mark.parametrize(
+    ("stop", "kept"),
+    [
+        ("語2", "héllo0 wörld1 日本"),  # from inside a 3-byte character's word to the ASCII after it
+        ("本", "héllo0 wörld1 日"),  # one 3-byte character
+        ("🎉", "héllo0 wörld1 日本語2 "),  # one 4-byte character
+        ("ö", "héllo0 w"),  # one 2-byte character
+    ],
+)
+async def test_a_stop_string_of_multi_byte_characters_read_one_byte_at_a_time(
+    upstream: MockUpstream, logs: LogCapture, autojump_clock: Any, stop: str, kept: str
+) -> None:
+    """Every network read one byte: each multi-byte character arrives in pieces, and the stop
+    string is still found whole (the codec decodes UTF-8 across reads; the transform sees
+    characters), on OpenAI's and Anthropic's formats."""
+    transport = OneBytePerRead(upstream.transport)
+    transports = {name: transport for name in ("openai", "anthropic")}
+    async with open_service(config(upstream), logger=logs.logger, transports=transports) as service:
+        for provider in ("openai", "anthropic"):
+            request = {"model": f"{provider}/m~tokens=9~unicode=1", "messages": user()}
+            reply = await service.complete(request, transforms=[StopSequences([stop])])
+            assert (reply.text, reply.finish_reason) == (kept, "stop"), provider
+    assert transport.reads > 2 * len("héllo0 wörld1 日本語2 ".encode())
 
 
 async def test_the_route_runs_after_the_target_and_the_request_after_the_route(
