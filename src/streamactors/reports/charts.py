@@ -180,11 +180,15 @@ def _rules(rules: Sequence[Rule], xs: _Scale, ys: _Scale) -> list[str]:
     out = []
     for r in rules:
         if r.vertical:
+            # Labelled at the foot of the line (a horizontal rule's label sits at the top
+            # right), on whichever side has more room.
             px = xs(r.at)
+            left = px > (_LEFT + _RIGHT) / 2
+            tx, anchor = (px - 4, "end") if left else (px + 4, "start")
             out.append(
                 f'<g class="rule" data-rule="{esc(r.label)}"><line x1="{px:.1f}" x2="{px:.1f}" y1="{_TOP}" '
-                f'y2="{_BOTTOM}" stroke="#555" stroke-dasharray="4 3"/><text x="{px + 4:.1f}" y="{_TOP + 12}" '
-                f'font-size="11" fill="#333">{esc(r.label)}</text></g>'
+                f'y2="{_BOTTOM}" stroke="#555" stroke-dasharray="4 3"/><text x="{tx:.1f}" y="{_BOTTOM - 6}" '
+                f'text-anchor="{anchor}" font-size="11" fill="#333">{esc(r.label)}</text></g>'
             )
         else:
             py = ys(r.at)
