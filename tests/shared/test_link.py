@@ -15,7 +15,7 @@ from streamactors.shared.address import RedisAddress
 from streamactors.shared.fleet import Budget, Fleet
 from streamactors.shared.link import RedisLink
 
-BUDGET = Budget.per_minute(6000, None, burst_s=1)  # 100 per second, 100 saved
+BUDGET = Budget.per_minute(60, None, burst_s=100)  # 1 per second, 100 saved
 
 
 def events(logs: LogCapture, name: str) -> list[dict[str, object]]:

@@ -51,12 +51,20 @@ class _Paused:
     until: float  # trio time
 
 
+@attrs.frozen(slots=True)
+class _Went:
+    """A request the fleet admitted at once went without asking this actor (see `acquire`)."""
+
+    tokens: int
+    at: float
+
+
 # The mailbox carries these messages beside the base class's (`_handle` dispatches on the exact
 # type), but the base class's message union cannot name them: these casts say so to mypy.
 _GRANTED = cast(Callable[[trio.MemorySendChannel[float], int, bool, float], _Acquire], _Granted)
 
 
-def _msg(msg: _Paused) -> _Acquire:
+def _msg(msg: _Paused | _Went) -> _Acquire:
     return cast(_Acquire, msg)
 
 
@@ -98,8 +106,27 @@ class SharedLimiterActor(LimiterActor):
             grant = await self._fleet.admit(self.provider, self._budget, tokens)
             if grant is not None:
                 self.fleet_left = (grant.requests_left, grant.tokens_left)
+                if grant.delay <= 0 and self._nothing_local():
+                    # Nothing here would delay it: go now, and let the pacer count it later
+                    # (spares the caller a wait for this actor's turn, as `admits_freely` does).
+                    self.shared_admissions += 1
+                    now = trio.current_time()
+                    self._post(_msg(_Went(tokens, now)))
+                    return now
                 return await self._call(_GRANTED, tokens, alone, grant.delay)
         return await self._call(_Acquire, tokens, alone)
+
+    def _nothing_local(self) -> bool:
+        """Whether this service's own pacing would add no wait (as in `LimiterActor.admits_freely`)."""
+        pacer = self._pacer
+        now = trio.current_time()
+        return (
+            not self._urgent
+            and pacer.snapshot is None
+            and pacer.factor == 1.0
+            and (pacer.blocked_until is None or pacer.blocked_until <= now)
+            and self._paused_until <= now
+        )
 
     def settle(self, estimate: int, used: int) -> None:
         """A request admitted at `estimate` tokens used `used`: correct the fleet's budget."""
@@ -129,6 +156,8 @@ class SharedLimiterActor(LimiterActor):
                 self.local_admissions += 1
                 fallback = self._fallback_pacer()
             self._admit(msg, now, fallback)
+        elif type(msg) is _Went:
+            self._pacer.admit(msg.tokens, msg.at)  # counted (send rate, quotas); it went already
         elif type(msg) is _Paused:
             self._paused_until = max(self._paused_until, msg.until)
         elif type(msg) is _Cancel:
