@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -36,23 +37,30 @@ def free_port() -> int:
 class RedisServer:
     """One `redis-server` process. `url` is its `redis://` URL."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, tls: tuple[Path, Path, Path] | None = None) -> None:
         self.binary = redis_server_binary()
         self.workdir = workdir
         self.port = free_port()
+        self.tls = tls  # (certificate chain, key, CA): TLS only, on `port`
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        if self.tls:
+            return f"rediss://localhost:{self.port}/0"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         """Start it (again, on the same port) and wait until it answers PING."""
+        ports = ["--port", str(self.port)]
+        if self.tls:
+            cert, key, ca = self.tls
+            ports = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert)]
+            ports += ["--tls-key-file", str(key), "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"]
         self.proc = subprocess.Popen(
             [
                 self.binary,
-                "--port",
-                str(self.port),
+                *ports,
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -78,9 +86,14 @@ class RedisServer:
 
     def ping(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(64).startswith(b"+PONG")
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw:
+                if not self.tls:
+                    raw.sendall(b"PING\r\n")
+                    return raw.recv(64).startswith(b"+PONG")
+                context = ssl.create_default_context(cafile=str(self.tls[2]))
+                with context.wrap_socket(raw, server_hostname="localhost") as s:
+                    s.sendall(b"PING\r\n")
+                    return s.recv(64).startswith(b"+PONG")
         except OSError:
             return False
 

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 import trio
+import trustme
 
 from conftest import LogCapture, eventually
 from redis_server import RedisServer, free_port
@@ -89,7 +93,9 @@ async def test_starting_with_redis_down(nursery: trio.Nursery, logs: LogCapture,
     assert link.status() == "degraded"
     assert await Fleet(link, "t").admit("p", BUDGET, 1) is None
     (degraded,) = events(logs, "shared_state_degraded")
-    assert degraded["reason"] == f"OSError: all attempts to connect to 127.0.0.1:{port} failed"
+    assert str(degraded["reason"]).startswith(
+        f"OSError: all attempts to connect to 127.0.0.1:{port} failed (Connection"
+    )
 
 
 async def test_flushed_scripts_are_loaded_again(redis_server: RedisServer, nursery: trio.Nursery) -> None:
@@ -102,3 +108,35 @@ async def test_flushed_scripts_are_loaded_again(redis_server: RedisServer, nurse
     await eventually(lambda: link.up, within=5)
     grant = await fleet.admit("p", BUDGET, 1)
     assert grant is not None and grant.requests_left == 98
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[RedisServer, Path]]:
+    """A TLS-only redis-server with a certificate for localhost from a CA of the test's own."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    chain, key, ca_file = tmp_path / "chain.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.cert_chain_pems[0].write_to_path(str(chain))
+    cert.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
+    server = RedisServer(tmp_path, tls=(chain, key, ca_file))
+    server.start()
+    yield server, ca_file
+    server.stop()
+
+
+async def test_rediss_verifies_the_server(
+    tls_redis: tuple[RedisServer, Path], nursery: trio.Nursery, logs: LogCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, ca_file = tls_redis
+    untrusted = RedisLink(RedisAddress.parse(server.url), 0.5, logs.logger)
+    await nursery.start(untrusted.run)  # the system's CAs do not know the test's CA
+    assert not untrusted.up
+    (degraded,) = events(logs, "shared_state_degraded")
+    assert "CERTIFICATE_VERIFY_FAILED" in str(degraded["reason"])
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # how a private CA is trusted
+    link = RedisLink(RedisAddress.parse(server.url), 0.5, logs.logger)
+    await nursery.start(link.run)
+    assert link.up
+    grant = await Fleet(link, "t").admit("p", BUDGET, 1)
+    assert grant is not None and grant.requests_left == 99

@@ -172,7 +172,7 @@ class RedisLink:
             try:
                 return await RedisConnection.open(self.address, self._scripts), ""
             except _CONNECTION_ERRORS as exc:
-                return None, f"{type(exc).__name__}: {exc}"
+                return None, _describe(exc)
         return None, f"no connection within {self.connect_timeout} s"
 
     async def _serve(self, conn: RedisConnection) -> None:
@@ -194,7 +194,7 @@ class RedisLink:
                         self._answer(batch.popleft(), reply)
                 except _CONNECTION_ERRORS as exc:
                     self._answer_all(batch)
-                    raise _Lost(f"{type(exc).__name__}: {exc}") from None
+                    raise _Lost(_describe(exc)) from None
                 except _Lost:
                     self._answer_all(batch)
                     raise
@@ -246,3 +246,14 @@ class RedisLink:
 
 def _ignore(reply: Reply | None) -> None:
     pass
+
+
+def _describe(exc: BaseException) -> str:
+    """An error and what caused it (trio's TLS errors carry the SSL error as their cause)."""
+    text = f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__
+    while isinstance(cause, BaseExceptionGroup) and cause.exceptions:  # trio's attempts to connect
+        cause = cause.exceptions[0]
+    if cause is not None:
+        text += f" ({type(cause).__name__}: {cause})"
+    return text
