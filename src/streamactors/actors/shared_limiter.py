@@ -31,7 +31,7 @@ from ..policy.backoff import retry_after_seconds
 from ..policy.fleet import quota_pause
 from ..policy.ratelimit_headers import parse_quota
 from ..shared.fleet import Budget, Fleet, FleetState
-from .limiter import REJECTED, LimiterActor, _Acquire, _Cancel, _Feedback
+from .limiter import REJECTED, LimiterActor, _Acquire, _Cancel, _Feedback, _speaks_of_limits
 from .mailbox import Call
 
 __all__ = ["SharedLimiterActor"]
@@ -167,7 +167,7 @@ class SharedLimiterActor(LimiterActor):
                 self._given_tokens += msg.tokens
         else:
             super()._handle(msg)
-            if type(msg) is _Feedback and (msg.status == 429 or msg.headers):
+            if type(msg) is _Feedback and (msg.status == 429 or _speaks_of_limits(msg.headers)):
                 self._tell_fleet(msg)
 
     def _admit(self, msg: _Acquire | _Granted, start: float, fallback: AdaptivePacer | None) -> None:
