@@ -193,11 +193,13 @@ class TextTransform(Transform):
                 out.append(kind(_render(text, at, consumed, edits)))
             self._waiting = [(place - consumed, w) for place, w in waiting[i:]] if end is None else []
         elif consumed:
-            if edits is None and consumed == len(text):
+            if edits is not None:
+                out.append(kind(_render(text, 0, consumed, edits)))
+            elif consumed < len(text):
+                out.append(kind(text[:consumed]))
+            else:
                 # The event as it came when it goes on whole (no copy on the common path).
                 out.append(ev if ev is not None and not held else kind(text))
-            else:
-                out.append(kind(_render(text, 0, consumed, edits)))
         if end is not None:
             self.ended = True
             self._held = ""

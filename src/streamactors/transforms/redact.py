@@ -19,6 +19,8 @@ from .base import Edits, TextTransform
 
 __all__ = ["DEFAULT_MAX_MATCH", "Redact", "RegexWindow", "check_max_match", "check_patterns"]
 
+_NONE: list[tuple[int, int]] = []  # no matches (never changed)
+
 #: The default bound on one match (keys, card numbers, e-mail addresses fit).
 DEFAULT_MAX_MATCH = 64
 
@@ -80,8 +82,15 @@ class RegexWindow:
         # A match starting at s is decided when the text up to s + max_match (and one more
         # character, for a look-ahead such as \b) has arrived.
         limit = n + 1 if final else n - self.max_match
-        matches: list[tuple[int, int]] = []
         search = self.pattern.search
+        m = search(buf, base)
+        if m is None or m.start() >= limit:  # the common case: no match decided
+            decided = n if limit > n else limit
+            if decided <= base:
+                return _NONE, 0
+            self._context = buf[decided - self.max_match : decided] if decided > self.max_match else buf[:decided]
+            return _NONE, decided - base
+        matches: list[tuple[int, int]] = []
         pos = emit = base
         while pos < limit:
             m = search(buf, pos)

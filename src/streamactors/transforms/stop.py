@@ -8,6 +8,7 @@ the upstream request at once.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from ..errors import UsageError
@@ -53,16 +54,22 @@ class StopSequences(TextTransform):
         super().__init__(reasoning=False)
         self.strings = tuple(dict.fromkeys(strings))
         self.max_held = max(len(s) for s in self.strings) - 1
-        # A text whose last character starts no stop string holds nothing: the common case.
+        # One search for any of them says whether there is a match to place exactly (rare).
+        self._any = re.compile("|".join(map(re.escape, self.strings))).search
+        # A text whose last character is in no stop string holds nothing: the common case.
         self._chars = frozenset(c for s in self.strings for c in s)
 
     def _scan(self, text: str, start: int, final: bool) -> tuple[int, None, StreamEvent | None]:
         n = len(text)
+        # The text scanned before holds no whole match: look only for matches that end in the
+        # new text.
+        if self._any(text, start - self.max_held if start > self.max_held else 0) is None:
+            if final or not n or text[-1] not in self._chars:
+                return n, None, None
+            return self._tail(text), None, None
         best_end = n + 1
         best_at = -1
         for s in self.strings:
-            # The text scanned before holds no whole match: look only for matches that end in
-            # the new text.
             at = text.find(s, max(0, start - len(s) + 1))
             if at >= 0:
                 end = at + len(s)
