@@ -132,6 +132,14 @@ def test_a_redaction_inside_reasoning() -> None:
     assert redact.actions == {"redact": 2}
 
 
+def test_text_and_reasoning_are_separate_runs() -> None:
+    """No look-behind context crosses from the reasoning to the text, nor a match."""
+    out = run(
+        Redact([r"(?<=x)yz", "ab"], "#", max_match=3), [[ReasoningEvent("a"), ReasoningEvent("x")], [TextEvent("yz b")]]
+    )
+    assert read(out) == ("yz b", "ax", [])
+
+
 def test_a_signed_block_whose_last_event_has_text() -> None:
     out = run(Redact(["secret"]), [[ReasoningEvent("a sec"), ReasoningEvent("ret", signature="s")]])
     assert out == [ReasoningEvent("a [redacted]"), ReasoningEvent("", signature="s")]

@@ -121,11 +121,13 @@ class TextTransform(Transform):
                 and ev.signature is None  # type: ignore[union-attr]
                 and ev.redacted is None  # type: ignore[union-attr]
             ):
-                if cls is not self._kind:
+                if cls is not self._kind:  # a switch between text and reasoning: a new run
                     if self._held:
                         self._boundary(out)
                         if self.ended:
                             return out
+                    else:
+                        self._reset()
                     self._kind = cls
                 self._text(ev, ev.text, out, final=False)  # type: ignore[union-attr]
                 if self.ended:
