@@ -34,9 +34,9 @@ after one warm-up request of at most `MAX_STALLED_RSS_GROWTH_MIB` while stalled 
 reached while the replies drain (measured +374 to +575 MiB: the OpenAI decoder keeps each
 reply's text pieces, ~80 bytes a token, for the cited text of annotations).
 
-Cost: ~40 s of CPU on each of the two cores (the gateway's; the fake upstream's and the
-clients'), so ~45 s on an idle 2-core machine and 60-110 s seen with other work on it; the
-timeouts only guard against a hang.
+Cost: up to ~40 s of CPU on each of the two cores (the gateway's; the fake upstream's and
+the clients'), so about 45 s is expected on an idle 2-core machine (not seen: this one always
+had other work; 58-107 s were); the timeouts only guard against a hang.
 """
 
 from __future__ import annotations
