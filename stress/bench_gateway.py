@@ -171,8 +171,8 @@ def find_litellm(choice: str, workdir: Path) -> tuple[str | None, str]:
         for step in steps:
             done = subprocess.run(step, capture_output=True, text=True, check=False)
             if done.returncode != 0:
-                why = (done.stderr or done.stdout).strip().splitlines()[-3:]
-                return None, f"did not install ({' '.join(step[-2:])} failed: {' / '.join(why)})"
+                why = " / ".join(line[:300] for line in (done.stderr or done.stdout).strip().splitlines()[-2:])
+                return None, f"did not install ({' '.join(step[-2:])} failed: {why})"
     version = subprocess.run(
         [str(LITELLM_VENV / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
         capture_output=True,
