@@ -31,6 +31,7 @@ from ..models import (
     TopLogprob,
     UsageEvent,
 )
+from ..reply import TextBuffer
 from .base import (
     HttpRequestSpec,
     SSEJsonDecoder,
@@ -445,7 +446,9 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
         self._tool_ids: list[str | None] = []  # position -> id given
         self._tool_names: list[str | None] = []  # position -> name given
         self._refused = False
-        self._text: list[str] = []  # choice 0's content pieces, for annotations' cited text
+        # Choice 0's content, for annotations' cited text: kept in blocks, about a byte per
+        # character (a list of pieces costs some 80 bytes a token for the whole reply).
+        self._text = TextBuffer()
         self._cited: set[Any] = set()  # annotations (url, start, end) and Perplexity URLs seen
 
     def _on_event(self, event: str | None, data: str, out: list[StreamEvent]) -> None:
@@ -577,7 +580,7 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
             cited: str | None = None
             if start is not None and end is not None:
                 if text is None:
-                    text = "".join(self._text)
+                    text = self._text.join()
                 if 0 <= start < end <= len(text):
                     cited = text[start:end]
             out.append(CitationEvent(Citation(url, json_field(cite, "title", str, "url_citation"), cited)))
