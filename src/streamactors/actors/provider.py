@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, Sized
 from contextlib import aclosing
 from typing import Any
 
@@ -24,7 +25,14 @@ import trio
 
 from ..config.schema import ProviderConfig
 from ..errors import ProviderError, WireError
-from ..http.client import UpstreamClient, body_chunks, classify_transport_error, close_response
+from ..http.client import (
+    READ_SIZE,
+    UpstreamClient,
+    body_chunks,
+    classify_transport_error,
+    close_response,
+    set_read_size,
+)
 from ..http.media import MediaFetcher
 from ..models import ChatRequest, FinishEvent, UsageEvent
 from ..policy.backoff import retry_after_seconds, retry_delay, should_retry
@@ -39,6 +47,19 @@ from .metrics import MetricsActor, RequestRecord
 __all__ = ["ProviderActor"]
 
 MAX_ERROR_BODY = 64 * 1024
+
+#: Body bytes a stream may hold decoded for its consumer (batches sent that it has not taken).
+#: Each read takes what is left of it, and never less than `MIN_READ` (see `ProviderActor._pump`).
+READ_BUDGET = READ_SIZE
+MIN_READ = 1024
+
+
+def _queue_of(channel: trio.MemorySendChannel[Any]) -> Sized | None:
+    """The batches a reply channel holds that its receiver has not taken. trio's `statistics()`
+    builds an object per call (about 1 µs, per read); its buffer's `len()` costs 40 ns. None
+    where this trio keeps it elsewhere (then every read past the first is `MIN_READ`)."""
+    data = getattr(getattr(channel, "_state", None), "data", None)
+    return data if isinstance(data, Sized) else None
 
 
 def _outcome(end: StreamEnd | None, cancelled: bool) -> tuple[str, str | None]:
@@ -517,23 +538,48 @@ class ProviderActor:
         scope: trio.CancelScope,
         progress: _Progress,
     ) -> None:
-        """Feed every body chunk to the decoder; send each non-empty batch on."""
+        """Feed every body chunk to the decoder; send each non-empty batch on.
+
+        What a stream holds for a slow consumer is bounded in bytes, not only in batches (the
+        reply channel's `event_buffer`): each read takes at most what is left of `READ_BUDGET`
+        once the batches the consumer has not taken are counted, and at least `MIN_READ`. So
+        the batches waiting, and the one blocked on the full channel, come from at most
+        `READ_BUDGET + event_buffer * MIN_READ` body bytes (32 KiB by default) plus the first
+        read; the rest waits in the kernel's socket buffers, then upstream (TCP backpressure).
+        A consumer that keeps up takes every batch as it is sent, so its reads stay whole.
+        """
         idle = self.config.timeouts.idle
         now = trio.current_time
+        queue = _queue_of(reply)
+        sizes: deque[int] = deque()  # body bytes of each batch sent and maybe not taken, oldest first
+        queued = 0
+        size = READ_SIZE
         async with aclosing(body_chunks(response)) as chunks:
             async for chunk in chunks:
                 events: Batch = []
+                n = len(chunk)
                 try:
                     decoder.feed_into(chunk, events)
                 except Exception:  # a WireError, or a bug (which fails this request alone)
                     if events:  # what arrived before the error belongs to the partial reply
                         await self._deliver(events, reply, scope, progress)
                     raise
-                # Decoded: the read (up to 64 KiB) must not stay alive through the waits that
-                # follow (the consumer, the next read), once per stream, whatever the streams.
+                # Decoded: the read must not stay alive through the waits that follow (the
+                # consumer, the next read), once per stream, whatever the streams.
                 del chunk
                 if events:
                     await self._deliver(events, reply, scope, progress)
+                    # The channel holds the newest len(queue) batches sent: the others were taken.
+                    sizes.append(n)
+                    queued += n
+                    waiting = len(queue) if queue is not None else len(sizes)
+                    while len(sizes) > waiting:
+                        queued -= sizes.popleft()
+                    want = READ_BUDGET - queued
+                    want = MIN_READ if want < MIN_READ else want
+                    if want != size:
+                        size = want
+                        set_read_size(chunks, want)
                 elif progress.first_event_at is not None:
                     scope.deadline = progress.clamp(now() + idle)
 

@@ -17,13 +17,21 @@ from .fast import FastTransport
 from .fast.response import ResponseStream
 
 __all__ = [
+    "READ_SIZE",
     "BodyChunks",
     "UpstreamClient",
     "body_chunks",
     "classify_transport_error",
     "close_response",
     "environment_proxy",
+    "set_read_size",
 ]
+
+#: The most one read of a `FastTransport` response takes, the response head's included (about
+#: 70 one-token OpenAI events). The transport's default (64 KiB, for bulk bodies) would let one
+#: read and its decoded events wait in memory per stream for a consumer or a turn; the provider
+#: actor reads less still while its consumer is behind (`set_read_size`).
+READ_SIZE = 16 * 1024
 
 # Cached URLs and merged header sets per client; model ids in URL paths (Gemini, Azure)
 # and per-request signatures (SigV4) make many distinct keys, so the caches are bounded.
@@ -63,7 +71,7 @@ class UpstreamClient:
             # Bulk chunked decoding on trio sockets; behind a proxy FastTransport hands every
             # request to httpx's own transport (see streamactors.http.fast).
             proxy = pc.proxy.reveal() if pc.proxy else None
-            transport = FastTransport(limits=self._limits, proxy=proxy)
+            transport = FastTransport(limits=self._limits, proxy=proxy, read_size=READ_SIZE)
             self._env_proxies = {} if proxy else urllib.request.getproxies_environment()
         else:
             self._env_proxies = {}  # a transport given is used for everything
@@ -155,6 +163,13 @@ def body_chunks(response: httpx.Response) -> BodyChunks:
     if type(stream) is ResponseStream and "content-encoding" not in response.headers:
         return stream
     return cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+
+
+def set_read_size(chunks: BodyChunks, size: int) -> None:
+    """Make the next reads of a `FastTransport` body (as `body_chunks` returns it) take at most
+    `size` bytes; other bodies read what httpx reads."""
+    if type(chunks) is ResponseStream:
+        chunks.read_size = size
 
 
 async def close_response(response: httpx.Response) -> None:

@@ -64,7 +64,17 @@ class ResponseStream(httpx.AsyncByteStream):
     when the consumer stops early: `aclose()` closes the connection at once.
     """
 
-    __slots__ = ("_conn", "_decoder", "_first", "_keep_alive", "_pool", "_read_size", "_read_timeout", "_request")
+    __slots__ = (
+        "_conn",
+        "_decoder",
+        "_first",
+        "_keep_alive",
+        "_pool",
+        "_read_timeout",
+        "_request",
+        "body_bytes",
+        "read_size",
+    )
 
     def __init__(
         self,
@@ -78,7 +88,11 @@ class ResponseStream(httpx.AsyncByteStream):
         read_size: int,
     ) -> None:
         self._pool = pool
-        self._read_size = read_size
+        #: The most one read takes; the reader may change it between reads (a reader whose
+        #: consumer is behind reads less, so that less waits decoded in memory).
+        self.read_size = read_size
+        #: Body bytes handed out so far (after chunk framing): what the reader has taken.
+        self.body_bytes = 0
         self._conn: Connection | None = conn
         self._decoder = decoder
         self._first = first
@@ -94,11 +108,12 @@ class ResponseStream(httpx.AsyncByteStream):
     async def __anext__(self) -> bytes:
         if self._first:
             first, self._first = self._first, b""
+            self.body_bytes += len(first)
             return first
         decoder = self._decoder
         while (conn := self._conn) is not None:
             try:
-                data = await receive(conn.stream, self._read_size, self._read_timeout, self._request)
+                data = await receive(conn.stream, self.read_size, self._read_timeout, self._request)
                 if data:
                     body = decoder.feed(data)
                 else:
@@ -113,6 +128,7 @@ class ResponseStream(httpx.AsyncByteStream):
             if decoder.done:
                 self._release()
             if body:
+                self.body_bytes += len(body)
                 return body
         raise StopAsyncIteration
 
