@@ -30,8 +30,8 @@ from streamactors import (
     UsageEvent,
     open_service,
 )
+from streamactors.actors.coalesce import Coalesce
 from streamactors.actors.metrics import MAX_TRANSFORM_LABELS, MetricsActor, TransformActions
-from streamactors.coalesce import Coalesce
 from streamactors.gateway.openai_api import error_response as openai_error
 from streamactors.gateway.run import run_gateway
 from streamactors.testing import FakeUpstream, token_text

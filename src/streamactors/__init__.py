@@ -9,7 +9,7 @@ async with streamactors.open_service(cfg) as service:
 """
 
 from ._version import __version__ as __version__
-from .coalesce import Coalesce as Coalesce
+from .actors.coalesce import Coalesce as Coalesce
 from .config.schema import Config as Config
 from .content import AudioPart as AudioPart
 from .content import CacheControl as CacheControl

@@ -223,7 +223,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from .logreport import LogFilter, parse_since, print_story, print_summary, read_lines, summarize
+    from .reports.logreport import LogFilter, parse_since, print_story, print_summary, read_lines, summarize
 
     try:
         since = parse_since(args.since) if args.since else None

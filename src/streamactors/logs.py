@@ -18,7 +18,7 @@ import structlog
 from structlog.typing import EventDict, WrappedLogger
 
 from .config.schema import LoggingConfig
-from .secret import scrub
+from .config.secret import scrub
 
 __all__ = ["BatchedSink", "Redactor", "UtcTimeStamper", "make_logger", "open_log_file", "sink_of"]
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import trio
 
+from .actors.coalesce import Coalesce
 from .actors.messages import Leg, ReplyMessage, StreamEnd
 from .actors.metrics import MetricsActor, TransformActions
-from .coalesce import Coalesce
 from .config.transforms import BlockListSpec, CoalesceSpec, RedactSpec, StopSpec, TransformSpec
 from .errors import ProviderError
 from .models import ChatRequest, ErrorEvent, StreamEvent

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from streamactors.config.secret import Secret
 from streamactors.gateway.auth import KeyCheck
-from streamactors.secret import Secret
 
 KEYS = KeyCheck([Secret("sk-gw-one-0123"), Secret("sk-gw-two-4567")])
 

@@ -12,9 +12,10 @@ import pytest
 from htmlcheck import charts, outside_references, parse, text
 
 from conftest import provider_table, user
-from streamactors import Config, ProviderError, logreport, open_service
+from streamactors import Config, ProviderError, open_service
 from streamactors.cli import main
-from streamactors.logreport import story, summarize
+from streamactors.reports import logreport
+from streamactors.reports.logreport import story, summarize
 from streamactors.reports.logs_page import render_logs_html
 from streamactors.testing import FakeUpstream
 

@@ -20,8 +20,8 @@ import pytest
 from test_logs_html import HOSTILE_ID, _hand_written
 from test_stress_html import known_report
 
-from streamactors.logreport import summarize
 from streamactors.reports.charts import Markup
+from streamactors.reports.logreport import summarize
 from streamactors.reports.logs_page import render_logs_html
 from streamactors.reports.page import page
 from streamactors.reports.stress_page import render_stress_html

@@ -24,6 +24,7 @@ import httpx
 import trio
 
 from ..config.schema import ProviderConfig
+from ..config.secret import scrub
 from ..errors import ProviderError, WireError
 from ..http.client import (
     READ_SIZE,
@@ -37,7 +38,6 @@ from ..http.media import MediaFetcher
 from ..models import ChatRequest, FinishEvent, UsageEvent
 from ..policy.backoff import retry_after_seconds, retry_delay, should_retry
 from ..providers.auth import Authorizer
-from ..secret import scrub
 from ..wire.base import HttpRequestSpec, ProviderCodec, StreamDecoder, with_passthrough
 from .breaker import BreakerActor
 from .limiter import REJECTED, LimiterActor

@@ -14,7 +14,7 @@ from cattrs.cols import list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from ..errors import ConfigError, FieldValueError
-from ..secret import Secret
+from .secret import Secret
 
 __all__ = ["resolve_env", "structure", "suggest"]
 

@@ -16,10 +16,10 @@ from typing import Any
 import attrs
 
 from ..errors import ConfigError, FieldValueError
-from ..secret import Secret
 from ..shared.address import RedisAddress
 from ..wire.sse import DEFAULT_MAX_EVENT_BYTES
 from .load import resolve_env, structure, suggest
+from .secret import Secret
 from .transforms import TransformSpec, split_transforms
 
 __all__ = [

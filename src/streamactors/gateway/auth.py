@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 
-from ..secret import Secret
+from ..config.secret import Secret
 
 __all__ = ["KeyCheck"]
 

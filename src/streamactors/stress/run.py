@@ -34,8 +34,8 @@ import psutil
 import trio
 
 from ..config.schema import Config, RouteConfig, SharedSettings
+from ..config.secret import Secret
 from ..errors import ProviderError
-from ..secret import Secret
 from ..service import Service, open_service
 from .bare import BareClient, BareFailure
 from .options import StressOptions

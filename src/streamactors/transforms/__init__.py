@@ -2,7 +2,7 @@
 
 `Transform` is the contract (`feed(events) -> events`, `close() -> events`); the built-ins are
 `StopSequences`, `Redact` and `BlockList` (and `Coalesce`, which uses the clock and so lives
-with the stream, in `streamactors.coalesce`). Nothing here does I/O or reads the clock.
+in the actor layer, `streamactors.actors.coalesce`). Nothing here does I/O or reads the clock.
 """
 
 from .base import Chain as Chain

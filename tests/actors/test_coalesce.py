@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamactors.coalesce import Coalesce
+from streamactors.actors.coalesce import Coalesce
 from streamactors.errors import UsageError
 from streamactors.models import (
     FinishEvent,

@@ -13,7 +13,7 @@ import pytest
 from conftest import provider_table, user
 from streamactors import Config, ProviderError, open_service
 from streamactors.cli import main
-from streamactors.logreport import LogFilter, parse_since, story, summarize
+from streamactors.reports.logreport import LogFilter, parse_since, story, summarize
 from streamactors.testing import FakeUpstream
 
 

@@ -30,7 +30,7 @@ from typing import IO, Any
 import attrs
 import orjson
 
-from .reports.series import TimeBins
+from .series import TimeBins
 
 __all__ = [
     "CDF_POINTS",

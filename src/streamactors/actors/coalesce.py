@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import trio
 
-from .errors import UsageError
-from .models import StreamEvent
-from .transforms.base import TextTransform
+from ..errors import UsageError
+from ..models import StreamEvent
+from ..transforms.base import TextTransform
 
 __all__ = ["Coalesce", "check_coalesce"]
 
