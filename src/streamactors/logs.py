@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import sys
 import time
-import weakref
 from collections.abc import Iterable
-from typing import IO, Any, TextIO, cast
+from typing import IO, Any, BinaryIO, TextIO, cast
 
 import orjson
 import structlog
@@ -20,7 +19,7 @@ from structlog.typing import EventDict, WrappedLogger
 from .config.schema import LoggingConfig
 from .config.secret import scrub
 
-__all__ = ["BatchedSink", "Redactor", "UtcTimeStamper", "make_logger", "open_log_file", "sink_of"]
+__all__ = ["Redactor", "UtcTimeStamper", "make_logger", "open_log_file"]
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
@@ -97,79 +96,6 @@ def _render_json_text(logger: WrappedLogger, method: str, event_dict: EventDict)
     return orjson.dumps(event_dict, default=_json_default).decode()
 
 
-class BatchedSink:
-    """The end of the logging pipeline: rendered lines written to a stream in batches.
-
-    A write system call per line costs more than building the line (about 25 µs into a
-    pipe, two lines per request). Lines are gathered and written together: at once for a
-    warning or an error (and everything before it), else once the oldest waiting line is
-    `max_delay` seconds old (checked at each line, and by `flush_due()`, which the service
-    calls on a timer), or `max_bytes` are waiting, and at `flush()` (the service's exit, and
-    the interpreter's). Lines keep their order; no line is dropped.
-    """
-
-    __slots__ = ("__weakref__", "_first_at", "_lines", "_out", "_size", "max_bytes", "max_delay")
-
-    def __init__(self, out: IO[Any], *, max_delay: float = 0.05, max_bytes: int = 64 * 1024) -> None:
-        self._out = out
-        self._lines: list[Any] = []
-        self._size = 0
-        self._first_at = 0.0
-        self.max_delay = max_delay
-        self.max_bytes = max_bytes
-        finalizer = weakref.finalize(self, _flush_lines, self._lines, out)
-        finalizer.atexit = True
-
-    def msg(self, message: Any) -> None:
-        """Take one rendered line (str or bytes, as the stream takes), written in a batch."""
-        lines = self._lines
-        now = time.monotonic()
-        if not lines:
-            self._first_at = now
-        lines.append(message)
-        self._size += len(message)
-        if self._size >= self.max_bytes or now - self._first_at >= self.max_delay:
-            self.flush()
-
-    def msg_now(self, message: Any) -> None:
-        """Take a line that must not wait (a warning or an error): write it and what waits."""
-        self._lines.append(message)
-        self.flush()
-
-    debug = info = msg
-    warning = warn = error = err = critical = exception = fatal = failure = msg_now
-    log = msg
-
-    def flush_due(self) -> None:
-        """Write the waiting lines if the oldest has waited `max_delay`."""
-        if self._lines and time.monotonic() - self._first_at >= self.max_delay:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write every waiting line now."""
-        if self._lines:
-            _flush_lines(self._lines, self._out)
-        self._size = 0
-
-
-def _flush_lines(lines: list[Any], out: IO[Any]) -> None:
-    if not lines:
-        return
-    text: str | bytes = b"\n".join(lines) + b"\n" if isinstance(lines[0], bytes) else "\n".join(lines) + "\n"
-    lines.clear()
-    try:
-        out.write(text)
-        out.flush()
-    except (OSError, ValueError):  # the stream is closed (a broken pipe, a closed file)
-        pass
-
-
-def sink_of(logger: Any) -> BatchedSink | None:
-    """The `BatchedSink` under a logger made by `make_logger`, if it writes through one."""
-    sink = getattr(logger, "_logger", None)
-    return sink if isinstance(sink, BatchedSink) else None
-
-
 def open_log_file(cfg: LoggingConfig) -> IO[Any] | None:
     """The configured log file, opened for appending (None if logs go to stderr).
 
@@ -201,12 +127,11 @@ def make_logger(
     if cfg.format == "json":
         if "b" in getattr(out, "mode", ""):
             processors.append(_render_json)
+            logger: Any = structlog.BytesLogger(cast(BinaryIO, out))
         else:
             # Write text to the stream we were given (holding it keeps it open).
             processors.append(_render_json_text)
-        # Written in batches (see BatchedSink); a stream given by the caller (a test's
-        # buffer) gets each line at once.
-        logger: Any = BatchedSink(out) if stream is None else BatchedSink(out, max_delay=0.0)
+            logger = structlog.WriteLogger(cast(TextIO, out))
     else:
         processors.append(structlog.dev.ConsoleRenderer(colors=False))
         logger = structlog.WriteLogger(cast(TextIO, out))

@@ -21,7 +21,7 @@ from .actors.router import RouterActor
 from .config.schema import Config, RouteConfig
 from .errors import ProviderError, UsageError
 from .http.media import MediaFetcher
-from .logs import BatchedSink, make_logger, open_log_file, sink_of
+from .logs import make_logger, open_log_file
 from .models import ChatRequest, ErrorEvent, Reply, StreamEvent
 from .providers.kinds import build_authorizer, build_codec
 from .request_dict import request_from_dict
@@ -354,9 +354,6 @@ async def _run_service(
 
         await nursery.start(run_tree)
         await nursery.start(service._serve_submissions)
-        sink = sink_of(log)
-        if sink is not None and sink.max_delay > 0:
-            nursery.start_soon(_flush_logs, sink)
         log.info("service_started", providers=list(actors))
         try:
             yield service
@@ -378,14 +375,5 @@ async def _run_service(
             with trio.CancelScope(shield=True):
                 await media.aclose()
             log.info("service_stopped")
-            if sink is not None:
-                sink.flush()
     if body_error is not None:
         raise body_error
-
-
-async def _flush_logs(sink: BatchedSink) -> None:
-    """Write batched log lines that have waited long enough, while no new line comes to do it."""
-    while True:
-        await trio.sleep(sink.max_delay)
-        sink.flush_due()
