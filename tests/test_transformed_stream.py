@@ -413,7 +413,10 @@ async def test_the_gateway_serves_config_set_transforms(fake: FakeUpstream, nurs
         )
         return [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
 
-    chunks = await trio.to_thread.run_sync(chat)
+    try:
+        chunks = await trio.to_thread.run_sync(chat)
+    finally:
+        client.close()  # its pooled connections, else closed (and warned about) by the garbage collector
     nursery.cancel_scope.cancel()
     assert "".join(chunks) == tokens(0, 10) + "## " * 10 + tokens(20, 30)
     # 30 tokens (106 characters) in at most three chunks, each but the last of 40 or more.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anthropic
@@ -76,6 +76,30 @@ def gateway_config(fake: FakeUpstream, **server: Any) -> Config:
     )
 
 
+#: The SDK clients a test made: closed after it, so their pooled connections are not left to
+#: the garbage collector (whose ResourceWarning would fail whichever test it lands in).
+_clients: list[openai.OpenAI | anthropic.Anthropic] = []
+
+
+def openai_client(**kwargs: Any) -> openai.OpenAI:
+    client = openai.OpenAI(max_retries=0, **kwargs)
+    _clients.append(client)
+    return client
+
+
+def anthropic_client(**kwargs: Any) -> anthropic.Anthropic:
+    client = anthropic.Anthropic(max_retries=0, **kwargs)
+    _clients.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _clients:
+        _clients.pop().close()
+
+
 class Gateway:
     def __init__(self, url: str, fake: FakeUpstream, logs: LogCapture, cancel: trio.CancelScope) -> None:
         self.url = url
@@ -84,10 +108,10 @@ class Gateway:
         self.cancel = cancel
 
     def openai(self, **kwargs: Any) -> openai.OpenAI:
-        return openai.OpenAI(api_key=GATEWAY_KEY, base_url=f"{self.url}/v1", max_retries=0, **kwargs)
+        return openai_client(api_key=GATEWAY_KEY, base_url=f"{self.url}/v1", **kwargs)
 
     def anthropic(self, **kwargs: Any) -> anthropic.Anthropic:
-        return anthropic.Anthropic(api_key=GATEWAY_KEY, base_url=self.url, max_retries=0, **kwargs)
+        return anthropic_client(api_key=GATEWAY_KEY, base_url=self.url, **kwargs)
 
 
 @pytest.fixture
@@ -199,7 +223,7 @@ async def test_openai_sdk_errors_before_the_first_byte(gateway: Gateway) -> None
         expect(openai.NotFoundError, model="openai/gpt-fake~fail=status:404")
         expect(openai.BadRequestError, model="openai/gpt-fake", seed="x")
         with pytest.raises(openai.AuthenticationError):
-            openai.OpenAI(api_key="wrong", base_url=f"{gateway.url}/v1", max_retries=0).chat.completions.create(
+            openai_client(api_key="wrong", base_url=f"{gateway.url}/v1").chat.completions.create(
                 model="openai/gpt-fake",
                 messages=messages,  # type: ignore[arg-type]
             )
@@ -283,7 +307,7 @@ async def test_anthropic_sdk_errors(gateway: Gateway) -> None:
         with pytest.raises(anthropic.BadRequestError):
             client.messages.create(model="openai/m", max_tokens=8, messages=messages, extra_body={"top_k": "x"})  # type: ignore[arg-type]
         with pytest.raises(anthropic.AuthenticationError):
-            anthropic.Anthropic(api_key="wrong", base_url=gateway.url, max_retries=0).messages.create(
+            anthropic_client(api_key="wrong", base_url=gateway.url).messages.create(
                 model="openai/m",
                 max_tokens=8,
                 messages=messages,  # type: ignore[arg-type]
@@ -311,15 +335,13 @@ async def test_a_body_over_the_bound_is_413_in_each_dialect(fake: FakeUpstream, 
 
     def run() -> None:
         with pytest.raises(anthropic.RequestTooLargeError):
-            anthropic.Anthropic(api_key=GATEWAY_KEY, base_url=f"http://{host}:{port}", max_retries=0).messages.create(
+            anthropic_client(api_key=GATEWAY_KEY, base_url=f"http://{host}:{port}").messages.create(
                 model="openai/m",
                 max_tokens=8,
                 messages=big,  # type: ignore[arg-type]
             )
         with pytest.raises(openai.APIStatusError) as info:
-            openai.OpenAI(
-                api_key=GATEWAY_KEY, base_url=f"http://{host}:{port}/v1", max_retries=0
-            ).chat.completions.create(
+            openai_client(api_key=GATEWAY_KEY, base_url=f"http://{host}:{port}/v1").chat.completions.create(
                 model="openai/m",
                 messages=big,  # type: ignore[arg-type]
             )
