@@ -25,6 +25,7 @@ from .base import (
     HttpRequestSpec,
     SSEJsonDecoder,
     error_message_from_body,
+    inline_file_data,
     json_body,
     json_field,
     refuse_given,
@@ -136,14 +137,7 @@ def _image_source(url: str, where: str, provider: str, url_sources: bool) -> dic
 
 def _document(part: FilePart, where: str, provider: str) -> dict[str, Any]:
     """A `document` block: a PDF as a `base64` source, text as a `text` source (the text itself)."""
-    if part.file_data is None:
-        if part.file_id is not None:
-            raise UsageError(
-                f"{where}: file_id (an uploaded file) is not supported by {provider}; "
-                "send the document inline as file_data (a data URL)"
-            )
-        raise UsageError(f"{where}: a file part needs file_data (a data URL)")
-    data = parse_data_url(part.file_data, f"{where}.file.file_data")
+    data = parse_data_url(inline_file_data(part, where, provider), f"{where}.file.file_data")
     source: dict[str, Any]
     if data.mime == "application/pdf":
         source = {"type": "base64", "media_type": "application/pdf", "data": data.base64}

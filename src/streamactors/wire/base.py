@@ -8,6 +8,7 @@ from typing import Any, Protocol, TypeVar
 import attrs
 import orjson
 
+from ..content import FilePart
 from ..errors import UsageError, WireError
 from ..models import ChatRequest, FinishEvent, StreamEvent, UsageEvent
 from .sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent, SSEItem, failed_earlier
@@ -19,6 +20,7 @@ __all__ = [
     "SSEJsonDecoder",
     "StreamDecoder",
     "error_message_from_body",
+    "inline_file_data",
     "json_body",
     "json_field",
     "tool_arguments_object",
@@ -125,6 +127,20 @@ def refuse_part(part: str, where: str, provider: str) -> UsageError:
     the part, where it is, the provider and the fix. Content is never dropped silently, so
     `drop_params` does not apply."""
     return UsageError(f"{where}: {part} input is not supported by {provider}; remove that content part")
+
+
+def inline_file_data(part: FilePart, where: str, provider: str) -> str:
+    """A file part's `file_data`, which every provider but the OpenAI family needs: an
+    uploaded file's `file_id` is a `UsageError` naming `provider` and the fix, and so is a
+    part that has neither."""
+    if part.file_data is not None:
+        return part.file_data
+    if part.file_id is not None:
+        raise UsageError(
+            f"{where}: file_id (an uploaded file) is not supported by {provider}; "
+            "send the document inline as file_data (a data URL)"
+        )
+    raise UsageError(f"{where}: a file part needs file_data (a data URL)")
 
 
 def refuse_or_drop(param: str, provider: str, *, drop: bool, dropped: list[str]) -> None:

@@ -49,6 +49,7 @@ from .base import (
     DecoderBase,
     HttpRequestSpec,
     error_message_from_body,
+    inline_file_data,
     json_field,
     refuse_given,
     refuse_or_drop,
@@ -430,12 +431,7 @@ class _Parts:
 
     def document(self, part: FilePart, where: str) -> dict[str, Any]:
         """A `document` block from `file_data`, named from its filename."""
-        if part.file_data is None:
-            raise UsageError(
-                f"{where}: file_id (an uploaded file) is not supported by {self.provider}; "
-                "send the document inline as file_data (a data URL)"
-            )
-        data = parse_data_url(part.file_data, f"{where}.file.file_data")
+        data = parse_data_url(inline_file_data(part, where, self.provider), f"{where}.file.file_data")
         fmt = DOCUMENT_FORMATS.get(data.mime)
         if fmt is None:
             raise UsageError(

@@ -50,6 +50,7 @@ from .base import (
     HttpRequestSpec,
     SSEJsonDecoder,
     error_message_from_body,
+    inline_file_data,
     json_body,
     json_field,
     refuse_or_drop,
@@ -284,14 +285,7 @@ class _PartsMapper:
                 )
             return mime, data.base64
         if type(p) is FilePart:
-            if p.file_data is None:
-                if p.file_id is not None:
-                    raise UsageError(
-                        f"{where}: file_id (an uploaded file) is not supported by {self.provider}; "
-                        "send the document inline as file_data (a data URL)"
-                    )
-                raise UsageError(f"{where}: a file part needs file_data (a data URL)")
-            data = parse_data_url(p.file_data, f"{where}.file.file_data")
+            data = parse_data_url(inline_file_data(p, where, self.provider), f"{where}.file.file_data")
             if data.mime != "application/pdf" and not data.mime.startswith("text/"):
                 raise UsageError(
                     f"{where}: document type {data.mime!r} is not supported by {self.provider}; "

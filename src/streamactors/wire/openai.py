@@ -36,6 +36,7 @@ from .base import (
     HttpRequestSpec,
     SSEJsonDecoder,
     error_message_from_body,
+    inline_file_data,
     json_body,
     json_field,
     refuse_or_drop,
@@ -173,12 +174,7 @@ class PartsMapper:
         if self.file_url:
             # Perplexity's file chunk (docs.perplexity.ai, ChatMessageContentFileChunk), as the
             # AI SDK's @ai-sdk/perplexity writes it: a URL, or the bare base64 of the bytes.
-            if p.file_data is None:
-                raise UsageError(
-                    f"{at}: file_id (an uploaded file) is not supported by {self.provider}; "
-                    "send the document inline as file_data (a data URL)"
-                )
-            url = p.file_data
+            url = inline_file_data(p, at, self.provider)
             if is_data_url(url):
                 url = parse_data_url(url, f"{at}.file.file_data").base64
             d: dict[str, Any] = {"type": "file_url", "file_url": {"url": url}}
