@@ -37,7 +37,14 @@ class BreakerActor(BatchedActor[_Allow | _Verdict]):
         super().__init__()
         self.provider = provider
         self._log = logger.bind(provider=provider, actor="breaker")
-        self._breaker = CircuitBreaker(
+        self._cfg = cfg
+        self._breaker = self._new_breaker()
+        self.rejected = 0
+
+    def _new_breaker(self) -> CircuitBreaker:
+        """A circuit breaker in its first state, from the provider's config."""
+        cfg = self._cfg
+        return CircuitBreaker(
             cfg.failure_threshold,
             cfg.reset_timeout,
             cfg.half_open_probes,
@@ -46,7 +53,6 @@ class BreakerActor(BatchedActor[_Allow | _Verdict]):
             cfg.min_requests,
             on_transition=self._on_transition,
         )
-        self.rejected = 0
 
     @property
     def admits_freely(self) -> bool:

@@ -26,7 +26,7 @@ import attrs
 import trio
 
 from ..config.schema import CircuitBreakerConfig
-from ..policy.breaker import BreakerState, CircuitBreaker, Transition, breaker_outcome
+from ..policy.breaker import BreakerState, Transition, breaker_outcome
 from ..policy.fleet import CircuitDecision, FleetCircuit
 from ..shared.fleet import Fleet, FleetState
 from ..shared.scripts import PROBE_CLOSED, PROBE_DENIED, PROBE_GRANTED
@@ -69,7 +69,6 @@ class SharedBreakerActor(BreakerActor):
 
     def __init__(self, provider: str, cfg: CircuitBreakerConfig, logger: Any, fleet: Fleet, probe_lease: float) -> None:
         super().__init__(provider, cfg, logger)
-        self._cfg = cfg
         self._fleet = fleet
         self._probe_lease = probe_lease
         self._view = FleetCircuit()
@@ -151,7 +150,7 @@ class SharedBreakerActor(BreakerActor):
         elif type(msg) is _News:
             self._learn(msg.state, msg.at)
             if msg.tripped and self._breaker.state is BreakerState.OPEN:
-                self._breaker = self._detector()  # the fleet knows: count afresh
+                self._breaker = self._new_breaker()  # the fleet knows: count afresh
         elif type(msg) is _Probed:
             if msg.answer == PROBE_GRANTED:
                 self._probes.append(msg.probe_id)
@@ -175,19 +174,7 @@ class SharedBreakerActor(BreakerActor):
         if state.circuit == "closed":
             self._probes.clear()
             if self._breaker.state is not BreakerState.CLOSED:
-                self._breaker = self._detector()
-
-    def _detector(self) -> CircuitBreaker:
-        cfg = self._cfg
-        return CircuitBreaker(
-            cfg.failure_threshold,
-            cfg.reset_timeout,
-            cfg.half_open_probes,
-            cfg.failure_rate,
-            cfg.window,
-            cfg.min_requests,
-            on_transition=self._on_transition,
-        )
+                self._breaker = self._new_breaker()
 
     def _on_transition(self, t: Transition) -> None:
         super()._on_transition(t)
