@@ -7,9 +7,10 @@ credential from every string value, whatever the caller put in the event.
 
 from __future__ import annotations
 
+import contextvars
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import IO, Any, BinaryIO, TextIO, cast
 
 import orjson
@@ -19,9 +20,12 @@ from structlog.typing import EventDict, WrappedLogger
 from .config.schema import LoggingConfig
 from .config.secret import scrub
 
-__all__ = ["Redactor", "UtcTimeStamper", "make_logger", "open_log_file"]
+__all__ = ["JsonLines", "Redactor", "UtcTimeStamper", "make_logger", "open_log_file"]
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+# The "level" that structlog's `add_log_level` writes for each logger method.
+_LEVEL_NAMES = {"warn": "warning", "exception": "error"}
+_CONTEXT_PREFIX = structlog.contextvars.STRUCTLOG_KEY_PREFIX
 
 
 class Redactor:
@@ -88,12 +92,37 @@ def _json_default(value: Any) -> Any:
     return repr(value)
 
 
-def _render_json(logger: WrappedLogger, method: str, event_dict: EventDict) -> bytes:
-    return orjson.dumps(event_dict, default=_json_default)
+class JsonLines:
+    """The JSON pipeline's processors in one call, for the lines every request writes:
+    `merge_contextvars`, `add_log_level`, `UtcTimeStamper`, `format_exc_info`, `Redactor` and
+    the orjson rendering (to text, or to bytes for a binary stream), in that order and with
+    the same result as that chain. One processor, not six: each link costs a call and a
+    trip through structlog's loop, a few microseconds a line."""
 
+    __slots__ = ("_binary", "_redact", "_stamp")
 
-def _render_json_text(logger: WrappedLogger, method: str, event_dict: EventDict) -> str:
-    return orjson.dumps(event_dict, default=_json_default).decode()
+    def __init__(self, secrets: Iterable[str], *, binary: bool) -> None:
+        redactor = Redactor(secrets)
+        self._redact: Callable[[WrappedLogger, str, EventDict], EventDict] | None = (
+            redactor if redactor.secrets else None
+        )
+        self._stamp = UtcTimeStamper()
+        self._binary = binary
+
+    def __call__(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> str | bytes:
+        ctx = contextvars.copy_context()
+        for var in ctx:  # structlog.contextvars.bind_contextvars's values, as merge_contextvars takes them
+            name = var.name
+            if name.startswith(_CONTEXT_PREFIX) and (value := ctx[var]) is not Ellipsis:
+                event_dict.setdefault(name[len(_CONTEXT_PREFIX) :], value)
+        event_dict["level"] = _LEVEL_NAMES.get(method) or method
+        event_dict = self._stamp(logger, method, event_dict)
+        if "exc_info" in event_dict:
+            event_dict = structlog.processors.format_exc_info(logger, method, event_dict)
+        if self._redact is not None:
+            event_dict = self._redact(logger, method, event_dict)
+        line = orjson.dumps(event_dict, default=_json_default)
+        return line if self._binary else line.decode()
 
 
 def open_log_file(cfg: LoggingConfig) -> IO[Any] | None:
@@ -115,25 +144,23 @@ def make_logger(
     """Build the service's logger. `stream` overrides the configured file (which, opened
     here, stays open as long as the logger lives; see `open_log_file`)."""
     level = _LEVELS.get(cfg.level.lower(), 20)
-    processors: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        UtcTimeStamper(),
-        # Tracebacks become text here, before redaction: a secret in a frame's message is scrubbed.
-        structlog.processors.format_exc_info,
-        Redactor(secrets),
-    ]
     out: IO[Any] = stream if stream is not None else open_log_file(cfg) or sys.stderr
+    processors: list[Any]
     if cfg.format == "json":
-        if "b" in getattr(out, "mode", ""):
-            processors.append(_render_json)
-            logger: Any = structlog.BytesLogger(cast(BinaryIO, out))
-        else:
-            # Write text to the stream we were given (holding it keeps it open).
-            processors.append(_render_json_text)
-            logger = structlog.WriteLogger(cast(TextIO, out))
+        binary = "b" in getattr(out, "mode", "")
+        processors = [JsonLines(secrets, binary=binary)]
+        # Text goes to the stream we were given (holding it keeps it open).
+        logger: Any = structlog.BytesLogger(cast(BinaryIO, out)) if binary else structlog.WriteLogger(cast(TextIO, out))
     else:
-        processors.append(structlog.dev.ConsoleRenderer(colors=False))
+        processors = [
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            UtcTimeStamper(),
+            # Tracebacks become text here, before redaction: a secret in a frame's message is scrubbed.
+            structlog.processors.format_exc_info,
+            Redactor(secrets),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ]
         logger = structlog.WriteLogger(cast(TextIO, out))
     bound: structlog.typing.FilteringBoundLogger = structlog.wrap_logger(
         logger,
