@@ -95,7 +95,8 @@ class CrashingLogger:
         method = getattr(self._inner, name)
 
         def log(event: str, **kw: Any) -> Any:
-            if event == "request_end" and str(self._context.get("model", "")).startswith("crash"):
+            model = kw.get("model", self._context.get("model", ""))
+            if event == "request_end" and str(model).startswith("crash"):
                 raise RuntimeError("bug in the actor's bookkeeping")
             return method(event, **kw)
 

@@ -273,3 +273,27 @@ async def test_keep_text_false_keeps_no_text_but_the_rest(make_config: Any, logs
     assert reply.text == ""
     assert reply.tool_calls == full.tool_calls and reply.finish_reason == "tool_calls"
     assert reply.usage == full.usage
+
+
+async def test_the_idle_timeout_is_never_early_and_at_most_a_64th_of_it_late(
+    upstream: MockUpstream, logs: Any, autojump_clock: Any
+) -> None:
+    """The idle deadline is moved lazily (once per idle/64 of steady data, not per batch):
+    tokens 0.99 s apart never trip a 1 s idle timeout, and silence after the fourth token
+    ends the stream between 1 s and 1 + 1/64 s after that token."""
+    cfg = config_for(upstream, timeouts={"first_token": 5.0, "idle": 1.0, "total": 100.0})
+    async with open_service(cfg, logger=logs.logger, transports=upstream.transports()) as service:
+        reply = await service.complete({"model": "openai/m~tokens=12~delay_ms=990", "messages": user()})
+        assert reply.text == expected_text(12)
+        last = None
+        with pytest.raises(ProviderError) as info:
+            async with service.stream(
+                {"model": "openai/m~tokens=10~delay_ms=300~fail=hang@4", "messages": user()}
+            ) as s:
+                async for ev in s:
+                    if isinstance(ev, TextEvent):
+                        last = trio.current_time()
+        gap = trio.current_time() - last if last is not None else None
+    assert info.value.kind == "timeout" and "idle" in info.value.message
+    assert info.value.partial is not None and info.value.partial.text == expected_text(4)
+    assert gap is not None and 1.0 <= gap <= 1.0 + 1 / 64 + 1e-6

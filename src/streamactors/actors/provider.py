@@ -119,6 +119,8 @@ class _Progress:
     #: The total deadline (trio time). Every wait is clamped to it, so one cancel scope per
     #: attempt serves the first-token, idle and total timeouts: a scope costs microseconds.
     deadline: float = math.inf
+    #: The idle deadline the attempt's scope holds (-inf: none yet, or the scope holds another).
+    idle_deadline: float = -math.inf
 
     def clamp(self, when: float) -> float:
         """`when`, or the total deadline if that comes first."""
@@ -194,7 +196,10 @@ class ProviderActor:
         spec = with_passthrough(self.codec.build_request(request, model_id), request)
         if spec.dropped:
             self._log.debug("params_dropped", params=list(spec.dropped), request_id=request_id, model=model_id)
-        send, recv = trio.open_memory_channel[ReplyMessage](self._event_buffer)
+        # Unsubscripted: `open_memory_channel[T](n)` costs a few microseconds more, in typing.
+        send: trio.MemorySendChannel[ReplyMessage]
+        recv: trio.MemoryReceiveChannel[ReplyMessage]
+        send, recv = trio.open_memory_channel(self._event_buffer)
         cancel = CancelHandle()
         now = trio.current_time()
         job = StreamJob(request, model_id, spec, send, cancel, request_id, max_retries, now)
@@ -277,10 +282,10 @@ class ProviderActor:
         progress = _Progress()
         start = trio.current_time()
         end: StreamEnd | None = None
-        log = self._log.bind(request_id=job.request_id, model=job.model_id)
+        log = self._log
         recorded = False
         try:
-            log.info("request_start")
+            log.info("request_start", request_id=job.request_id, model=job.model_id)
             end = await self._stream(client, job, progress)
             # Counted before the consumer hears of the end, so health() read right after agrees.
             if self._metrics is not None:
@@ -295,7 +300,9 @@ class ProviderActor:
         except Exception as exc:
             # A bug or an unexpected failure while serving this job: this job fails, with what
             # it received so far (the consumer holds it), and the provider's other jobs go on.
-            log.exception("internal_error", error_type=type(exc).__name__)
+            log.exception(
+                "internal_error", request_id=job.request_id, model=job.model_id, error_type=type(exc).__name__
+            )
             error = ProviderError(
                 f"internal error in provider actor: {type(exc).__name__}: {scrub(str(exc), self._secrets)}",
                 provider=self.name,
@@ -317,7 +324,7 @@ class ProviderActor:
             job.reply.close()
             self.in_flight -= 1
             cancelled = job.cancel.cancelled
-            self._log_end(log, progress, end, start, cancelled=cancelled)
+            self._log_end(job, progress, end, start, cancelled=cancelled)
             if self._metrics is not None and not recorded:
                 self._record(job, progress, end, start, cancelled)
 
@@ -342,32 +349,38 @@ class ProviderActor:
             )
         )
 
-    def _log_end(self, log: Any, p: _Progress, end: StreamEnd | None, start: float, *, cancelled: bool) -> None:
+    def _log_end(self, job: StreamJob, p: _Progress, end: StreamEnd | None, start: float, *, cancelled: bool) -> None:
         now = trio.current_time()
-        fields: dict[str, Any] = {
-            "duration_ms": round((now - start) * 1000, 3),
-            "ttft_ms": None if p.first_event_at is None else round((p.first_event_at - start) * 1000, 3),
-            "http_status": p.http_status,
-            "retries": p.retries,
-            "input_tokens": p.usage.input_tokens if p.usage else None,
-            "output_tokens": p.usage.output_tokens if p.usage else None,
-            "cache_read_tokens": p.usage.cache_read_tokens if p.usage else None,
-            "cache_write_tokens": p.usage.cache_write_tokens if p.usage else None,
-            "reasoning_tokens": p.usage.reasoning_tokens if p.usage else None,
-            "finish_reason": p.finish,
-            "upstream_model": p.model,
-            "events": p.events,
-        }
         outcome, kind = _outcome(end, cancelled)
-        if outcome != "error":
-            log.info("request_end", status=outcome, **fields)
-        elif end is not None and end.error is not None:
-            err = end.error
-            log.warning(
-                "request_end", status="error", error_kind=kind, error=err.message, error_status=err.status, **fields
-            )
+        fields: dict[str, Any] = {"request_id": job.request_id, "model": job.model_id, "status": outcome}
+        if outcome == "error":
+            fields["error_kind"] = kind
+            if end is not None and end.error is not None:
+                fields["error"] = end.error.message
+                fields["error_status"] = end.error.status
+            else:
+                fields["error"] = "actor stopped"
+        fields["duration_ms"] = round((now - start) * 1000, 3)
+        fields["ttft_ms"] = None if p.first_event_at is None else round((p.first_event_at - start) * 1000, 3)
+        fields["http_status"] = p.http_status
+        fields["retries"] = p.retries
+        usage = p.usage
+        if usage is None:
+            fields["input_tokens"] = fields["output_tokens"] = fields["cache_read_tokens"] = None
+            fields["cache_write_tokens"] = fields["reasoning_tokens"] = None
         else:
-            log.warning("request_end", status="error", error_kind=kind, error="actor stopped", **fields)
+            fields["input_tokens"] = usage.input_tokens
+            fields["output_tokens"] = usage.output_tokens
+            fields["cache_read_tokens"] = usage.cache_read_tokens
+            fields["cache_write_tokens"] = usage.cache_write_tokens
+            fields["reasoning_tokens"] = usage.reasoning_tokens
+        fields["finish_reason"] = p.finish
+        fields["upstream_model"] = p.model
+        fields["events"] = p.events
+        if outcome == "error":
+            self._log.warning("request_end", **fields)
+        else:
+            self._log.info("request_end", **fields)
 
     async def _stream(self, client: UpstreamClient, job: StreamJob, progress: _Progress) -> StreamEnd:
         timeouts = self.config.timeouts
@@ -466,6 +479,7 @@ class ProviderActor:
         decoder = self.codec.new_decoder(job.model_id)
         reply = job.reply
         now = trio.current_time
+        progress.idle_deadline = -math.inf  # a new scope, with the first-token deadline
         with job.cancel.scope(progress.clamp(now() + timeouts.first_token)) as scope:
             if self._authorizer is not None:
                 try:
@@ -548,7 +562,6 @@ class ProviderActor:
         read; the rest waits in the kernel's socket buffers, then upstream (TCP backpressure).
         A consumer that keeps up takes every batch as it is sent, so its reads stay whole.
         """
-        idle = self.config.timeouts.idle
         now = trio.current_time
         queue = _queue_of(reply)
         sizes: deque[int] = deque()  # body bytes of each batch sent and maybe not taken, oldest first
@@ -581,7 +594,7 @@ class ProviderActor:
                         size = want
                         set_read_size(chunks, want)
                 elif progress.first_event_at is not None:
-                    scope.deadline = progress.clamp(now() + idle)
+                    self._rearm(scope, progress, now())
 
     async def _deliver(
         self, events: Batch, reply: trio.MemorySendChannel[ReplyMessage], scope: trio.CancelScope, progress: _Progress
@@ -594,9 +607,23 @@ class ProviderActor:
             reply.send_nowait(events)
         except trio.WouldBlock:
             scope.deadline = progress.deadline  # waiting on the consumer is not upstream idleness
+            progress.idle_deadline = -math.inf
             await reply.send(events)
             now = trio.current_time()
-        scope.deadline = progress.clamp(now + self.config.timeouts.idle)
+        self._rearm(scope, progress, now)
+
+    def _rearm(self, scope: trio.CancelScope, progress: _Progress, now: float) -> None:
+        """Data came at `now`: the idle timeout may not end the attempt before `now + idle`.
+
+        Never early, and at most `idle / 64` late: a deadline that is far enough off already
+        stays, and a new one is set that much further. Moving a trio deadline costs a few
+        microseconds (a context manager and a heap entry): a steady stream moves it about 64
+        times per idle period rather than once per batch."""
+        idle = self.config.timeouts.idle
+        want = now + idle
+        if want > progress.idle_deadline:
+            progress.idle_deadline = want + idle / 64
+            scope.deadline = progress.clamp(progress.idle_deadline)
 
     @staticmethod
     def _note(events: Batch, progress: _Progress) -> None:
