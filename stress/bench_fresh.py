@@ -4,9 +4,10 @@ Side by side in one run, against one fake upstream process (one SSE event per HT
 the parse ceiling (a raw socket + split + orjson), bare httpx (+ our SSE decoder + orjson),
 streamactors (`open_service` with the defaults: logging on, JSON at info to stderr) and the openai
 SDK (asyncio). Each (client, scenario, repeat) is a fresh process (`_fresh_client.py`), warmed
-with 20 requests, and the median of the repeats is reported. The fake upstream and the clients
-are pinned to different cores when the machine has two or more (`os.sched_setaffinity`, as
-`taskset` pins them).
+with 20 requests, and the median of the repeats is reported. The clients take turns (each
+repeat runs every kind once), so that drift on a shared machine does not favour one of them.
+The fake upstream and the clients are pinned to different cores when the machine has two or
+more (`os.sched_setaffinity`, as `taskset` pins them).
 
 Scenarios: 1 stream of --tokens tokens (tokens/s); --streams concurrent streams sharing
 --tokens-many tokens (tokens/s, and the RSS growth while they run); --short 5-token requests one
@@ -83,15 +84,23 @@ def main() -> None:
     with fake_upstream() as url:
         if upstream_core is not None:
             _pin_upstream(url, upstream_core)
+        # Round robin: each repeat runs every kind in turn, so that a slower minute of a shared
+        # machine weighs on every kind alike, not on whichever kind's block it fell in.
+        runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        scenarios = {
+            "one": ("streams", [1, args.tokens]),
+            "many": ("streams", [args.streams, args.tokens_many]),
+            "short": ("short", [args.short]),
+        }
+        for name, (scenario, scenario_args) in scenarios.items():
+            for _ in range(args.repeat):
+                for kind in kinds:
+                    r = _client(kind, url, scenario, scenario_args, client_core)
+                    if r.get("lost") or r.get("duplicated"):
+                        raise SystemExit(f"{kind} lost or duplicated tokens: {r}")
+                    runs.setdefault((kind, name), []).append(r)
         for kind in kinds:
-            one = [_client(kind, url, "streams", [1, args.tokens], client_core) for _ in range(args.repeat)]
-            many = [
-                _client(kind, url, "streams", [args.streams, args.tokens_many], client_core) for _ in range(args.repeat)
-            ]
-            short = [_client(kind, url, "short", [args.short], client_core) for _ in range(args.repeat)]
-            for r in one + many:
-                if r["lost"] or r["duplicated"]:
-                    raise SystemExit(f"{kind} lost or duplicated tokens: {r}")
+            one, many, short = runs[kind, "one"], runs[kind, "many"], runs[kind, "short"]
             results[kind] = {
                 "one_stream_tokens_per_s": _median(one, "tokens_per_s"),
                 "many_streams_tokens_per_s": _median(many, "tokens_per_s"),
