@@ -15,6 +15,10 @@ after another (CPU µs per request).
 
 Usage: python stress/bench_fresh.py [--repeat 3] [--tokens 200000] [--streams 1000]
        [--tokens-many 1000000] [--short 2000] [--kinds raw,httpx,service,sdk]
+
+A kind written `service@DIR` runs the service from the source tree DIR (on PYTHONPATH), beside
+the installed one: an earlier commit (`git worktree add /tmp/before <commit>`, then
+`--kinds raw,httpx,service@/tmp/before/src,service`) is measured in the same run, taking turns.
 """
 
 from __future__ import annotations
@@ -51,8 +55,10 @@ def _client(kind: str, url: str, scenario: str, args: list[int], core: set[int] 
         if core is not None:
             os.sched_setaffinity(0, core)
 
+    client, _, source = kind.partition("@")
     run = subprocess.run(
-        [sys.executable, str(CLIENT), kind, url, scenario, *map(str, args)],
+        [sys.executable, str(CLIENT), client, url, scenario, *map(str, args)],
+        env={**os.environ, "PYTHONPATH": source} if source else None,
         capture_output=True,
         preexec_fn=pin,
         check=False,
@@ -133,10 +139,15 @@ def main() -> None:
     pinned = "pinned to different cores" if client_core else "not pinned (one core)"
     print_table(
         f"fresh process per client and run, median of {args.repeat}, default settings; upstream and clients {pinned}",
-        ["scenario", *(NAMES[k] for k in kinds)],
+        ["scenario", *(_name(k) for k in kinds)],
         rows,
     )
     emit_json("fresh", repeat=args.repeat, pinned=bool(client_core), results=results)
+
+
+def _name(kind: str) -> str:
+    client, _, source = kind.partition("@")
+    return f"{NAMES[client]} ({source})" if source else NAMES[client]
 
 
 def _us(result: dict[str, Any], key: str) -> str:
