@@ -282,10 +282,9 @@ class ProviderActor:
         progress = _Progress()
         start = trio.current_time()
         end: StreamEnd | None = None
-        log = self._log
         recorded = False
         try:
-            log.info("request_start", request_id=job.request_id, model=job.model_id)
+            self._log.info("request_start", request_id=job.request_id, model=job.model_id)
             end = await self._stream(client, job, progress)
             # Counted before the consumer hears of the end, so health() read right after agrees.
             if self._metrics is not None:
@@ -300,7 +299,7 @@ class ProviderActor:
         except Exception as exc:
             # A bug or an unexpected failure while serving this job: this job fails, with what
             # it received so far (the consumer holds it), and the provider's other jobs go on.
-            log.exception(
+            self._log.exception(
                 "internal_error", request_id=job.request_id, model=job.model_id, error_type=type(exc).__name__
             )
             error = ProviderError(
