@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,7 +26,7 @@ import trio.testing
 
 from mock_upstream import MockUpstream
 from redis_server import RedisServer
-from streamactors import Config
+from streamactors import Config, ProviderError, open_service
 from streamactors.config.schema import LoggingConfig
 from streamactors.logs import make_logger
 from streamactors.testing import FakeUpstream
@@ -130,3 +131,23 @@ async def eventually(predicate: Callable[[], bool], within: float = 2.0, poll: f
 
 def user(text: str = "hello") -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
+
+
+async def write_service_log(
+    fake: FakeUpstream, path: Path, requests: list[tuple[str, str]], *, max_retries: int
+) -> Path:
+    """Run each (request id, model) through a real service whose JSON log goes to `path`
+    (`[logging] file`); failed requests are part of the log, not errors here."""
+    cfg = Config.from_dict(
+        {
+            "providers": provider_table(fake, max_retries=max_retries),
+            "logging": {"format": "json", "level": "info", "file": str(path)},
+        }
+    )
+    async with open_service(cfg) as service:
+        for rid, model in requests:
+            try:
+                await service.complete({"model": model, "messages": user(), "request_id": rid})
+            except ProviderError:
+                pass
+    return path

@@ -10,8 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from conftest import provider_table, user
-from streamactors import Config, ProviderError, open_service
+from conftest import write_service_log
 from streamactors.cli import main
 from streamactors.reports.logreport import LogFilter, parse_since, story, summarize
 from streamactors.testing import FakeUpstream
@@ -20,10 +19,7 @@ from streamactors.testing import FakeUpstream
 @pytest.fixture
 async def service_log(fake: FakeUpstream, tmp_path: Path) -> Path:
     """Log lines written by the real service to a file through `[logging] file`."""
-    path = tmp_path / "service.log"
-    table = provider_table(fake, max_retries=2)
-    cfg = Config.from_dict({"providers": table, "logging": {"format": "json", "level": "info", "file": str(path)}})
-    requests: list[tuple[str, str]] = [
+    requests = [
         ("ok-1", "openai/gpt-4o~tokens=5"),
         ("ok-2", "openai/gpt-4o~tokens=7"),
         ("ok-3", "openai/gpt-4o~tokens=9~ttft_ms=30"),
@@ -32,13 +28,7 @@ async def service_log(fake: FakeUpstream, tmp_path: Path) -> Path:
         ("claude-2", "anthropic/claude-x~tokens=8~ttft_ms=20"),
         ("overloaded", "anthropic/claude-x~tokens=8~fail=midstream@3"),
     ]
-    async with open_service(cfg) as service:
-        for rid, model in requests:
-            try:
-                await service.complete({"model": model, "messages": user(), "request_id": rid})
-            except ProviderError:
-                pass
-    return path
+    return await write_service_log(fake, tmp_path / "service.log", requests, max_retries=2)
 
 
 def _lines(path: Path) -> list[bytes]:

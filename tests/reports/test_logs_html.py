@@ -11,8 +11,7 @@ import orjson
 import pytest
 from htmlcheck import charts, outside_references, parse, text
 
-from conftest import provider_table, user
-from streamactors import Config, ProviderError, open_service
+from conftest import write_service_log
 from streamactors.cli import main
 from streamactors.reports import logreport
 from streamactors.reports.logreport import story, summarize
@@ -167,13 +166,6 @@ class TestPage:
 
 @pytest.fixture
 async def service_log(fake: FakeUpstream, tmp_path: Path) -> Path:
-    path = tmp_path / "service.log"
-    cfg = Config.from_dict(
-        {
-            "providers": provider_table(fake, max_retries=1),
-            "logging": {"format": "json", "level": "info", "file": str(path)},
-        }
-    )
     requests = [
         ("ok-1", "openai/gpt-4o~tokens=5"),
         ("ok-2", "openai/gpt-4o~tokens=5~ttft_ms=20"),
@@ -181,13 +173,7 @@ async def service_log(fake: FakeUpstream, tmp_path: Path) -> Path:
         ("claude-1", "anthropic/claude-x~tokens=8"),
         ("overloaded", "anthropic/claude-x~tokens=8~fail=midstream@3"),
     ]
-    async with open_service(cfg) as service:
-        for rid, model in requests:
-            try:
-                await service.complete({"model": model, "messages": user(), "request_id": rid})
-            except ProviderError:
-                pass
-    return path
+    return await write_service_log(fake, tmp_path / "service.log", requests, max_retries=1)
 
 
 class TestRealLogs:
