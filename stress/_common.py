@@ -35,6 +35,17 @@ def fixture_bytes(prefix: str, suffix: str = ".sse") -> list[bytes]:
     return [p.read_bytes() for p in sorted(FIXTURES.glob(f"{prefix}*{suffix}"))]
 
 
+def two_cores() -> tuple[set[int] | None, set[int] | None]:
+    """The first two cores this process may run on, each as a set for `os.sched_setaffinity`
+    (as `taskset` pins), or Nones on a one-core machine."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None, None
+    return {cores[0]}, {cores[1]}
+
+
 def cpu_seconds() -> float:
     """This process's CPU time (user + system) so far, to the nanosecond (os.times() counts
     in 10 ms ticks, too coarse for a short request)."""

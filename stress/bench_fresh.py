@@ -33,21 +33,11 @@ from typing import Any
 
 import orjson
 
-from _common import emit_json, fake_upstream, print_table
+from _common import emit_json, fake_upstream, print_table, two_cores
 
 CLIENT = Path(__file__).with_name("_fresh_client.py")
 KINDS = ("raw", "httpx", "service", "sdk")
 NAMES = {"raw": "raw socket + split + orjson", "httpx": "bare httpx", "service": "streamactors", "sdk": "openai SDK"}
-
-
-def _cores() -> tuple[set[int] | None, set[int] | None]:
-    """(the clients' core, the upstream's core), or Nones on a one-core machine."""
-    if not hasattr(os, "sched_getaffinity"):
-        return None, None
-    cores = sorted(os.sched_getaffinity(0))
-    if len(cores) < 2:
-        return None, None
-    return {cores[0]}, {cores[1]}
 
 
 def _client(kind: str, url: str, scenario: str, args: list[int], core: set[int] | None) -> dict[str, Any]:
@@ -84,7 +74,7 @@ def main() -> None:
     p.add_argument("--kinds", default=",".join(KINDS))
     args = p.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
-    client_core, upstream_core = _cores()
+    client_core, upstream_core = two_cores()
 
     results: dict[str, dict[str, Any]] = {k: {} for k in kinds}
     with fake_upstream() as url:

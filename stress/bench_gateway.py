@@ -51,7 +51,7 @@ from typing import Any
 import orjson
 import psutil
 
-from _common import emit_json
+from _common import emit_json, two_cores
 from streamactors.stress import StressOptions, UpstreamProcess
 
 CLIENT = Path(__file__).with_name("_gateway_client.py")
@@ -68,12 +68,8 @@ NAMES = {"direct": "fake upstream direct", "serve": "streamactors serve", "litel
 
 def cores() -> tuple[set[int] | None, set[int] | None]:
     """(the server's core, the fake upstream's and client's core), or Nones on one core."""
-    if not hasattr(os, "sched_getaffinity"):
-        return None, None
-    mine = sorted(os.sched_getaffinity(0))
-    if len(mine) < 2:
-        return None, None
-    return {mine[1]}, {mine[0]}
+    shared, server = two_cores()
+    return server, shared
 
 
 def pinned(core: set[int] | None) -> Callable[[], None] | None:
