@@ -104,10 +104,14 @@ class LimiterActor(BatchedActor[_Acquire | _Cancel | _Feedback]):
         back-off. A requester may then go at once and `note_admitted`, sparing a round trip;
         the answer would have been "now" anyway. Not while a report that matters (a 429,
         quota headers) waits unread: it may change that."""
+        return self._unbudgeted and self._pacer_idle()
+
+    def _pacer_idle(self) -> bool:
+        """Whether the pacer would add no wait, budgets aside: no report that matters unread,
+        no quota information, no 429 back-off."""
         pacer = self._pacer
         return (
             not self._urgent
-            and self._unbudgeted
             and pacer.snapshot is None
             and pacer.factor == 1.0
             and (pacer.blocked_until is None or pacer.blocked_until <= trio.current_time())

@@ -117,16 +117,9 @@ class SharedLimiterActor(LimiterActor):
         return await self._call(_Acquire, tokens, alone)
 
     def _nothing_local(self) -> bool:
-        """Whether this service's own pacing would add no wait (as in `LimiterActor.admits_freely`)."""
-        pacer = self._pacer
-        now = trio.current_time()
-        return (
-            not self._urgent
-            and pacer.snapshot is None
-            and pacer.factor == 1.0
-            and (pacer.blocked_until is None or pacer.blocked_until <= now)
-            and self._paused_until <= now
-        )
+        """Whether this service's own pacing would add no wait (the pacer idle, as
+        `LimiterActor.admits_freely` asks, budgets aside; the fleet's pause over)."""
+        return self._paused_until <= trio.current_time() and self._pacer_idle()
 
     def settle(self, estimate: int, used: int) -> None:
         """A request admitted at `estimate` tokens used `used`: correct the fleet's budget."""
