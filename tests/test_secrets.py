@@ -188,7 +188,13 @@ async def test_no_secret_in_any_output_through_successes_and_failures(fake: Fake
             errors.append(info.value)
             texts += [repr(service), str(service), orjson.dumps(service.health()).decode(), service.metrics_text()]
             for actor in service._actors.values():
-                texts += [repr(actor), repr(actor.codec), repr(actor._authorizer), repr(actor.config)]
+                texts += [
+                    repr(actor),
+                    repr(actor.codec),
+                    repr(actor._provider.authorizer),
+                    repr(actor._provider),
+                    repr(actor.config),
+                ]
     assert all(SECRETS["openai"] not in str(e) for e in errors)  # the crash message was scrubbed
     assert any("[REDACTED]" in e.message for e in errors), "the fake did not echo any credential"
     echoed = [e for e in errors if e.status == 401]

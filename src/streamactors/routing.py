@@ -59,7 +59,17 @@ class Legs:
     not a failure; `close()` abandons every leg opened (the consumer left, or the stream ended).
     """
 
-    __slots__ = ("_actors", "_metrics", "_next", "_opened", "_request_id", "_route", "_router", "targets")
+    __slots__ = (
+        "_actors",
+        "_metrics",
+        "_next",
+        "_opened",
+        "_request_id",
+        "_route",
+        "_router",
+        "direct",
+        "targets",
+    )
 
     def __init__(
         self,
@@ -70,6 +80,7 @@ class Legs:
         route: RouteConfig | None = None,
         router: RouterActor | None = None,
         metrics: MetricsActor | None = None,
+        direct: bool = True,
     ) -> None:
         self._actors = actors
         #: "provider/model" in the order they are tried.
@@ -80,6 +91,10 @@ class Legs:
         self._metrics = metrics
         self._next = 0
         self._opened: list[Leg] = []
+        #: Whether the consumer's task drives its legs itself (`ProviderActor.submit`): not when
+        #: a leg's first message is raced (hedging), nor for a consumer that times its reads
+        #: out (transforms): those need a worker to go on while the consumer waits elsewhere.
+        self.direct = direct and (route is None or route.hedge_after_ms is None)
 
     def has_next(self) -> bool:
         """Whether a target is left to try."""
@@ -133,7 +148,7 @@ class Legs:
         provider, _, model_id = self.targets[index].partition("/")
         # A route moves on at once; only the last target (or a direct request) retries.
         max_retries = None if index == len(self.targets) - 1 else 0
-        leg = await self._actors[provider].submit(request, model_id, self._request_id, max_retries)
+        leg = await self._actors[provider].submit(request, model_id, self._request_id, max_retries, direct=self.direct)
         self._opened.append(leg)
         return leg
 

@@ -149,6 +149,7 @@ class Service:
             and not any(t.partition("/")[0] in self._target_transforms for t in legs.targets)
         ):
             return EventStream(req, request_id, legs, keep_text=keep_text)
+        legs.direct = False
         return TransformedEventStream(
             req,
             request_id,

@@ -18,6 +18,8 @@ from .routing import Legs
 
 __all__ = ["EventStream"]
 
+_EMPTY: list[StreamEvent] = []
+
 
 class EventStream:
     """An async iterator of normalized events, in order.
@@ -75,17 +77,23 @@ class EventStream:
                 return ev
             if self._done:
                 raise StopAsyncIteration
-            if self._leg is None:
+            leg = self._leg
+            if leg is None:
                 await self._start()
                 continue
-            try:
-                # What is queued already is taken without a trip through the scheduler: the
-                # channel is bounded and nobody adds to it while this task runs.
-                msg = self._leg.recv.receive_nowait()
-            except trio.WouldBlock:
-                msg = await self._leg.next_message()
-            except trio.EndOfChannel:
-                msg = self._leg.lost()
+            self._batch = _EMPTY  # what was handed out is not kept alive through the wait
+            recv = leg.recv
+            if recv is None:  # the consumer's task does the exchange (ProviderActor.submit)
+                msg = await leg.next_message()
+            else:
+                try:
+                    # What is queued already is taken without a trip through the scheduler: the
+                    # channel is bounded and nobody adds to it while this task runs.
+                    msg = recv.receive_nowait()
+                except trio.WouldBlock:
+                    msg = await leg.next_message()
+                except trio.EndOfChannel:
+                    msg = leg.lost()
             if type(msg) is list:
                 self._batch = msg
                 self._i = 0

@@ -101,6 +101,7 @@ class TransformedEventStream(EventStream):
                 await self._start()
                 continue
             msg: ReplyMessage | None
+            assert leg.recv is not None  # transformed streams' legs are worker-driven (routing.Legs)
             try:
                 msg = leg.recv.receive_nowait()
             except trio.WouldBlock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import attrs
 import trio
@@ -12,7 +13,7 @@ from ..errors import ProviderError
 from ..models import ChatRequest, StreamEvent
 from ..wire.base import HttpRequestSpec
 
-__all__ = ["Batch", "CancelHandle", "Leg", "ReplyMessage", "StreamEnd", "StreamJob", "estimate_tokens"]
+__all__ = ["Batch", "CancelHandle", "Leg", "Pull", "ReplyMessage", "StreamEnd", "StreamJob", "estimate_tokens"]
 
 #: Everything decoded from one network read travels as one message (one channel hop
 #: per read instead of one per event).
@@ -82,24 +83,38 @@ class StreamJob:
     request: ChatRequest
     model_id: str
     spec: HttpRequestSpec  # the provider's exact request, built (and checked) when submitted
-    reply: trio.MemorySendChannel[ReplyMessage]
+    reply: trio.MemorySendChannel[ReplyMessage] | None  # None: the consumer drives the job itself
     cancel: CancelHandle
     request_id: str
     max_retries: int | None = None
     submitted_at: float = attrs.field(factory=trio.current_time)
 
 
+class Pull(Protocol):
+    """A job its consumer drives: each `next()` does the work up to the next message."""
+
+    async def next(self) -> ReplyMessage:
+        """The next batch, or the end (then the end again on every later call)."""
+        ...
+
+    def abandon(self) -> None:
+        """The consumer left: stop the job."""
+        ...
+
+
 @attrs.define(eq=False)
 class Leg:
-    """The consumer's side of one job: its reply channel and its cancel handle.
+    """The consumer's side of one job: its reply channel (or, for a job the consumer drives
+    itself, its `pull`) and its cancel handle.
 
     `ProviderActor.submit` hands one back for each request it takes."""
 
     provider: str
     model_id: str
-    recv: trio.MemoryReceiveChannel[ReplyMessage]
+    recv: trio.MemoryReceiveChannel[ReplyMessage] | None
     cancel: CancelHandle
     opened_at: float
+    pull: Pull | None = None
 
     @property
     def target(self) -> str:
@@ -109,6 +124,9 @@ class Leg:
     async def next_message(self) -> ReplyMessage:
         """The leg's next message; an end with a "connection" error if the provider actor
         closed the channel without one (it crashed, or the service shut down)."""
+        if self.pull is not None:
+            return await self.pull.next()
+        assert self.recv is not None
         try:
             return await self.recv.receive()
         except trio.EndOfChannel:
@@ -128,7 +146,11 @@ class Leg:
 
     def abandon(self) -> None:
         """Cancel the upstream request and stop listening."""
+        if self.pull is not None:
+            self.pull.abandon()
+            return
         self.cancel.cancel()
+        assert self.recv is not None
         self.recv.close()
 
 

@@ -14,6 +14,7 @@ import httpx
 import trio
 
 from .body import BodyDecoder, UntilCloseDecoder
+from .eager import EagerSocketStream
 from .h1 import FramingError
 from .pool import Connection, ConnectionPool
 
@@ -65,6 +66,7 @@ class ResponseStream(httpx.AsyncByteStream):
     """
 
     __slots__ = (
+        "_aborted",
         "_conn",
         "_decoder",
         "_first",
@@ -72,6 +74,7 @@ class ResponseStream(httpx.AsyncByteStream):
         "_pool",
         "_read_timeout",
         "_request",
+        "_resumable",
         "body_bytes",
         "read_size",
     )
@@ -99,6 +102,10 @@ class ResponseStream(httpx.AsyncByteStream):
         self._request = request
         self._read_timeout = read_timeout
         self._keep_alive = keep_alive
+        self._aborted = False
+        # A cancelled receive on a plain socket has read nothing (see `EagerSocketStream`), so
+        # the body can go on after it; under TLS a cancelled read may leave a record half read.
+        self._resumable = type(conn.stream) is EagerSocketStream
         if decoder.done:
             self._release()
 
@@ -122,7 +129,11 @@ class ResponseStream(httpx.AsyncByteStream):
             except FramingError as exc:
                 self._close()
                 raise httpx.RemoteProtocolError(str(exc), request=self._request) from exc
-            except BaseException:  # a failed or cancelled read leaves the connection in an unknown state
+            except trio.Cancelled:
+                if not self._resumable:
+                    self._close()
+                raise
+            except BaseException:  # a failed read leaves the connection in an unknown state
                 self._close()
                 raise
             if decoder.done:
@@ -130,7 +141,21 @@ class ResponseStream(httpx.AsyncByteStream):
             if body:
                 self.body_bytes += len(body)
                 return body
+        if self._aborted:
+            raise httpx.ReadError("the connection was closed (timed out or abandoned)", request=self._request)
         raise StopAsyncIteration
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the body can still be read (its end not reached, not closed, not aborted)."""
+        return self._conn is not None
+
+    def abort(self) -> None:
+        """Close the connection now, from any task: a read waiting on it fails at once, and
+        every later read fails (`httpx.ReadError`) rather than seeming to end the body."""
+        if self._conn is not None:
+            self._aborted = True
+            self._close()
 
     async def aclose(self) -> None:
         if self._conn is not None:
