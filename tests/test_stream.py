@@ -151,3 +151,26 @@ async def test_a_stream_whose_actor_goes_away_ends_with_a_connection_error(
     [(ended_at, error)] = failures
     assert error.kind == "connection" and ended_at == pytest.approx(left_at + 1.0)
     assert error.partial is not None and error.partial.text.startswith("t0 ")
+
+
+async def test_the_reply_holds_exactly_the_events_handed_out_so_far(fake: Any, logs: Any) -> None:
+    """Events are folded into the reply a batch at a time, lazily: `reply()` read after any
+    event, mid-batch included, holds that event and every one before it, and nothing after.
+    (Real sockets: a read there holds many events, so most events are mid-batch.)"""
+    async with (
+        open_service(config_for(fake), logger=logs.logger) as service,
+        service.stream({"model": "openai/m~tokens=400", "messages": user()}) as events,
+    ):
+        seen: list[str] = []
+        count = 0
+        async for ev in events:
+            count += 1
+            if isinstance(ev, TextEvent):
+                seen.append(ev.text)
+            reply = events.reply()
+            assert reply.text == "".join(seen)
+            assert (reply.finish_reason is not None) == isinstance(ev, FinishEvent)
+        batched = await events.next_batch()
+        assert batched == []
+    assert "".join(seen) == "".join(token_text(i) for i in range(400))
+    assert count > 400

@@ -26,17 +26,17 @@ from .models import (
     UsageEvent,
 )
 
-__all__ = ["ReplyBuilder", "TextBuffer"]
+__all__ = ["TEXT_BLOCK", "ReplyBuilder", "TextBuffer"]
 
 
 #: Fragments kept before they are joined into one block (a str object costs ~50 bytes
 #: beyond its text; a block of 256 tokens costs that once).
-_BLOCK = 256
+TEXT_BLOCK = 256
 
 
 class TextBuffer:
     """Text fragments in O(n) time and about one byte per character of memory: fragments are
-    joined into a block every `_BLOCK` of them. For everything that keeps a stream's text."""
+    joined into a block every `TEXT_BLOCK` of them. For everything that keeps a stream's text."""
 
     __slots__ = ("blocks", "fragments")
 
@@ -48,14 +48,14 @@ class TextBuffer:
         """Keep one more fragment."""
         fragments = self.fragments
         fragments.append(fragment)
-        if len(fragments) >= _BLOCK:
+        if len(fragments) >= TEXT_BLOCK:
             self.blocks.append("".join(fragments))
             fragments.clear()
 
     def compact(self) -> None:
         """Join the fragments into a block if there are enough (after appending to
         `fragments` directly, as a hot loop may)."""
-        if len(self.fragments) >= _BLOCK:
+        if len(self.fragments) >= TEXT_BLOCK:
             self.blocks.append("".join(self.fragments))
             self.fragments.clear()
 
@@ -122,12 +122,14 @@ class ReplyBuilder:
         """Fold events in, in order: `add` for each, with less overhead per event."""
         self.events += len(events)
         if self.keep_text:
-            append = self._text.append
+            text = self._text
+            append = text.fragments.append
             for ev in events:
                 if type(ev) is TextEvent:
                     append(ev.text)
                 else:
                     self._fold(ev)
+            text.compact()
         else:
             for ev in events:
                 self._fold(ev)

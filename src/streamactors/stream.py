@@ -34,6 +34,7 @@ class EventStream:
         "_batch",
         "_builder",
         "_done",
+        "_folded",
         "_i",
         "_leg",
         "_legs",
@@ -56,6 +57,7 @@ class EventStream:
         self._legs = legs
         self._batch: list[StreamEvent] = []
         self._i = 0
+        self._folded = 0  # events of the batch folded into the reply (the first `_folded`)
         self._done = False
         self._leg: Leg | None = None
         provider, _, model_id = legs.targets[0].partition("/")
@@ -71,10 +73,10 @@ class EventStream:
             batch = self._batch
             i = self._i
             if i < len(batch):
-                ev = batch[i]
                 self._i = i + 1
-                self._builder.add(ev)
-                return ev
+                return batch[i]
+            if self._folded < i:
+                self._fold_read()
             if self._done:
                 raise StopAsyncIteration
             leg = self._leg
@@ -82,6 +84,7 @@ class EventStream:
                 await self._start()
                 continue
             self._batch = _EMPTY  # what was handed out is not kept alive through the wait
+            self._i = self._folded = 0
             recv = leg.recv
             if recv is None:  # the consumer's task does the exchange (ProviderActor.submit)
                 msg = await leg.next_message()
@@ -96,22 +99,26 @@ class EventStream:
                     msg = leg.lost()
             if type(msg) is list:
                 self._batch = msg
-                self._i = 0
             else:
                 assert isinstance(msg, StreamEnd)
                 await self._end(msg)
 
+    def _fold_read(self) -> None:
+        """Fold the events handed out since the last fold into the reply. Events are folded
+        a batch at a time (in `ReplyBuilder.add_all`'s loop), not one call chain per event."""
+        folded, i = self._folded, self._i
+        if folded < i:
+            batch = self._batch
+            self._builder.add_all(batch[folded:i] if folded or i < len(batch) else batch)
+            self._folded = i
+
     async def drain(self) -> None:
         """Read the stream to its end without handing the events out; `reply()` then holds
         them all. Raises as iterating would. (Batches are folded whole: this is `complete()`.)"""
-        builder = self._builder
         while True:
-            batch, i = self._batch, self._i
-            if i < len(batch):
-                builder.add_all(batch[i:] if i else batch)
-                self._i = len(batch)
+            self._i = len(self._batch)
             try:
-                await self.__anext__()  # takes the next batch and folds its first event
+                await self.__anext__()  # folds the batch read, takes the next and hands out its first
             except StopAsyncIteration:
                 return
 
@@ -123,19 +130,17 @@ class EventStream:
         batch, i = self._batch, self._i
         if i >= len(batch):
             try:
-                await self.__anext__()  # takes the next batch and folds its first event
+                await self.__anext__()  # takes the next batch and hands out its first event
             except StopAsyncIteration:
                 return []
             batch, i = self._batch, self._i - 1
-            if i + 1 < len(batch):
-                self._builder.add_all(batch[i + 1 :])
-        else:
-            self._builder.add_all(batch[i:] if i else batch)
         self._i = len(batch)
         return batch if i == 0 else batch[i:]
 
     def reply(self) -> Reply:
         """The reply accumulated from the events read so far."""
+        if self._folded < self._i:
+            self._fold_read()
         return self._builder.reply()
 
     def close(self) -> None:
@@ -161,8 +166,9 @@ class EventStream:
         self.provider = self._builder.provider = leg.provider
         self._builder.model = leg.model_id
         if type(msg) is list:
+            self._fold_read()
             self._batch = msg
-            self._i = 0
+            self._i = self._folded = 0
         else:
             assert isinstance(msg, StreamEnd)
             self._finish(msg)
@@ -171,7 +177,7 @@ class EventStream:
         if end.error is None:
             self._finish(end)
             return
-        if self._legs.can_continue(self._builder.reply()):
+        if self._legs.can_continue(self.reply()):
             await self._continue()
             return
         self._done = True
@@ -190,7 +196,7 @@ class EventStream:
         """Ask the next target to continue the text so far (as an assistant prefix)."""
         assert self._leg is not None
         self._leg.abandon()
-        partial = self._builder.reply()
+        partial = self.reply()
         request = attrs.evolve(self._request, messages=(*self._request.messages, Message("assistant", partial.text)))
         try:
             leg, msg = await self._legs.first(request, hedge=False)

@@ -87,10 +87,10 @@ class TransformedEventStream(EventStream):
             batch = self._batch
             i = self._i
             if i < len(batch):
-                ev = batch[i]
                 self._i = i + 1
-                self._builder.add(ev)
-                return ev
+                return batch[i]
+            if self._folded < i:
+                self._fold_read()
             if self._pending is not None:
                 await self._settle()
                 continue
@@ -173,8 +173,9 @@ class TransformedEventStream(EventStream):
 
     def _take(self, events: list[StreamEvent]) -> None:
         """Hand `events` out next; if a transform ended the reply, stop the upstream now."""
+        self._fold_read()
         self._batch = events
-        self._i = 0
+        self._i = self._folded = 0
         if (self._target.ended or self._after.ended) and not self._done and type(self._pending) is not ProviderError:
             self._legs.close()
             last = events[-1] if events else None
@@ -220,7 +221,7 @@ class TransformedEventStream(EventStream):
             self._done = True
             raise pending.with_partial(self.reply())
         assert pending is not None and pending.error is not None
-        if self._legs.can_continue(self._builder.reply()):
+        if self._legs.can_continue(self.reply()):
             await self._continue()
             return
         self.retries = pending.retries

@@ -31,7 +31,7 @@ from ..models import (
     TopLogprob,
     UsageEvent,
 )
-from ..reply import TextBuffer
+from ..reply import TEXT_BLOCK, TextBuffer
 from .base import (
     HttpRequestSpec,
     SSEJsonDecoder,
@@ -492,7 +492,10 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
                     content = delta.get("content")
                     if type(content) is str and delta.keys() <= _PLAIN_DELTA_KEYS and delta.get("refusal") is None:
                         if content:
-                            self._text.append(content)
+                            fragments = self._text.fragments
+                            fragments.append(content)
+                            if len(fragments) >= TEXT_BLOCK:
+                                self._text.compact()
                             out.append(TextEvent(content))
                         return
         for choice in json_field(obj, "choices", list, "chunk") or ():
