@@ -128,3 +128,17 @@ async def test_shutdown_ends_a_direct_stream_after_the_grace(fake: FakeUpstream,
     assert info.value.kind == "connection"
     assert "provider actor stopped" in info.value.message
     assert info.value.partial is not None and info.value.partial.text.startswith(expected_text(1))
+
+
+async def test_the_watchdog_lets_go_of_streams_that_ended(fake: FakeUpstream, logs: Any) -> None:
+    """Each direct stream that waits on a read gets a watchdog entry until its deadline (30 s
+    by default); the entries of streams that ended are sifted out once they are over half, so
+    a steady flow of requests does not keep them, and what they hold, alive."""
+    async with open_service(config_for(fake), logger=logs.logger) as service:
+        actor = service._actors["openai"]
+        for _ in range(150):
+            reply = await service.complete({"model": "openai/m~tokens=3~delay_ms=2", "messages": user()})
+            assert reply.text == expected_text(3)
+            assert len(actor._watched) <= 65
+        assert next(actor._watch_seq) > 100  # the streams did wait on reads, and were watched
+        assert actor._watching == 0

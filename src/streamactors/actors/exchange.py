@@ -163,6 +163,11 @@ class Exchange:
         self._tokens = 0  # tokens of an admission the limiter was asked for
 
     @property
+    def ready(self) -> bool:
+        """Whether the next `read()` returns at once (the end, or an error, is held for it)."""
+        return self._pending is not None or self._raise is not None
+
+    @property
     def body(self) -> BodyChunks | None:
         """The open response body (None before the first batch and after the end)."""
         return self._chunks

@@ -138,6 +138,7 @@ class ProviderActor:
         self._direct_drained = trio.lowlevel.ParkingLot()
         # The watchdog's (deadline, tiebreak, stream) entries, earliest first.
         self._watched: list[tuple[float, int, _DirectPull]] = []
+        self._watching = 0  # entries of streams that have not ended
         self._watch_seq = itertools.count()
         self._watch_scope: trio.CancelScope | None = None
         #: Set once the mailbox is closed and every job has finished.
@@ -286,7 +287,10 @@ class ProviderActor:
             self._direct.discard(pull)
             if not self._direct:
                 self._direct_drained.unpark_all()
-        self._slot_freed.unpark()
+            if pull.watched:
+                self._unwatch()
+        if self._slot_freed:
+            self._slot_freed.unpark()
 
     def _crash(self, exc: Exception) -> None:
         nursery = self._nursery
@@ -426,10 +430,21 @@ class ProviderActor:
     # --- direct streams' deadlines ---------------------------------------------------
 
     def _watch(self, pull: _DirectPull, due: float) -> None:
+        self._watching += 1
         heapq.heappush(self._watched, (due, next(self._watch_seq), pull))
         scope = self._watch_scope
         if scope is not None and due < scope.deadline:
             scope.deadline = due
+
+    def _unwatch(self) -> None:
+        """A watched stream ended. Its entry stays until it comes due (or the entries are
+        sifted): the entries of streams that ended are sifted out once they are over half,
+        so what they hold on to is bounded by the streams in flight, not by the request rate."""
+        self._watching -= 1
+        watched = self._watched
+        if len(watched) > 64 and len(watched) > 2 * self._watching:
+            watched[:] = [entry for entry in watched if not entry[2].ended]
+            heapq.heapify(watched)
 
     async def _watchdog(self) -> None:
         """End direct streams' reads whose idle or total deadline passed.
@@ -458,7 +473,7 @@ class ProviderActor:
 class _DirectPull:
     """A leg's exchange, driven by its consumer's pulls (see `ProviderActor.submit`)."""
 
-    __slots__ = ("_actor", "_end", "_lost", "_started", "_watched", "ex", "read_started", "reading")
+    __slots__ = ("_actor", "_end", "_lost", "_started", "ex", "read_started", "reading", "watched")
 
     def __init__(self, actor: ProviderActor, ex: Exchange) -> None:
         self._actor = actor
@@ -466,7 +481,8 @@ class _DirectPull:
         self._started = False
         self._end: StreamEnd | None = None
         self._lost = False
-        self._watched = False
+        #: Whether the watchdog has an entry for this stream.
+        self.watched = False
         #: Whether the consumer's task is in a read now, and since when (trio time).
         self.reading = False
         self.read_started = 0.0
@@ -504,13 +520,15 @@ class _DirectPull:
     async def _read(self) -> ReplyMessage:
         ex = self.ex
         progress = ex.progress
+        if ex.ready:
+            return await ex.read()
         now = trio.current_time()
         if now >= progress.deadline:
             return await ex.stop(ex.timeout_error("total"))
         body = ex.body
         if type(body) is ResponseStream:
-            if not self._watched:
-                self._watched = True
+            if not self.watched:
+                self.watched = True
                 self._actor._watch(self, progress.clamp(now + ex.provider.config.timeouts.idle))
             self.read_started = now
             self.reading = True
@@ -530,6 +548,11 @@ class _DirectPull:
             phase = "total" if trio.current_time() >= progress.deadline else "idle"
             return await ex.stop(ex.timeout_error(phase))
         return msg
+
+    @property
+    def ended(self) -> bool:
+        """Whether the stream has ended (its end given to the consumer, or the consumer left)."""
+        return self._end is not None
 
     def due(self, now: float) -> float | None:
         """When the watchdog should look at this stream next (at or before its deadline);
