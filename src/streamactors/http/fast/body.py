@@ -19,6 +19,7 @@ chunk data must be exactly CRLF.
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 from .h1 import _CTL, BodyFraming, FramingError, _is_token
@@ -37,6 +38,8 @@ DEFAULT_MAX_LINE_BYTES = 4096
 DEFAULT_MAX_TRAILER_BYTES = 16 * 1024
 
 _HEX = b"0123456789abcdefABCDEF"
+#: A chunk-size line of plain hex digits (the common case; the rest goes to `_chunk_size`).
+_PLAIN_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}\r\n")
 
 # ChunkedDecoder states.
 _SIZE = 0  # expecting a chunk-size line
@@ -112,9 +115,20 @@ class ChunkedDecoder:
         n = len(buf)
         pos = 0
         out: list[bytes] = []
+        plain_size = _PLAIN_SIZE.match
         try:
             while pos < n:
                 if state == _SIZE:
+                    m = plain_size(buf, pos)
+                    if m is not None:  # the common case: a plain size, and the whole chunk here
+                        start = m.end()
+                        end = start + int(buf[pos : start - 2], 16)
+                        if start < end and end + 2 <= n:
+                            if buf[end] != 13 or buf[end + 1] != 10:
+                                raise FramingError(f"missing CRLF after chunk data: {buf[end : end + 2]!r}")
+                            out.append(buf[start:end])
+                            pos = end + 2
+                            continue
                     eol = buf.find(b"\r\n", pos, pos + self.max_line_bytes + 2)
                     if eol < 0:
                         if n - pos > self.max_line_bytes + 1:  # + 1: the CR of a line of the largest size
