@@ -190,7 +190,18 @@ class SSEDecoder:
         rest = blocks.pop()
         limit = self.max_event_bytes
         bare = self._bare
+        append = events.append
+        # Nothing held from an earlier line (the usual state between events): a bare feed
+        # hands a lone `data: ` line out as it is, with no state to read or reset.
+        clean = bare and not self._data and not self._event and not self._event_bytes
         for block in blocks:
+            if clean and len(block) > 6 and block.startswith("data: ") and "\n" not in block:
+                if 4 * len(block) + 1 > limit:  # it might be too big: count its bytes
+                    size = len(block.encode("utf-8")) + 1
+                    if size > limit:
+                        raise self._too_big(size)
+                append(block[6:])
+                continue
             if len(block) > 6 and block.startswith("data: ") and "\n" not in block and not self._data:
                 size = self._event_bytes + len(block) + 1  # as the line-by-line path counts it...
                 if size + 3 * len(block) > limit:  # ... in bytes: a character is 1 to 4 of them
@@ -207,6 +218,7 @@ class SSEDecoder:
                 pass  # Anthropic's shape: "event: <name>" then one "data: " line
             else:
                 self._feed_lines((block + "\n\n").encode("utf-8"), events)
+            clean = bare and not self._data and not self._event and not self._event_bytes
         # The unfinished last event: `rest` and, when a character was cut by the end of the
         # read, `tail` too. Both can be there: in "\n\n\n" rfind's last "\n\n" is not split's.
         if rest or tail:
