@@ -26,6 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamactors.http.fast import FastTransport
+from streamactors.http.fast.response import ResponseStream
 from streamactors.testing import FakeUpstream, token_text
 from streamactors.wire.sse import SSEDecoder, SSEEvent
 
@@ -151,6 +152,11 @@ def raw_app(*responses: bytes, then: str = "close") -> Handler:
             reset(stream)
 
     return handler
+
+
+async def _abort_later(body: ResponseStream) -> None:
+    await trio.sleep(0.05)
+    body.abort()
 
 
 def reset(stream: trio.abc.Stream) -> None:
@@ -424,7 +430,7 @@ class TestPool:
         assert (await client.get(server.url)).content == b"x" * 1_000_000
         assert server.accepted == 2
 
-    async def test_cancelled_read_closes_the_connection(self, nursery: trio.Nursery, client: httpx.AsyncClient) -> None:
+    async def test_closing_after_a_cancelled_read_closes_the_connection(self, nursery: trio.Nursery, client: httpx.AsyncClient) -> None:
         server = await start(
             nursery, raw_app(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n", then="hang")
         )
@@ -436,6 +442,55 @@ class TestPool:
             await chunks.aclose()
         await server.wait_closed(1)
         assert transport_of(client).pool.open_connections == 0
+
+    async def test_a_cancelled_read_on_a_plain_socket_can_be_taken_up_again(self, nursery: trio.Nursery) -> None:
+        """A receive cancelled while it waits has read nothing (`EagerSocketStream`): the body
+        goes on from where it was, whole, and the connection is kept for the next request."""
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+        async def handler(stream: trio.abc.Stream) -> None:
+            await read_request_head(stream)
+            await stream.send_all(head + b"2\r\nhi\r\n")
+            await trio.sleep(0.2)
+            await stream.send_all(b"6\r\n there\r\n0\r\n\r\n")
+            await read_request_head(stream)
+            await stream.send_all(head + b"2\r\nok\r\n0\r\n\r\n")
+
+        server = await start(nursery, handler)
+        transport = FastTransport()
+        response = await transport.handle_async_request(httpx.Request("GET", server.url))
+        body = response.stream
+        assert isinstance(body, ResponseStream)
+        assert await body.__anext__() == b"hi"
+        with trio.move_on_after(0.05) as waited:
+            await body.__anext__()
+        assert waited.cancelled_caught and body.is_open
+        assert [part async for part in body] == [b" there"]
+        again = await transport.handle_async_request(httpx.Request("GET", server.url))
+        assert await again.aread() == b"ok"
+        assert server.accepted == 1
+        await transport.aclose()
+
+    async def test_an_aborted_body_fails_its_reads(self, nursery: trio.Nursery) -> None:
+        """`abort()` closes the connection at once, from any task: a read waiting on it fails,
+        and so does every later read (it does not look like the end of the body)."""
+        server = await start(
+            nursery, raw_app(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n", then="hang")
+        )
+        transport = FastTransport()
+        response = await transport.handle_async_request(httpx.Request("GET", server.url))
+        body = response.stream
+        assert isinstance(body, ResponseStream)
+        assert await body.__anext__() == b"hi"
+        nursery.start_soon(_abort_later, body)
+        with trio.fail_after(5), pytest.raises(httpx.ReadError):
+            await body.__anext__()  # waits for data that never comes, until the abort
+        with pytest.raises(httpx.ReadError, match="closed"):
+            await body.__anext__()
+        assert not body.is_open
+        await server.wait_closed(1)
+        assert transport.pool.open_connections == 0
+        await transport.aclose()
 
     async def test_server_closing_an_idle_connection(self, nursery: trio.Nursery, client: httpx.AsyncClient) -> None:
         """Without `Connection: close` the connection goes idle; once the server closes it, the
