@@ -20,6 +20,7 @@ from streamactors.http.client import READ_SIZE, UpstreamClient
 from streamactors.http.fast import FastTransport
 from streamactors.http.fast.response import ResponseStream
 from streamactors.testing import FakeUpstream, token_text
+from streamactors.transforms import StopSequences
 
 
 class RecordingTransport(httpx.AsyncBaseTransport):
@@ -64,25 +65,34 @@ def fake_config() -> Any:
 
 
 @pytest.mark.parametrize("event_buffer", [1, 16])
+@pytest.mark.parametrize("driver", ["direct", "worker"])
 async def test_a_consumer_that_stops_holds_a_bounded_number_of_bytes(
-    fake: FakeUpstream, logs: Any, event_buffer: int
+    fake: FakeUpstream, logs: Any, event_buffer: int, driver: str
 ) -> None:
-    """The consumer takes one event, then nothing: the provider takes at most the first read,
-    `READ_BUDGET`, and `MIN_READ` per batch the reply channel holds (and the one waiting to go
-    in), not `event_buffer` whole reads; the rest stays in the kernel and upstream. Read on to
-    the end, the stream is whole."""
+    """The consumer takes one event, then nothing. A direct stream (the consumer's task reads)
+    has read at most what it took to find that event: the head's read and one more. A worker
+    (a transform makes the stream worker-driven) takes at most the first read, `READ_BUDGET`,
+    and `MIN_READ` per batch the reply channel holds (and the one waiting to go in), not
+    `event_buffer` whole reads. The rest stays in the kernel and upstream. Read on to the end,
+    the stream is whole."""
     total = 50_000  # about 7 MB of SSE: far more than the socket buffers hold
     transport = RecordingTransport()
     cfg = config_for(fake, service={"event_buffer": event_buffer})
     request = {"model": f"openai/m~tokens={total}", "messages": user()}
+    transforms = [StopSequences(["\x00"])] if driver == "worker" else []
     async with (
         open_service(cfg, logger=logs.logger, transports={"openai": transport}) as service,
-        service.stream(request) as events,
+        service.stream(request, transforms=transforms) as events,
     ):
         first = await events.__anext__()
+        leg = events._leg
+        assert leg is not None and (leg.recv is None) == (driver == "direct")
         (body,) = transport.bodies
         held = await settled(lambda: body.body_bytes)
-        assert held <= READ_SIZE + READ_BUDGET + (event_buffer + 1) * MIN_READ
+        if driver == "direct":
+            assert held <= 2 * READ_SIZE
+        else:
+            assert held <= READ_SIZE + READ_BUDGET + (event_buffer + 1) * MIN_READ
         assert fake.responses_completed == 0
         texts = [first.text] if isinstance(first, TextEvent) else []
         texts += [e.text async for e in events if isinstance(e, TextEvent)]

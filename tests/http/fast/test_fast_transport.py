@@ -430,7 +430,9 @@ class TestPool:
         assert (await client.get(server.url)).content == b"x" * 1_000_000
         assert server.accepted == 2
 
-    async def test_closing_after_a_cancelled_read_closes_the_connection(self, nursery: trio.Nursery, client: httpx.AsyncClient) -> None:
+    async def test_closing_after_a_cancelled_read_closes_the_connection(
+        self, nursery: trio.Nursery, client: httpx.AsyncClient
+    ) -> None:
         server = await start(
             nursery, raw_app(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n", then="hang")
         )
