@@ -91,6 +91,8 @@ class SharedLimiterActor(LimiterActor):
         self.workers = 1
         #: What the fleet's buckets held at the last admission (None: no admission yet).
         self.fleet_left: tuple[int, int] | None = None
+        self._admits_sent = 0
+        self._left_of = 0  # the admission whose answer `fleet_left` holds (in the order sent)
         self.shared_admissions = 0
         self.local_admissions = 0
 
@@ -103,9 +105,15 @@ class SharedLimiterActor(LimiterActor):
         """The trio time at which a request of about `tokens` tokens may go, or `REJECTED`:
         the fleet's budgets first (one Redis round trip), this service's own pacing next."""
         if not self._budget.empty and self._fleet.link.up:
+            self._admits_sent += 1
+            sent = self._admits_sent
             grant = await self._fleet.admit(self.provider, self._budget, tokens)
             if grant is not None:
-                self.fleet_left = (grant.requests_left, grant.tokens_left)
+                # Concurrent admissions share round trips and their callers wake in any order:
+                # what the buckets held is the latest sent's answer, not the latest woken's.
+                if sent > self._left_of:
+                    self._left_of = sent
+                    self.fleet_left = (grant.requests_left, grant.tokens_left)
                 if grant.delay <= 0 and self._nothing_local():
                     # Nothing here would delay it: go now, and let the pacer count it later
                     # (spares the caller a wait for this actor's turn, as `admits_freely` does).
