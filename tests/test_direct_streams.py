@@ -142,3 +142,18 @@ async def test_the_watchdog_lets_go_of_streams_that_ended(fake: FakeUpstream, lo
             assert len(actor._watched) <= 65
         assert next(actor._watch_seq) > 100  # the streams did wait on reads, and were watched
         assert actor._watching == 0
+
+
+async def test_a_malformed_event_after_good_ones_gives_the_connection_back(fake: FakeUpstream, logs: Any) -> None:
+    """A read holding good events and then a malformed one, while the upstream keeps the
+    connection open (the first read of the reply, so still before the first batch is handed
+    out): the events come first, then the error, and the connection is closed and its pool slot
+    freed. With one connection allowed, a leaked one would leave the next request waiting for it
+    forever."""
+    async with open_service(config_for(fake, max_concurrency=1), logger=logs.logger) as service:
+        for _ in range(3):
+            with trio.fail_after(5), pytest.raises(ProviderError) as info:
+                await service.complete({"model": "openai/m~tokens=6~fail=garbage@3~hold=1", "messages": user()})
+            assert info.value.kind == "protocol"
+            assert info.value.partial is not None and info.value.partial.text == expected_text(3)
+        assert (await service.complete({"model": "openai/m~tokens=2", "messages": user()})).text == expected_text(2)

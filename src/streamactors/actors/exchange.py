@@ -296,7 +296,7 @@ class Exchange:
                 self._response = response
                 self._chunks = body_chunks(response)
                 msg = await self._read()
-                keep = type(msg) is list
+                keep = type(msg) is list and not self.ready  # an end held after it: closed now
             except WireError as exc:
                 raise self._wire_failed(exc) from exc
             except httpx.HTTPError as exc:
@@ -380,7 +380,9 @@ class Exchange:
             else:
                 error = self._transport_failed(exc).error
         except BaseException:
-            if not self._resumable():
+            # The driver's own deadline is the driver's to report; any other interruption of a
+            # body that cannot resume ends the stream at the next read.
+            if not self._resumable() and not (scope is not None and scope.cancel_called):
                 self._pending = self.end_with(
                     self.provider.fail("the stream's read was interrupted and cannot resume", "connection")
                 )

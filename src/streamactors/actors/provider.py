@@ -503,6 +503,7 @@ class _DirectPull:
             msg = ex.end_with(None)  # `lose()` (the consumer's own leaving never reaches here)
         except Exception as exc:
             msg = self._actor._internal_error(ex, exc)
+            ex.close(self._actor._nursery)
             self._finish(msg, cancelled=False)
             return msg
         except BaseException:
