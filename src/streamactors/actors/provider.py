@@ -293,9 +293,13 @@ class ProviderActor:
             self._slot_freed.unpark()
 
     def _crash(self, exc: Exception) -> None:
+        """Fail this incarnation with `exc` (its supervisor restarts the actor). Requests
+        submitted from now on wait in the mailbox, which the next incarnation serves."""
         nursery = self._nursery
-        if nursery is None:
-            raise exc
+        self._client = None
+        if nursery is None:  # the actor is not running: nothing to fail but the record of it
+            self._log.error("internal_error", error_type=type(exc).__name__, exc_info=exc)
+            return
 
         async def fail() -> None:
             raise exc
@@ -490,6 +494,8 @@ class _DirectPull:
     async def next(self) -> ReplyMessage:
         """The next batch, or the end."""
         if self._end is not None:
+            if self._lost:  # see below
+                await trio.lowlevel.checkpoint_if_cancelled()
             return self._end
         ex = self.ex
         try:
@@ -513,6 +519,9 @@ class _DirectPull:
             raise
         if self._lost:
             self._finish(None, cancelled=False)
+            # A consumer cancelled along with the actor (the service failing or shutting down
+            # around it) hears of its own cancellation, as it did waiting on a worker's channel.
+            await trio.lowlevel.checkpoint_if_cancelled()
             return self._end or _lost_end(self._actor.name)
         if type(msg) is StreamEnd:
             self._finish(msg, cancelled=False)
