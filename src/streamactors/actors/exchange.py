@@ -226,6 +226,7 @@ class Exchange:
             raise _AttemptFailed(p.fail(f"circuit open{hint}", "circuit_open", retryable=True), final=True)
         self._admitted = None
         self._tokens = 0
+        self._attempt_open = True  # admitted: from here on the breaker hears how the attempt ends
         try:
             if limiter is not None and limiter.admits_freely:
                 self._admitted = estimate_tokens(self.job.request)
@@ -243,7 +244,6 @@ class Exchange:
                     except (trio.Cancelled, TotalTimeout, Abandoned):
                         limiter.cancel(tokens)
                         raise
-            self._attempt_open = True
             return await self._attempt()
         except _AttemptFailed as failed:
             if breaker is not None and self._attempt_open:
@@ -266,7 +266,6 @@ class Exchange:
         self._decoder = p.codec.new_decoder(job.model_id)
         self._decoder_logged = False
         now = trio.current_time
-        response: httpx.Response | None = None
         keep = False
         with job.cancel.scope(progress.clamp(now() + timeouts.first_token)) as scope:
             spec: HttpRequestSpec = job.spec
@@ -285,6 +284,7 @@ class Exchange:
                     p.limiter.feedback(None, {}, admitted=self._admitted)
                 kind, message = classify_transport_error(exc)
                 raise _AttemptFailed(p.fail(message, kind, retryable=True)) from exc
+            self._response = response
             if p.limiter is not None:
                 p.limiter.feedback(response.status_code, response.headers, admitted=self._admitted)
             try:
@@ -293,7 +293,6 @@ class Exchange:
                     "content-type", p.content_type
                 ):
                     raise await self._response_error(response)
-                self._response = response
                 self._chunks = body_chunks(response)
                 msg = await self._read()
                 keep = type(msg) is list and not self.ready  # an end held after it: closed now
@@ -306,8 +305,7 @@ class Exchange:
                     await self._close_body()
                     self._log_decoder()
         job.cancel.release(scope)
-        if scope.cancelled_caught:
-            await self._close_body()
+        if scope.cancelled_caught:  # (the body was closed on the way out)
             if job.cancel.cancelled:
                 raise Abandoned
             if now() >= progress.deadline:
@@ -473,7 +471,7 @@ class Exchange:
 
     def end_with(self, error: ProviderError | None) -> StreamEnd:
         """The stream's end (with `error`, or a normal finish): the breaker and the limiter
-        hear of the attempt, and the response is closed (a `FastTransport` body at once)."""
+        hear of the attempt. (The body is closed by the caller: `_close_body`, `close`.)"""
         if self.done:
             return StreamEnd(self.progress.model, error, self.progress.retries)
         decoder = self._decoder
@@ -488,7 +486,8 @@ class Exchange:
         return StreamEnd(self.progress.model, error, self.progress.retries)
 
     def _conclude(self, error: ProviderError | None, *, cancelled: bool = False) -> None:
-        """The open attempt is over: tell the breaker and the limiter, close the body."""
+        """The exchange is over: log what its decoder found odd and, if an attempt is open,
+        tell the breaker and the limiter how it ended."""
         if self.done:
             return
         self.done = True
@@ -557,6 +556,14 @@ class Exchange:
         chunks = self._chunks
         if type(chunks) is ResponseStream:
             chunks.abort()
+
+    async def stop_at_deadline(self) -> StreamEnd:
+        """A driver's cancel scope ended a read: `Abandoned` if the consumer cancelled the job,
+        else the end with the timeout that passed (the total one, or the idle one)."""
+        if self.job.cancel.cancelled:
+            raise Abandoned
+        phase = "total" if trio.current_time() >= self.progress.deadline else "idle"
+        return await self.stop(self.timeout_error(phase))
 
     def timeout_error(self, phase: str) -> ProviderError:
         """The error for a deadline that passed: "first_token", "idle" or "total"."""

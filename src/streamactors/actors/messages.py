@@ -13,7 +13,17 @@ from ..errors import ProviderError
 from ..models import ChatRequest, StreamEvent
 from ..wire.base import HttpRequestSpec
 
-__all__ = ["Batch", "CancelHandle", "Leg", "Pull", "ReplyMessage", "StreamEnd", "StreamJob", "estimate_tokens"]
+__all__ = [
+    "Batch",
+    "CancelHandle",
+    "Leg",
+    "Pull",
+    "ReplyMessage",
+    "StreamEnd",
+    "StreamJob",
+    "estimate_tokens",
+    "lost_end",
+]
 
 #: Everything decoded from one network read travels as one message (one channel hop
 #: per read instead of one per event).
@@ -134,15 +144,7 @@ class Leg:
 
     def lost(self) -> StreamEnd:
         """The end of a leg whose provider actor went away before finishing it."""
-        return StreamEnd(
-            None,
-            ProviderError(
-                "the provider actor stopped before the stream finished (it crashed or the service shut down)",
-                provider=self.provider,
-                kind="connection",
-                retryable=True,
-            ),
-        )
+        return lost_end(self.provider)
 
     def abandon(self) -> None:
         """Cancel the upstream request and stop listening."""
@@ -152,6 +154,20 @@ class Leg:
         self.cancel.cancel()
         assert self.recv is not None
         self.recv.close()
+
+
+def lost_end(provider: str) -> StreamEnd:
+    """The end of a stream whose provider actor went away before finishing it (it crashed, or
+    the service shut down), whichever task was driving it."""
+    return StreamEnd(
+        None,
+        ProviderError(
+            "the provider actor stopped before the stream finished (it crashed or the service shut down)",
+            provider=provider,
+            kind="connection",
+            retryable=True,
+        ),
+    )
 
 
 def estimate_tokens(request: ChatRequest) -> int:

@@ -46,7 +46,7 @@ from ..wire.base import ProviderCodec, with_passthrough
 from .breaker import BreakerActor
 from .exchange import Abandoned, Exchange, Provider
 from .limiter import LimiterActor
-from .messages import Batch, CancelHandle, Leg, ReplyMessage, StreamEnd, StreamJob
+from .messages import Batch, CancelHandle, Leg, ReplyMessage, StreamEnd, StreamJob, lost_end
 from .metrics import MetricsActor
 
 __all__ = ["MIN_READ", "READ_BUDGET", "ProviderActor"]
@@ -409,10 +409,7 @@ class ProviderActor:
                 msg = await ex.read(scope)
         job.cancel.release(scope)
         if scope.cancelled_caught:
-            if job.cancel.cancelled:
-                raise Abandoned
-            phase = "total" if trio.current_time() >= progress.deadline else "idle"
-            return await ex.stop(ex.timeout_error(phase))
+            return await ex.stop_at_deadline()
         assert type(msg) is StreamEnd
         return msg
 
@@ -522,7 +519,7 @@ class _DirectPull:
             # A consumer cancelled along with the actor (the service failing or shutting down
             # around it) hears of its own cancellation, as it did waiting on a worker's channel.
             await trio.lowlevel.checkpoint_if_cancelled()
-            return self._end or _lost_end(self._actor.name)
+            return self._end or lost_end(self._actor.name)
         if type(msg) is StreamEnd:
             self._finish(msg, cancelled=False)
         return msg
@@ -553,10 +550,7 @@ class _DirectPull:
             msg = await ex.read(scope)
         cancel.release(scope)
         if scope.cancelled_caught:
-            if cancel.cancelled:
-                raise Abandoned
-            phase = "total" if trio.current_time() >= progress.deadline else "idle"
-            return await ex.stop(ex.timeout_error(phase))
+            return await ex.stop_at_deadline()
         return msg
 
     @property
@@ -596,7 +590,7 @@ class _DirectPull:
     def _finish(self, end: StreamEnd | None, *, cancelled: bool) -> None:
         if self._end is not None:
             return
-        self._end = end if end is not None else _lost_end(self._actor.name)
+        self._end = end if end is not None else lost_end(self._actor.name)
         self._actor._ended(self)
         ex = self.ex
         try:
@@ -606,16 +600,3 @@ class _DirectPull:
             # A bug in the actor's own bookkeeping: the actor fails (and its supervisor
             # restarts it) as it would had a worker run this; the consumer has its end.
             self._actor._crash(exc)
-
-
-def _lost_end(provider: str) -> StreamEnd:
-    """The end of a leg whose provider actor went away before finishing it."""
-    return StreamEnd(
-        None,
-        ProviderError(
-            "the provider actor stopped before the stream finished (it crashed or the service shut down)",
-            provider=provider,
-            kind="connection",
-            retryable=True,
-        ),
-    )
