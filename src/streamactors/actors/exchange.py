@@ -27,7 +27,14 @@ import trio
 from ..config.schema import ProviderConfig
 from ..config.secret import scrub
 from ..errors import ProviderError, WireError
-from ..http.client import BodyChunks, UpstreamClient, body_chunks, classify_transport_error, close_response
+from ..http.client import (
+    BodyChunks,
+    UpstreamClient,
+    UpstreamResponse,
+    body_chunks,
+    classify_transport_error,
+    close_response,
+)
 from ..http.fast.response import ResponseStream
 from ..models import FinishEvent, UsageEvent
 from ..policy.backoff import retry_after_seconds, retry_delay, should_retry
@@ -152,7 +159,7 @@ class Exchange:
         #: Why the driver ended a read: "idle" or "total" (see `time_out`).
         self.timed_out: str | None = None
         self._client = client
-        self._response: httpx.Response | None = None
+        self._response: UpstreamResponse | None = None
         self._chunks: BodyChunks | None = None
         self._decoder: StreamDecoder | None = None
         self._pending: StreamEnd | None = None
@@ -275,10 +282,9 @@ class Exchange:
                 except ProviderError as exc:
                     raise _AttemptFailed(exc) from exc
             try:
-                request = client.build_request(spec)
                 if progress.dispatched_at is None:
                     progress.dispatched_at = now()
-                response = await client.send(request)
+                response = await client.open(spec)
             except httpx.HTTPError as exc:
                 if p.limiter is not None:
                     p.limiter.feedback(None, {}, admitted=self._admitted)
@@ -313,7 +319,7 @@ class Exchange:
             raise _AttemptFailed(self.timeout_error("first_token" if progress.first_event_at is None else "idle"))
         return msg
 
-    async def _response_error(self, response: httpx.Response) -> _AttemptFailed:
+    async def _response_error(self, response: UpstreamResponse) -> _AttemptFailed:
         """Read a bounded error body and build the error for a non-2xx or wrong-type response."""
         p = self.provider
         body = bytearray()
@@ -674,7 +680,7 @@ class Exchange:
             self.provider.log.info("request_end", **fields)
 
 
-async def _close_later(chunks: BodyChunks, response: httpx.Response) -> None:
+async def _close_later(chunks: BodyChunks, response: UpstreamResponse) -> None:
     with trio.CancelScope(shield=True):
         try:
             await chunks.aclose()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
-from typing import Protocol, cast
+from typing import NamedTuple, Protocol, cast
 
 import httpx
 import trio
@@ -14,12 +14,15 @@ import trio
 from ..config.schema import ProviderConfig
 from ..wire.base import HttpRequestSpec
 from .fast import FastTransport
-from .fast.response import ResponseStream
+from .fast.h1 import encode_request_head
+from .fast.pool import Origin
+from .fast.response import FastResponse, ResponseStream
 
 __all__ = [
     "READ_SIZE",
     "BodyChunks",
     "UpstreamClient",
+    "UpstreamResponse",
     "body_chunks",
     "classify_transport_error",
     "close_response",
@@ -36,6 +39,20 @@ READ_SIZE = 16 * 1024
 # Cached URLs and merged header sets per client; model ids in URL paths (Gemini, Azure)
 # and per-request signatures (SigV4) make many distinct keys, so the caches are bounded.
 _CACHE_LIMIT = 256
+
+#: What `UpstreamClient.open` returns: a `FastResponse` from the fast path, else httpx's.
+UpstreamResponse = httpx.Response | FastResponse
+
+
+class _EncodedHead(NamedTuple):
+    """A request head encoded once per (method, URL, headers), all but its Content-Length."""
+
+    origin: Origin
+    method: bytes
+    #: The request line and header lines, validated, up to where Content-Length goes.
+    lines: bytes
+    #: False when the request's own headers ask for `Connection: close`.
+    keep_alive: bool
 
 
 @functools.cache
@@ -85,6 +102,62 @@ class UpstreamClient:
         self._urls: dict[str, tuple[httpx.URL, httpx.AsyncBaseTransport]] = {}
         self._headers: dict[tuple[bytes, tuple[tuple[str, str], ...]], httpx.Headers] = {}
         self._default_headers = _httpx_default_headers()
+        self._timeouts = timeout.as_dict()
+        fast = transport if type(transport) is FastTransport and transport.fallback is None else None
+        #: The transport whose requests go out as pre-encoded heads (see `open`), if any.
+        self._fast: FastTransport | None = fast
+        self._heads: dict[tuple[str, str, tuple[tuple[str, str], ...]], _EncodedHead | None] = {}
+
+    async def open(self, spec: HttpRequestSpec) -> UpstreamResponse:
+        """Send `spec`; the response's body is not read yet (close it when done).
+
+        The same bytes go out as from `send(build_request(spec))`, but a request with a body,
+        sent by `FastTransport` without a proxy or cookies, skips httpx's objects: its head
+        is encoded and validated once per (method, URL, headers) and the response comes
+        back as a `FastResponse`. Anything else takes `build_request` and `send`."""
+        body = spec.body
+        fast = self._fast
+        if fast is not None and body and not self.cookies:
+            key = (spec.method, spec.url, spec.headers)
+            heads = self._heads
+            try:
+                head = heads[key]
+            except KeyError:
+                if len(heads) >= _CACHE_LIMIT:
+                    heads.clear()
+                head = heads[key] = self._encode_head(spec)
+            if head is not None:
+                response = await fast.send_head(
+                    head.origin,
+                    head.lines + b"Content-Length: %d\r\n\r\n" % len(body),
+                    body,
+                    self._timeouts,
+                    method=head.method,
+                    keep_alive=head.keep_alive,
+                )
+                if "set-cookie" in response.headers:
+                    self.cookies.extract_cookies(response.to_httpx(self.build_request(spec)))
+                return response
+        return await self.send(self.build_request(spec))
+
+    def _encode_head(self, spec: HttpRequestSpec) -> _EncodedHead | None:
+        """The head `open` sends for `spec` (built from `build_request`'s own headers), or
+        None when `spec` goes through httpx: another transport routes it (a proxy), its
+        scheme is not served, or a header would not pass validation (httpx raises for it)."""
+        url, transport = self._route(spec.url)
+        scheme = url.raw_scheme
+        if transport is not self._fast or scheme not in (b"http", b"https"):
+            return None
+        request = self.build_request(spec)
+        raw = request.headers.raw[:-1]  # Content-Length is last, and goes with each body
+        method = spec.method.encode("ascii")
+        try:
+            lines = encode_request_head(method, url.raw_path, raw)[:-2]
+        except ValueError:
+            return None
+        keep_alive = "close" not in request.headers.get("connection", "").lower()
+        origin: Origin = (scheme, url.raw_host, url.port or (443 if scheme == b"https" else 80))
+        return _EncodedHead(origin, method, lines, keep_alive)
 
     def build_request(self, spec: HttpRequestSpec) -> httpx.Request:
         """The `httpx.Request` for `spec`: what `httpx.AsyncClient.build_request` makes, header
@@ -155,16 +228,22 @@ class BodyChunks(Protocol):
     def aclose(self) -> Awaitable[None]: ...
 
 
-def body_chunks(response: httpx.Response) -> BodyChunks:
+def body_chunks(response: UpstreamResponse) -> BodyChunks:
     """The response body, decoded (`Content-Encoding`), one piece per network read.
 
     A `FastTransport` body with no content encoding is iterated as it is: httpx's
     decoding layers would hand back the same bytes at a few microseconds per read.
     """
-    stream = response.stream
-    if type(stream) is ResponseStream and "content-encoding" not in response.headers:
-        return stream
-    return cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+    if type(response) is FastResponse:
+        if "content-encoding" not in response.headers:
+            return response.stream
+        decoded = response.to_httpx()
+    else:
+        assert isinstance(response, httpx.Response)
+        if type(response.stream) is ResponseStream and "content-encoding" not in response.headers:
+            return response.stream
+        decoded = response
+    return cast(AsyncGenerator[bytes, None], decoded.aiter_bytes())
 
 
 def set_read_size(chunks: BodyChunks, size: int) -> None:
@@ -174,11 +253,11 @@ def set_read_size(chunks: BodyChunks, size: int) -> None:
         chunks.read_size = size
 
 
-async def close_response(response: httpx.Response) -> None:
+async def close_response(response: UpstreamResponse) -> None:
     """Close a response whatever its transport, never left half closed by a cancellation:
     a `FastTransport` response closes without waiting (so it cannot be cancelled); any other
     is closed under a shield."""
-    if type(response.stream) is ResponseStream:
+    if type(response) is FastResponse or type(response.stream) is ResponseStream:
         await response.aclose()
     else:
         with trio.CancelScope(shield=True):

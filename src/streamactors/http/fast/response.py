@@ -18,12 +18,14 @@ from .eager import EagerSocketStream
 from .h1 import FramingError
 from .pool import Connection, ConnectionPool
 
-__all__ = ["ResponseStream", "describe", "receive", "send"]
+__all__ = ["FastResponse", "ResponseStream", "describe", "header_dict", "receive", "send"]
 
 _IO_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
-async def send(stream: trio.abc.Stream, data: bytes, write_timeout: float | None, request: httpx.Request) -> None:
+async def send(
+    stream: trio.abc.Stream, data: bytes, write_timeout: float | None, request: httpx.Request | None
+) -> None:
     """`stream.send_all(data)`, raising `httpx.WriteTimeout` or `httpx.WriteError`."""
     try:
         if write_timeout is None:
@@ -37,7 +39,9 @@ async def send(stream: trio.abc.Stream, data: bytes, write_timeout: float | None
         raise httpx.WriteError(describe(exc), request=request) from exc
 
 
-async def receive(stream: trio.abc.Stream, size: int, read_timeout: float | None, request: httpx.Request) -> bytes:
+async def receive(
+    stream: trio.abc.Stream, size: int, read_timeout: float | None, request: httpx.Request | None
+) -> bytes:
     """One `stream.receive_some(size)` (b"" at EOF), raising `httpx.ReadTimeout` or `httpx.ReadError`."""
     try:
         if read_timeout is None:
@@ -85,7 +89,7 @@ class ResponseStream(httpx.AsyncByteStream):
         conn: Connection,
         decoder: BodyDecoder,
         first: bytes,
-        request: httpx.Request,
+        request: httpx.Request | None,
         read_timeout: float | None,
         keep_alive: bool,
         read_size: int,
@@ -172,3 +176,70 @@ class ResponseStream(httpx.AsyncByteStream):
         conn, self._conn = self._conn, None
         if conn is not None:
             self._pool.release(conn, reuse=False)
+
+
+def header_dict(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Response headers as a dict keyed by lower-case name, as `httpx.Headers` reads them:
+    same-named values joined with ", ", decoded as ASCII, else UTF-8, else ISO-8859-1 (the
+    first that decodes every name and value)."""
+    out: dict[str, str] = {}
+    try:
+        for name, value in raw:
+            key = name.decode("ascii").lower()
+            text = value.decode("ascii")
+            out[key] = out[key] + ", " + text if key in out else text
+    except UnicodeDecodeError:
+        joined = b"".join([name + value for name, value in raw])
+        try:
+            joined.decode("utf-8")
+            encoding = "utf-8"
+        except UnicodeDecodeError:
+            encoding = "iso-8859-1"
+        out = {}
+        for name, value in raw:
+            key = name.decode(encoding).lower()
+            text = value.decode(encoding)
+            out[key] = out[key] + ", " + text if key in out else text
+    return out
+
+
+class FastResponse:
+    """A response read by `FastTransport.send_head`: its status, its headers and its body
+    stream, with no `httpx.Request`, `httpx.Response` or `httpx.Headers` built for it.
+
+    `headers` is keyed by lower-case name (look names up in lower case). `to_httpx()` gives
+    the `httpx.Response` over the same body, for what needs one (`Content-Encoding`
+    decoding, cookie extraction)."""
+
+    __slots__ = ("headers", "http_version", "raw_headers", "reason_phrase", "status_code", "stream")
+
+    def __init__(
+        self,
+        status_code: int,
+        raw_headers: list[tuple[bytes, bytes]],
+        stream: ResponseStream,
+        http_version: bytes = b"HTTP/1.1",
+        reason_phrase: bytes = b"",
+    ) -> None:
+        self.status_code = status_code
+        #: The headers as they came, names in the peer's casing, in order.
+        self.raw_headers = raw_headers
+        self.headers = header_dict(raw_headers)
+        self.stream = stream
+        self.http_version = http_version
+        self.reason_phrase = reason_phrase
+
+    def to_httpx(self, request: httpx.Request | None = None) -> httpx.Response:
+        """An `httpx.Response` over the same headers and body (closing either closes both)."""
+        response = httpx.Response(
+            status_code=self.status_code,
+            headers=self.raw_headers,
+            stream=self.stream,
+            request=request,
+            extensions={"http_version": self.http_version, "reason_phrase": self.reason_phrase},
+        )
+        return response
+
+    async def aclose(self) -> None:
+        """Close the body (its connection is closed unless the body was read to its end)."""
+        await self.stream.aclose()

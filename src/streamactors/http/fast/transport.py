@@ -35,7 +35,7 @@ is closed.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -43,9 +43,16 @@ import trio
 
 from .body import decoder_for
 from .eager import EagerSocketStream
-from .h1 import DEFAULT_MAX_HEAD_BYTES, FramingError, ResponseHeadReader, body_framing, encode_request_head
+from .h1 import (
+    DEFAULT_MAX_HEAD_BYTES,
+    FramingError,
+    ResponseHead,
+    ResponseHeadReader,
+    body_framing,
+    encode_request_head,
+)
 from .pool import Connection, ConnectionPool, Origin, PoolTimeoutError
-from .response import ResponseStream, describe, receive, send
+from .response import FastResponse, ResponseStream, describe, receive, send
 
 __all__ = ["DEFAULT_READ_SIZE", "FastTransport"]
 
@@ -120,42 +127,55 @@ class FastTransport(httpx.AsyncBaseTransport):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme.decode('ascii')!r}", request=request)
         origin: Origin = (scheme, url.raw_host, url.port or default_port)
         timeouts: dict[str, float | None] = request.extensions.get("timeout") or {}
-        read_timeout = timeouts.get("read")
-
-        async def opener() -> Connection:
-            return await self._open(origin, request, timeouts.get("connect"))
-
-        try:
-            conn = await self.pool.acquire(origin, opener, pool_timeout=timeouts.get("pool"))
-        except PoolTimeoutError as exc:
-            raise httpx.PoolTimeout(str(exc), request=request) from exc
+        conn = await self._acquire(origin, timeouts, request)
         try:
             conn.requests += 1
             await self._send_request(conn, request, timeouts.get("write"))
-            reader = ResponseHeadReader(self.max_head_bytes)
-            while True:
-                data = await receive(conn.stream, self.read_size, read_timeout, request)
-                if not data:
-                    raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
-                head = reader.feed(data)
-                if head is not None:
-                    break
-            framing = body_framing(head, request.method.encode("ascii"))
-            decoder = decoder_for(framing)
-            first = decoder.feed(reader.unused) if reader.unused else b""
-        except FramingError as exc:
-            self.pool.release(conn, reuse=False)
-            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
         except BaseException:
             self.pool.release(conn, reuse=False)
             raise
-        keep_alive = framing.keep_alive and "close" not in request.headers.get("connection", "").lower()
-        stream = ResponseStream(self.pool, conn, decoder, first, request, read_timeout, keep_alive, self.read_size)
+        keep_alive = "close" not in request.headers.get("connection", "").lower()
+        head, stream = await self._receive_head(conn, request.method.encode("ascii"), timeouts, keep_alive, request)
         return httpx.Response(
             status_code=head.status_code,
             headers=head.headers,
             stream=stream,
             extensions={"http_version": head.http_version, "reason_phrase": head.reason_phrase},
+        )
+
+    async def send_head(
+        self,
+        origin: Origin,
+        head: bytes,
+        body: bytes,
+        timeouts: Mapping[str, float | None],
+        *,
+        method: bytes = b"POST",
+        keep_alive: bool = True,
+    ) -> FastResponse:
+        """Send a request whose head is encoded already, and read the response head.
+
+        `head` is the request line and header lines with their closing blank line (as
+        `encode_request_head` makes them, with Content-Length), `body` the whole body.
+        `keep_alive` is False when the request itself asks for `Connection: close`.
+        Raises the same httpx errors as `handle_async_request`, without a request attached.
+        Only for a transport without a fallback (`fallback is None`)."""
+        if self.fallback is not None:
+            raise RuntimeError("send_head: this transport sends everything through its fallback")
+        conn = await self._acquire(origin, timeouts, None)
+        try:
+            conn.requests += 1
+            await send(conn.stream, head + body if body else head, timeouts.get("write"), None)
+        except BaseException:
+            self.pool.release(conn, reuse=False)
+            raise
+        response_head, stream = await self._receive_head(conn, method, timeouts, keep_alive, None)
+        return FastResponse(
+            response_head.status_code,
+            response_head.headers,
+            stream,
+            response_head.http_version,
+            response_head.reason_phrase,
         )
 
     async def aclose(self) -> None:
@@ -165,6 +185,50 @@ class FastTransport(httpx.AsyncBaseTransport):
             await self.fallback.aclose()
 
     # --- internals ---------------------------------------------------------------
+
+    async def _acquire(
+        self, origin: Origin, timeouts: Mapping[str, float | None], request: httpx.Request | None
+    ) -> Connection:
+        async def opener() -> Connection:
+            return await self._open(origin, request, timeouts.get("connect"))
+
+        try:
+            return await self.pool.acquire(origin, opener, pool_timeout=timeouts.get("pool"))
+        except PoolTimeoutError as exc:
+            raise httpx.PoolTimeout(str(exc), request=request) from exc
+
+    async def _receive_head(
+        self,
+        conn: Connection,
+        method: bytes,
+        timeouts: Mapping[str, float | None],
+        keep_alive: bool,
+        request: httpx.Request | None,
+    ) -> tuple[ResponseHead, ResponseStream]:
+        """Read the response head off `conn` (the request is sent) and open its body stream;
+        on any failure the connection is closed."""
+        read_timeout = timeouts.get("read")
+        try:
+            reader = ResponseHeadReader(self.max_head_bytes)
+            while True:
+                data = await receive(conn.stream, self.read_size, read_timeout, request)
+                if not data:
+                    raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+                head = reader.feed(data)
+                if head is not None:
+                    break
+            framing = body_framing(head, method)
+            decoder = decoder_for(framing)
+            first = decoder.feed(reader.unused) if reader.unused else b""
+        except FramingError as exc:
+            self.pool.release(conn, reuse=False)
+            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+        except BaseException:
+            self.pool.release(conn, reuse=False)
+            raise
+        keep_alive = framing.keep_alive and keep_alive
+        stream = ResponseStream(self.pool, conn, decoder, first, request, read_timeout, keep_alive, self.read_size)
+        return head, stream
 
     def _get_ssl_context(self) -> ssl.SSLContext:
         # Built on first use: loading the CA bundle costs tens of milliseconds, wasted on plain HTTP.
@@ -178,7 +242,9 @@ class FastTransport(httpx.AsyncBaseTransport):
                 self._ssl_context = ctx
         return self._ssl_context
 
-    async def _open(self, origin: Origin, request: httpx.Request, connect_timeout: float | None) -> Connection:
+    async def _open(
+        self, origin: Origin, request: httpx.Request | None, connect_timeout: float | None
+    ) -> Connection:
         scheme, raw_host, port = origin
         host = raw_host.decode("ascii")
         try:
@@ -187,7 +253,7 @@ class FastTransport(httpx.AsyncBaseTransport):
                 try:
                     stream: trio.abc.Stream = EagerSocketStream(tcp)
                     if scheme == b"https":
-                        sni = request.extensions.get("sni_hostname") or host
+                        sni = (request.extensions.get("sni_hostname") if request is not None else None) or host
                         tls = trio.SSLStream(
                             stream, self._get_ssl_context(), server_hostname=sni, https_compatible=True
                         )
