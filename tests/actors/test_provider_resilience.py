@@ -330,6 +330,57 @@ async def test_breaker_opens_rejects_without_network_then_probes_and_closes(auto
     assert transitions == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
 
 
+async def test_a_probe_the_rate_limiter_refuses_or_that_leaves_frees_its_slot(autojump_clock: Any) -> None:
+    """A half-open probe that the limiter turns away (its queue is full), or whose limiter
+    wait ends because its consumer left, never reached the upstream: the breaker hears of it
+    and frees the probe slot, so a later request can probe. Were it never told, the circuit
+    would stay half-open with its one slot taken, and reject every request from then on."""
+    upstream = Upstream([lambda: err(503), lambda: err(503), ok])
+    cfg = config(
+        max_retries=0,
+        rate_limit={"requests_per_minute": 1, "max_queue": 1, "adaptive": False},
+        circuit_breaker={"failure_threshold": 1, "reset_timeout": 10.0},
+    )
+    request = {"model": "openai/gpt-test", "messages": user()}
+    outcomes: dict[str, Any] = {}
+    async with open_service(
+        cfg, logger=LogCapture([]).logger, transports={"openai": httpx.MockTransport(upstream)}
+    ) as service:
+
+        async def ask(name: str) -> None:
+            try:
+                outcomes[name] = await service.complete(request)
+            except ProviderError as exc:
+                outcomes[name] = exc
+
+        def circuit() -> str:
+            return str(service.health()["openai"]["circuit"]["state"])
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask, "first")  # admitted at once; its 503 opens the circuit
+            await trio.lowlevel.checkpoint()
+            nursery.start_soon(ask, "queued")  # passed the closed circuit; fills the limiter's queue
+            await trio.sleep(11.0)
+            assert circuit() == "open"
+            await ask("refused")  # the half-open probe, which the full queue refuses
+            await ask("refused_again")  # its slot was freed: another probe, refused the same way
+        # "queued" went at t=60 and failed: the circuit opened again, and is half-open from t=70.
+        assert trio.current_time() == pytest.approx(60.0) and circuit() == "open"
+        await trio.sleep(11.0)
+        with trio.move_on_after(1.0):  # a probe waits for the limiter (until t=120); its consumer leaves
+            await service.complete(request)
+        # (The limiter keeps the place the leaver had in its queue until its turn, at t=120.)
+        await trio.sleep_until(121.0)
+        await ask("last")  # the slot is free again: this probe goes and closes the circuit
+        assert circuit() == "closed"
+    assert outcomes["first"].kind == "http_status"
+    assert outcomes["queued"].kind == "http_status"
+    assert outcomes["refused"].kind == "rate_limited"
+    assert outcomes["refused_again"].kind == "rate_limited"
+    assert outcomes["last"].text == "t0 t1 t2 "
+    assert len(upstream.calls) == 3
+
+
 async def test_a_success_between_failures_resets_the_count(autojump_clock: Any) -> None:
     """Threshold 2: fail, succeed, fail leaves the circuit closed; one more failure opens it."""
     upstream = Upstream([lambda: err(503), ok, lambda: err(503), lambda: err(503), ok])
