@@ -56,6 +56,12 @@ __all__ = [
 
 # Delta keys that carry nothing but the content (or are empty or null in a plain text chunk).
 _PLAIN_DELTA_KEYS = frozenset({"content", "role", "refusal"})  # (a refusal only when it is null)
+# The repeated envelope (see `OpenAIStreamDecoder._learn_envelope`): the key before its slot, how
+# many envelopes one stream may learn, and how many chunks in a row with another envelope
+# (a field that changes every chunk) make it learn anew.
+_CONTENT_KEY = '"content":"'
+_ENVELOPE_LEARNS = 4
+_ENVELOPE_MISSES = 3
 
 FINISH_MAP = {
     "stop": "stop",
@@ -446,8 +452,32 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
         # character (a list of pieces costs some 80 bytes a token for the whole reply).
         self._text = TextBuffer()
         self._cited: set[Any] = set()  # annotations (url, start, end) and Perplexity URLs seen
+        # The repeated envelope: a plain text chunk is `head + text + tail` (`_learn_envelope`).
+        self._env_head: str | None = None
+        self._env_tail = ""
+        self._env_size = 0
+        self._env_learns = 0
+        self._env_misses = 0
 
     def _on_event(self, event: str | None, data: str, out: list[StreamEvent]) -> None:
+        learn = event is None
+        head = self._env_head
+        if head is not None and learn:
+            tail = self._env_tail
+            if len(data) >= self._env_size and data.startswith(head) and data.endswith(tail):
+                text = data[len(head) : len(data) - len(tail)]
+                # The text is a JSON string with no escape, quote or control character in it:
+                # the chunk parses as the learned one did, with this text in choice 0's content.
+                if '"' not in text and "\\" not in text and text.isprintable():
+                    if text:
+                        fragments = self._text.fragments
+                        fragments.append(text)
+                        if len(fragments) >= TEXT_BLOCK:
+                            self._text.compact()
+                        out.append(TextEvent(text))
+                    self._env_misses = 0
+                    return
+                learn = False  # the same envelope, around text that needs parsing
         if event == "error" and not data.startswith(self.terminator):
             try:
                 obj = orjson.loads(data)
@@ -497,6 +527,8 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
                             if len(fragments) >= TEXT_BLOCK:
                                 self._text.compact()
                             out.append(TextEvent(content))
+                            if learn:
+                                self._envelope_seen(data, obj, content)
                         return
         for choice in json_field(obj, "choices", list, "chunk") or ():
             if type(choice) is not dict:
@@ -523,6 +555,54 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
             self._usage = self._usage_event(usage)
         if "search_results" in obj or "citations" in obj:
             self._perplexity_sources(obj, out)
+
+    def _envelope_seen(self, data: str, obj: dict[str, Any], content: str) -> None:
+        """A plain text chunk outside the learned envelope (or with none learned yet)."""
+        if self._env_head is not None:
+            self._env_misses += 1
+            if self._env_misses < _ENVELOPE_MISSES:
+                return
+            self._env_head = None  # a field that changes from chunk to chunk: learn anew, or stop
+        if self._env_learns < _ENVELOPE_LEARNS:
+            self._env_learns += 1
+            self._env_misses = 0
+            self._learn_envelope(data, obj, content)
+
+    def _learn_envelope(self, data: str, obj: dict[str, Any], content: str) -> None:
+        """Learn the envelope of a plain text chunk, `data` (`obj` parsed, `content` its text).
+
+        A stream's text chunks usually differ in their text alone: id, model, fingerprint and
+        the choice's other fields repeat. Such a chunk is `head + text + tail`, with the
+        text's JSON string between the `"` that ends `head` and the one that starts `tail`.
+        A later chunk that is `head + t + tail`, where `t` has no quote, backslash or control
+        character (nothing that could end the string or escape within it), parses to the
+        same object with `t` as choice 0's content: it is handed out as the hot path would,
+        without parsing it (skipping orjson and the shape checks, over half of a token's
+        cost). Learned only when the chunk names "content" once and its text is written
+        plainly, and proven on the spot: `head + text + "x" + tail` must parse to `obj` with
+        only choice 0's content changed, to that text plus "x". A field that changes every
+        chunk (OpenAI's `obfuscation`) defeats it: after `_ENVELOPE_MISSES` chunks in a row
+        with another envelope it is learned anew, at most `_ENVELOPE_LEARNS` times a stream.
+        """
+        at = data.find(_CONTENT_KEY)
+        if at < 0 or data.count('"content"') != 1:
+            return
+        start = at + len(_CONTENT_KEY)
+        end = start + len(content)
+        if data[start:end] != content or data[end : end + 1] != '"':
+            return  # the text was written with escapes
+        head, tail = data[:start], data[end:]
+        try:
+            probe = orjson.loads(head + content + "x" + tail)
+            delta = probe["choices"][0]["delta"]
+        except (orjson.JSONDecodeError, LookupError, TypeError):
+            return
+        if type(delta) is not dict or delta.get("content") != content + "x":
+            return
+        delta["content"] = content
+        if probe != obj:
+            return
+        self._env_head, self._env_tail, self._env_size = head, tail, len(head) + len(tail)
 
     @staticmethod
     def _usage_event(usage: dict[str, Any]) -> UsageEvent:
