@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamactors.errors import WireError
-from streamactors.models import StreamEvent, TextEvent
+from streamactors.models import StreamEvent, TextEvent, UsageEvent
 from streamactors.wire.openai import _ENVELOPE_LEARNS, OpenAIStreamDecoder
 
 
@@ -56,14 +56,68 @@ def test_a_stream_of_plain_chunks_is_decoded_through_the_envelope() -> None:
     assert decoder._env_head.endswith('"content":"') and decoder._env_tail.startswith('"}')
 
 
+def test_openai_obfuscation_is_a_second_slot() -> None:
+    # OpenAI pads every chunk with a top-level `obfuscation` string of random length (the
+    # recorded fixtures have it): the envelope takes it as a slot of its own.
+    chunks = [envelope(f"t{i} ", usage=None, obfuscation="abcdefghij"[: i % 9]) for i in range(60)]
+    body = sse([*chunks, FINISH]) + DONE
+    events, decoder = decode(body, [], learn=True)
+    assert events == decode(body, [], learn=False)[0]
+    assert decoder._env_learns == 1 and decoder._env_head is not None
+    assert decoder._env_mid.endswith('"obfuscation":"') and decoder._env_tail == '"}'
+
+
+@pytest.mark.parametrize("padding", ['a"b', "\\", "\x01", "é", "a\u2028"])
+def test_padding_that_needs_parsing_goes_through_the_parser(padding: str) -> None:
+    chunks = [envelope(f"t{i} ", obfuscation="ab") for i in range(3)] + [envelope("x", obfuscation=padding)]
+    for dumps in (orjson.dumps, lambda o: json.dumps(o).encode()):
+        body = sse([*chunks, FINISH], dumps) + DONE
+        assert decode(body, [], learn=True)[0] == decode(body, [], learn=False)[0]
+
+
+@pytest.mark.parametrize(
+    ("placed", "raises"),
+    [
+        # a quote that ends the padding early and adds a field the decoder reads: valid JSON
+        (b'a","usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3},"z":"b"}', False),
+        (b'a\\"}', True),  # a backslash that escapes the closing quote: the string never ends
+        (b"}", True),  # no padding and no closing quote at all
+    ],
+)
+def test_bytes_that_only_look_like_the_padding_slot_are_parsed(placed: bytes, raises: bool) -> None:
+    good = sse([envelope(f"t{i} ", obfuscation="ab") for i in range(3)])
+    crafted = orjson.dumps(envelope("x", obfuscation="PLACE")).replace(b'PLACE"}', placed)
+    assert crafted.endswith(b'"}')
+    body = good + b"data: " + crafted + b"\n\n" + sse([FINISH]) + DONE
+    if raises:
+        for learn in (True, False):
+            with pytest.raises(WireError, match="invalid JSON"):
+                decode(body, [], learn=learn)
+    else:
+        events = decode(body, [], learn=True)[0]
+        assert events == decode(body, [], learn=False)[0]
+        assert any(type(e) is UsageEvent for e in events)
+
+
 def test_a_field_that_changes_every_chunk_stops_the_learning() -> None:
-    # OpenAI's `obfuscation`: random padding on every chunk. Each chunk is parsed, and the
-    # decoder gives up after a few envelopes.
-    chunks = [envelope(f"t{i} ", obfuscation="x" * (i % 7)) for i in range(60)]
+    # Any other field that changes on every chunk: each chunk is parsed, and the decoder gives
+    # up after a few envelopes.
+    chunks = [envelope(f"t{i} ", created=i) for i in range(60)]
     body = sse([*chunks, FINISH]) + DONE
     events, decoder = decode(body, [], learn=True)
     assert events == decode(body, [], learn=False)[0]
     assert decoder._env_learns == _ENVELOPE_LEARNS and decoder._env_head is None
+
+
+def test_an_obfuscation_slot_that_a_quote_would_shift_is_parsed() -> None:
+    # Bytes that fit the two-slot envelope but whose text closes the string early and adds
+    # a field before the padding: valid JSON that only parsing reads right.
+    good = sse([envelope(f"t{i} ", obfuscation="ab") for i in range(3)])
+    shifted = orjson.dumps(envelope("PLACE", obfuscation="ab")).replace(b"PLACE", b'a","refusal":"b')
+    body = good + b"data: " + shifted + b"\n\n" + sse([FINISH]) + DONE
+    events, decoder = decode(body, [], learn=True)
+    assert decoder._env_mid
+    assert events == decode(body, [], learn=False)[0]
 
 
 def test_a_text_that_needs_parsing_goes_through_the_parser() -> None:
@@ -91,12 +145,15 @@ def test_a_quote_in_the_slot_that_splits_the_delta_is_parsed() -> None:
 def test_a_raw_control_character_is_still_invalid_json(raw: str) -> None:
     # JSON forbids unescaped control characters in a string: parsed, such a chunk fails the
     # stream, and so it must inside a learned envelope.
-    good = sse([envelope(f"t{i} ") for i in range(3)])
-    bad = orjson.dumps(envelope("PLACE")).replace(b"PLACE", raw.encode())
-    body = good + b"data: " + bad + b"\n\n" + sse([FINISH]) + DONE
-    for learn in (True, False):
-        with pytest.raises(WireError, match="invalid JSON"):
-            decode(body, [], learn=learn)
+    for extra in ({}, {"obfuscation": "ab"}):
+        good = sse([envelope(f"t{i} ", **extra) for i in range(3)])
+        bad = orjson.dumps(envelope("PLACE", **extra)).replace(b"PLACE", raw.encode())
+        padded = orjson.dumps(envelope("x", obfuscation="PLACE")).replace(b"PLACE", raw.encode())
+        for chunk in (bad, padded) if extra else (bad,):
+            body = good + b"data: " + chunk + b"\n\n" + sse([FINISH]) + DONE
+            for learn in (True, False):
+                with pytest.raises(WireError, match="invalid JSON"):
+                    decode(body, [], learn=learn)
 
 
 def test_a_text_that_also_appears_in_the_envelope_is_not_mistaken_for_it() -> None:
@@ -133,6 +190,12 @@ _shapes = st.one_of(
     st.just(lambda t: {**envelope(t), "choices": [{"index": 0, "delta": {"role": "assistant", "content": t}}]}),
     st.just(lambda t: {**envelope(None), "choices": [{"index": 0, "delta": {"refusal": t}}]}),
     st.just(lambda t: {**envelope(t), "choices": [{"index": 1, "delta": {"content": t}}]}),
+)
+_PADDINGS = ["", "ab", 'q"q', "\\", "Zz9", "\x01", "é"]
+_shapes = st.one_of(
+    _shapes,
+    # OpenAI's padding, different on every chunk (and now and then needing parsing itself)
+    st.just(lambda t: envelope(t, usage=None, obfuscation=_PADDINGS[len(t) % len(_PADDINGS)])),
 )
 _runs = st.tuples(_shapes, st.lists(_texts, min_size=1, max_size=8))
 

@@ -60,6 +60,7 @@ _PLAIN_DELTA_KEYS = frozenset({"content", "role", "refusal"})  # (a refusal only
 # many envelopes one stream may learn, and how many chunks in a row with another envelope
 # (a field that changes every chunk) make it learn anew.
 _CONTENT_KEY = '"content":"'
+_OBFUSCATION_KEY = '"obfuscation":"'
 _ENVELOPE_LEARNS = 4
 _ENVELOPE_MISSES = 3
 
@@ -452,8 +453,10 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
         # character (a list of pieces costs some 80 bytes a token for the whole reply).
         self._text = TextBuffer()
         self._cited: set[Any] = set()  # annotations (url, start, end) and Perplexity URLs seen
-        # The repeated envelope: a plain text chunk is `head + text + tail` (`_learn_envelope`).
+        # The repeated envelope: a plain text chunk is `head + text + tail`, or with OpenAI's
+        # obfuscation `head + text + mid + padding + tail` (`_learn_envelope`).
         self._env_head: str | None = None
+        self._env_mid = ""
         self._env_tail = ""
         self._env_size = 0
         self._env_learns = 0
@@ -465,10 +468,27 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
         if head is not None and learn:
             tail = self._env_tail
             if len(data) >= self._env_size and data.startswith(head) and data.endswith(tail):
-                text = data[len(head) : len(data) - len(tail)]
-                # The text is a JSON string with no escape, quote or control character in it:
-                # the chunk parses as the learned one did, with this text in choice 0's content.
-                if '"' not in text and "\\" not in text and text.isprintable():
+                mid = self._env_mid
+                end = len(data) - len(tail)
+                if not mid:
+                    text = data[len(head) : end]
+                    # A JSON string with no quote, escape or control character in it: the chunk
+                    # parses as the learned one did, with this text in choice 0's content.
+                    plain = '"' not in text and "\\" not in text and text.isprintable()
+                else:  # the text ends at the first quote; the padding, ignored, must be as plain
+                    quote = data.find('"', len(head), end)
+                    text = data[len(head) : quote]
+                    plain = quote >= 0 and data.startswith(mid, quote) and quote + len(mid) <= end
+                    if plain:
+                        padding = data[quote + len(mid) : end]
+                        plain = (
+                            "\\" not in text
+                            and text.isprintable()
+                            and '"' not in padding
+                            and "\\" not in padding
+                            and padding.isprintable()
+                        )
+                if plain:
                     if text:
                         fragments = self._text.fragments
                         fragments.append(text)
@@ -580,9 +600,11 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
         without parsing it (skipping orjson and the shape checks, over half of a token's
         cost). Learned only when the chunk names "content" once and its text is written
         plainly, and proven on the spot: `head + text + "x" + tail` must parse to `obj` with
-        only choice 0's content changed, to that text plus "x". A field that changes every
-        chunk (OpenAI's `obfuscation`) defeats it: after `_ENVELOPE_MISSES` chunks in a row
-        with another envelope it is learned anew, at most `_ENVELOPE_LEARNS` times a stream.
+        only choice 0's content changed, to that text plus "x". OpenAI's `obfuscation` (a
+        top-level string of random length on every chunk, read by nobody) is a second slot
+        in `tail`, proven the same way. Any other field that changes every chunk defeats it:
+        after `_ENVELOPE_MISSES` chunks in a row with another envelope it is learned anew,
+        at most `_ENVELOPE_LEARNS` times a stream.
         """
         at = data.find(_CONTENT_KEY)
         if at < 0 or data.count('"content"') != 1:
@@ -602,7 +624,32 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
         delta["content"] = content
         if probe != obj:
             return
-        self._env_head, self._env_tail, self._env_size = head, tail, len(head) + len(tail)
+        mid = ""
+        at = tail.find(_OBFUSCATION_KEY)
+        if at >= 0 and data.count('"obfuscation"') == 1 and type(obj.get("obfuscation")) is str:
+            # OpenAI's padding, a top-level string that changes every chunk and that nothing
+            # reads: a second slot, proven the same way.
+            mid, rest = tail[: at + len(_OBFUSCATION_KEY)], tail[at + len(_OBFUSCATION_KEY) :]
+            closing = rest.find('"')
+            if closing < 0:
+                return
+            padding, tail = rest[:closing], rest[closing:]
+            try:
+                probe = orjson.loads(head + content + "x" + mid + padding + "y" + tail)
+                delta = probe["choices"][0]["delta"]
+            except (orjson.JSONDecodeError, LookupError, TypeError):
+                return
+            if (
+                type(delta) is not dict
+                or delta.get("content") != content + "x"
+                or probe.get("obfuscation") != padding + "y"
+            ):
+                return
+            delta["content"], probe["obfuscation"] = content, padding
+            if probe != obj:
+                return
+        self._env_head, self._env_mid, self._env_tail = head, mid, tail
+        self._env_size = len(head) + len(mid) + len(tail)
 
     @staticmethod
     def _usage_event(usage: dict[str, Any]) -> UsageEvent:
