@@ -5,6 +5,8 @@ hedging and continuation, is `routing.Legs`'s, tested in test_routing.py.)"""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -174,3 +176,33 @@ async def test_the_reply_holds_exactly_the_events_handed_out_so_far(fake: Any, l
         assert batched == []
     assert "".join(seen) == "".join(token_text(i) for i in range(400))
     assert count > 400
+
+
+async def test_events_handed_out_are_not_kept_alive_while_the_stream_waits(
+    upstream: MockUpstream, logs: Any, autojump_clock: Any
+) -> None:
+    """While the consumer waits for the next batch, nothing keeps the events it was handed
+    (a suspended coroutine keeps its locals: the batch must not be one of them). With 1,000
+    waiting streams, kept batches were thousands of live objects for the garbage collector."""
+    request = {"model": "openai/m~tokens=6~tokens_per_chunk=2~delay_ms=100", "messages": user()}
+    gc.disable()  # reference counting alone must free them
+    try:
+        async with serve(upstream, logs) as service, service.stream(request) as events:
+            first = await events.__anext__()
+            while not isinstance(first, TextEvent):
+                first = await events.__anext__()
+            handed = weakref.ref(first)
+            del first
+            waiting: list[bool] = []
+
+            async def look() -> None:
+                await trio.sleep(0.05)  # the consumer is in its wait for the next batch by now
+                waiting.append(handed() is None)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(look)
+                nxt = await events.__anext__()  # the first batch is used up: this waits
+            assert isinstance(nxt, TextEvent) and nxt.text == "t2 t3 "
+            assert waiting == [True]
+    finally:
+        gc.enable()

@@ -83,7 +83,9 @@ class EventStream:
             if leg is None:
                 await self._start()
                 continue
-            self._batch = _EMPTY  # what was handed out is not kept alive through the wait
+            # What was handed out is not kept alive through the wait: neither by the stream nor
+            # by this frame's local (a suspended coroutine keeps its locals).
+            batch = self._batch = _EMPTY
             self._i = self._folded = 0
             recv = leg.recv
             if recv is None:  # the consumer's task does the exchange (ProviderActor.submit)
