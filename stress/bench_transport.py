@@ -47,6 +47,7 @@ import trio
 from streamactors.http.fast import ChunkedDecoder, FastTransport, ResponseHeadReader
 from streamactors.http.fast.body import decoder_for
 from streamactors.http.fast.h1 import body_framing
+from streamactors.testing.server import read_raw_request
 from streamactors.wire.sse import SSEDecoder, SSEEvent
 
 PATH = "/v1/chat/completions"
@@ -201,21 +202,8 @@ async def serve_replay(long_response: bytes, short_response: bytes) -> None:
 
     async def handle(stream: trio.SocketStream) -> None:
         buf = b""
-        while True:
-            while b"\r\n\r\n" not in buf:
-                data = await stream.receive_some(65536)
-                if not data:
-                    return
-                buf += data
-            head, _, buf = buf.partition(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            while len(buf) < length:
-                buf += await stream.receive_some(65536)
-            body, buf = buf[:length], buf[length:]
+        while (request := await read_raw_request(stream, buf)) is not None:
+            _, body, buf = request
             await stream.send_all(short_response if b'tokens=5"' in body else long_response)
 
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")

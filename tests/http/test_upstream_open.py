@@ -19,6 +19,7 @@ from conftest import OPENAI_KEY
 from streamactors import Config
 from streamactors.http.client import UpstreamClient, body_chunks, close_response
 from streamactors.http.fast.response import FastResponse, header_dict
+from streamactors.testing.server import read_raw_request
 from streamactors.wire.base import HttpRequestSpec
 
 BODY = b"data: {}\n\n"
@@ -46,22 +47,9 @@ class RecordingServer:
         self.connections += 1
         buf = b""
         async with stream:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        return
-                    buf += data
-                head, _, rest = buf.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                while len(rest) < length:
-                    rest += await stream.receive_some(65536)
-                self.requests.append(head + b"\r\n\r\n" + rest[:length])
-                buf = rest[length:]
+            while (request := await read_raw_request(stream, buf)) is not None:
+                head, body, buf = request
+                self.requests.append(head + b"\r\n\r\n" + body)
                 await stream.send_all(self.reply)
 
 

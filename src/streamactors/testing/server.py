@@ -57,6 +57,30 @@ _HTML_PAGE = (
 )
 
 
+async def read_raw_request(stream: trio.abc.ReceiveStream, buf: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """Read one HTTP/1.1 request by hand, for bare servers that must answer as fast as the
+    socket goes (benchmarks) or record the exact bytes (tests): (head, body, the bytes after
+    it), with `buf` the bytes already read; None if the peer closed before a whole head. The
+    body is read by its Content-Length (no chunked request bodies)."""
+    while b"\r\n\r\n" not in buf:
+        data = await stream.receive_some(65536)
+        if not data:
+            return None
+        buf += data
+    head, _, buf = buf.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(buf) < length:
+        data = await stream.receive_some(65536)
+        if not data:
+            return None
+        buf += data
+    return head, buf[:length], buf[length:]
+
+
 def status_fault_headers(fmt: ModuleType, scenario: Scenario) -> list[tuple[bytes, bytes]]:
     """The headers of a status fault's response: Retry-After, and quota headers in the
     format's own names when the scenario asks for them (`quota_tokens`, `quota_reset_ms`)."""
