@@ -143,13 +143,16 @@ class UpstreamClient:
     def _encode_head(self, spec: HttpRequestSpec) -> _EncodedHead | None:
         """The head `open` sends for `spec` (built from `build_request`'s own headers), or
         None when `spec` goes through httpx: another transport routes it (a proxy), its
-        scheme is not served, or a header would not pass validation (httpx raises for it)."""
+        scheme is not served, it sets its own Content-Length, or a header would not pass
+        validation (httpx raises for it)."""
         url, transport = self._route(spec.url)
         scheme = url.raw_scheme
         if transport is not self._fast or scheme not in (b"http", b"https"):
             return None
         request = self.build_request(spec)
-        raw = request.headers.raw[:-1]  # Content-Length is last, and goes with each body
+        *raw, last = request.headers.raw
+        if last[0].lower() != b"content-length":  # the spec set its own: httpx put it in its place
+            return None
         method = spec.method.encode("ascii")
         try:
             lines = encode_request_head(method, url.raw_path, raw)[:-2]

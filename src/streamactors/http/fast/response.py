@@ -189,10 +189,11 @@ def header_dict(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
             text = value.decode("ascii")
             out[key] = out[key] + ", " + text if key in out else text
     except UnicodeDecodeError:
-        joined = b"".join([name + value for name, value in raw])
+        encoding = "utf-8"
         try:
-            joined.decode("utf-8")
-            encoding = "utf-8"
+            for name, value in raw:  # each on its own: a character must not span two of them
+                name.decode("utf-8")
+                value.decode("utf-8")
         except UnicodeDecodeError:
             encoding = "iso-8859-1"
         out = {}
