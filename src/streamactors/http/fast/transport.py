@@ -3,7 +3,9 @@
 Use it where httpx's default transport would go: `httpx.AsyncClient(transport=FastTransport())`.
 httpx still builds the request (URL, auth, headers, body encoding) and still decodes
 `Content-Encoding` (gzip, deflate, ...) in `Response.aiter_bytes()`: the stream handed to
-httpx yields the raw, still-encoded body.
+httpx yields the raw, still-encoded body. `send_head()` takes a request whose head is encoded
+already (what `streamactors.http.client.UpstreamClient.open` sends) and returns a
+`FastResponse`, with no httpx objects on either side.
 
 What it does differently from httpx's default transport (httpcore + h11): each read of the
 response body is one `receive_some` of up to `read_size` (64 KiB) bytes, decoded in bulk, so
