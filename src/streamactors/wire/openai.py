@@ -602,7 +602,7 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
         plainly, and proven on the spot: `head + text + "x" + tail` must parse to `obj` with
         only choice 0's content changed, to that text plus "x". OpenAI's `obfuscation` (a
         top-level string of random length on every chunk, read by nobody) is a second slot
-        in `tail`, proven the same way. Any other field that changes every chunk defeats it:
+        in `tail`, proven by the same probe. Any other field that changes every chunk defeats it:
         after `_ENVELOPE_MISSES` chunks in a row with another envelope it is learned anew,
         at most `_ENVELOPE_LEARNS` times a stream.
         """
@@ -614,40 +614,30 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
         if data[start:end] != content or data[end : end + 1] != '"':
             return  # the text was written with escapes
         head, tail = data[:start], data[end:]
+        mid = padding = ""
+        at = tail.find(_OBFUSCATION_KEY)
+        if at >= 0 and data.count('"obfuscation"') == 1 and type(obj.get("obfuscation")) is str:
+            # OpenAI's padding, a top-level string that changes every chunk and that nothing
+            # reads: a second slot, proven with the first.
+            mid, rest = tail[: at + len(_OBFUSCATION_KEY)], tail[at + len(_OBFUSCATION_KEY) :]
+            closing = rest.find('"')
+            if closing < 0:
+                return
+            padding, tail = rest[:closing], rest[closing:]
         try:
-            probe = orjson.loads(head + content + "x" + tail)
+            probe = orjson.loads(head + content + "x" + mid + (padding + "y" if mid else "") + tail)
             delta = probe["choices"][0]["delta"]
         except (orjson.JSONDecodeError, LookupError, TypeError):
             return
         if type(delta) is not dict or delta.get("content") != content + "x":
             return
         delta["content"] = content
+        if mid:
+            if probe.get("obfuscation") != padding + "y":
+                return
+            probe["obfuscation"] = padding
         if probe != obj:
             return
-        mid = ""
-        at = tail.find(_OBFUSCATION_KEY)
-        if at >= 0 and data.count('"obfuscation"') == 1 and type(obj.get("obfuscation")) is str:
-            # OpenAI's padding, a top-level string that changes every chunk and that nothing
-            # reads: a second slot, proven the same way.
-            mid, rest = tail[: at + len(_OBFUSCATION_KEY)], tail[at + len(_OBFUSCATION_KEY) :]
-            closing = rest.find('"')
-            if closing < 0:
-                return
-            padding, tail = rest[:closing], rest[closing:]
-            try:
-                probe = orjson.loads(head + content + "x" + mid + padding + "y" + tail)
-                delta = probe["choices"][0]["delta"]
-            except (orjson.JSONDecodeError, LookupError, TypeError):
-                return
-            if (
-                type(delta) is not dict
-                or delta.get("content") != content + "x"
-                or probe.get("obfuscation") != padding + "y"
-            ):
-                return
-            delta["content"], probe["obfuscation"] = content, padding
-            if probe != obj:
-                return
         self._env_head, self._env_mid, self._env_tail = head, mid, tail
         self._env_size = len(head) + len(mid) + len(tail)
 
