@@ -181,26 +181,21 @@ class ResponseStream(httpx.AsyncByteStream):
 def header_dict(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """Response headers as a dict keyed by lower-case name, as `httpx.Headers` reads them:
     same-named values joined with ", ", decoded as ASCII, else UTF-8, else ISO-8859-1 (the
-    first that decodes every name and value)."""
-    out: dict[str, str] = {}
-    try:
-        for name, value in raw:
-            key = name.decode("ascii").lower()
-            text = value.decode("ascii")
-            out[key] = out[key] + ", " + text if key in out else text
-    except UnicodeDecodeError:
-        encoding = "utf-8"
+    first that decodes every name and value, each on its own)."""
+    for encoding in ("ascii", "utf-8"):
         try:
-            for name, value in raw:  # each on its own: a character must not span two of them
-                name.decode("utf-8")
-                value.decode("utf-8")
+            return _header_dict(raw, encoding)
         except UnicodeDecodeError:
-            encoding = "iso-8859-1"
-        out = {}
-        for name, value in raw:
-            key = name.decode(encoding).lower()
-            text = value.decode(encoding)
-            out[key] = out[key] + ", " + text if key in out else text
+            pass
+    return _header_dict(raw, "iso-8859-1")
+
+
+def _header_dict(raw: list[tuple[bytes, bytes]], encoding: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in raw:
+        key = name.decode(encoding).lower()
+        text = value.decode(encoding)
+        out[key] = out[key] + ", " + text if key in out else text
     return out
 
 
