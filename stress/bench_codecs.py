@@ -24,7 +24,7 @@ from streamactors.stress.run import fake_config
 from streamactors.testing.formats import anthropic, bedrock, gemini, openai
 from streamactors.testing.script import Scenario, build_steps
 from streamactors.wire.base import ProviderCodec
-from streamactors.wire.openai import _ENVELOPE_LEARNS
+from streamactors.wire.openai import OpenAIStreamDecoder
 
 FORMATS: dict[str, ModuleType] = {"openai": openai, "anthropic": anthropic, "gemini": gemini, "bedrock": bedrock}
 
@@ -52,8 +52,8 @@ def obfuscated(chunks: list[bytes]) -> list[bytes]:
 
 def decode_all(c: ProviderCodec, chunks: list[bytes], *, envelope: bool = True) -> int:
     decoder = c.new_decoder("fake-model")
-    if not envelope:
-        decoder._env_learns = _ENVELOPE_LEARNS  # type: ignore[attr-defined]  # every chunk parsed
+    if isinstance(decoder, OpenAIStreamDecoder):
+        decoder.learn_envelopes = envelope  # off: every chunk parsed
     n = 0
     for chunk in chunks:  # a fresh list per read, as the provider actor does
         events: list[StreamEvent] = []

@@ -20,8 +20,7 @@ from streamactors.wire.openai import _ENVELOPE_LEARNS, OpenAIStreamDecoder
 
 def decode(body: bytes, cuts: list[int], *, learn: bool) -> tuple[list[StreamEvent], OpenAIStreamDecoder]:
     decoder = OpenAIStreamDecoder()
-    if not learn:
-        decoder._env_learns = _ENVELOPE_LEARNS  # the reference: every chunk parsed
+    decoder.learn_envelopes = learn  # off: the reference, every chunk parsed
     events: list[StreamEvent] = []
     at = 0
     for cut in [*sorted(set(cuts)), len(body)]:

@@ -461,6 +461,9 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
         self._env_size = 0
         self._env_learns = 0
         self._env_misses = 0
+        #: False: no envelope is learned and every chunk is parsed (the reference the envelope
+        #: path is tested and measured against).
+        self.learn_envelopes = True
 
     def _on_event(self, event: str | None, data: str, out: list[StreamEvent]) -> None:
         learn = event is None
@@ -583,7 +586,7 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
             if self._env_misses < _ENVELOPE_MISSES:
                 return
             self._env_head = None  # a field that changes from chunk to chunk: learn anew, or stop
-        if self._env_learns < _ENVELOPE_LEARNS:
+        if self.learn_envelopes and self._env_learns < _ENVELOPE_LEARNS:
             self._env_learns += 1
             self._env_misses = 0
             self._learn_envelope(data, obj, content)
