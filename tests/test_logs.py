@@ -10,6 +10,8 @@ from typing import Any
 import orjson
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamactors.logs import JsonLines, Redactor, UtcTimeStamper
 
@@ -82,3 +84,92 @@ def _with_exc(event: dict[str, Any]) -> dict[str, Any]:
     if copy.get("exc_info") == "boom":
         copy["exc_info"] = _boom()
     return copy
+
+
+class _Shows:
+    """An object whose repr is given (an exception or a client object would print a key so)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"_Shows({self.text})"
+
+
+def _strings(secret: str) -> st.SearchStrategy[str]:
+    """Text with the secret, or a part of it, anywhere in it (or not at all)."""
+    piece = st.sampled_from([secret, secret[:-1], secret[1:], secret.upper()])
+    return st.lists(st.one_of(st.text(max_size=6), piece), max_size=4).map("".join)
+
+
+def _values(secret: str) -> st.SearchStrategy[Any]:
+    scalars = st.one_of(
+        _strings(secret), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.none(), st.booleans()
+    )
+    return st.recursive(
+        st.one_of(scalars, _strings(secret).map(_Shows), _strings(secret).map(ValueError)),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3),
+            st.lists(inner, max_size=3).map(tuple),
+            st.frozensets(_strings(secret), max_size=3),
+            st.dictionaries(st.text(max_size=4), inner, max_size=3),
+        ),
+        max_leaves=8,
+    )
+
+
+def _strings_in(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings_in(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings_in(v)]
+    return []
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "sk-proj-abc123_XYZ",  # shows in a rendered line as it is: redacted only when it shows
+        'sk-"quoted"-key',  # JSON escapes the quotes: every line is redacted first
+        "sk-back\\slash",
+        "sk-it's-key",  # repr escapes the apostrophe in a string that also holds a double quote
+        "sk-tab\tkey",
+        "sk-ключ-über",
+    ],
+)
+@settings(max_examples=50, deadline=None)
+@given(data=st.data())
+def test_json_lines_never_writes_a_credential(secret: str, data: st.DataObject) -> None:
+    """At any depth, in any repr, in text or bytes: the line holds no credential, neither as
+    written nor once its JSON is decoded; and a line that never held one is the chain's line."""
+    event = data.draw(st.dictionaries(st.text(max_size=5), _values(secret), max_size=4))
+    event["event"] = data.draw(_strings(secret))
+    for binary in (False, True):
+        line = JsonLines([secret, "short"[:3]], binary=binary)(None, "info", dict(event))
+        raw = line if isinstance(line, bytes) else line.encode()
+        assert secret.encode() not in raw
+        assert not [s for s in _strings_in(orjson.loads(raw)) if secret in s]
+        plain = orjson.dumps(event | {"level": "info", "timestamp": "-"}, default=repr)
+        if secret.encode() not in plain and not any(c in secret for c in "\"'\\\t") and secret.isascii():
+            assert orjson.loads(raw) | {"timestamp": "-"} == orjson.loads(plain)
+
+
+def test_json_lines_redacts_a_credential_that_shows_only_in_a_repr() -> None:
+    """A set is written as its repr: the credential inside it is found in the rendered line."""
+    secret = "sk-proj-abc123"
+    line = JsonLines([secret], binary=True)(None, "info", {"event": "x", "keys": {f"a{secret}b"}, "n": 1})
+    assert secret.encode() not in line
+    assert b"[REDACTED]" in line
+
+
+def test_json_lines_redacts_a_credential_that_repr_would_escape() -> None:
+    """An apostrophe is escaped in the repr of a string that also holds a double quote: such
+    a credential is looked for value by value, not in the rendered line."""
+    secret = "sk-it's-key"
+    error = ValueError(f'rejected "{secret}"')
+    assert secret not in repr(error)
+    line = JsonLines([secret], binary=True)(None, "info", {"event": "x", "error": error})
+    assert b"sk-it\\\\'s-key" not in line
+    assert orjson.loads(line)["error"] == repr(ValueError('rejected "[REDACTED]"'))
