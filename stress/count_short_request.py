@@ -1,10 +1,10 @@
 """Instructions per short (5-token) request through the service, counted by callgrind.
 
 Timings on a shared VM drift; instruction counts do not. This runs the service's short request
-(`complete()` of 5 tokens, OpenAI format, default settings but for the log stream) under
-`valgrind --tool=callgrind` twice, with `--requests` and with twice as many, after the same
-warm-up, and reports the difference divided by the extra requests: start-up, imports and the
-warm-up cancel out. The fake upstream runs in its own process, outside valgrind.
+(`complete()` of 5 tokens, OpenAI format, default settings: JSON logs at info level to stderr,
+the API key redacted from them) under `valgrind --tool=callgrind` twice, with `--requests` and
+with twice as many, after the same warm-up, and reports the difference divided by the extra
+requests: start-up, imports and the warm-up cancel out. The fake upstream runs in its own process, outside valgrind.
 
     .venv/bin/python stress/count_short_request.py [--requests 300]
 
@@ -14,7 +14,7 @@ warm-up cancel out. The fake upstream runs in its own process, outside valgrind.
 from __future__ import annotations
 
 import argparse
-import io
+import os
 import re
 import shutil
 import subprocess
@@ -31,15 +31,12 @@ WARM_UP = 50
 
 async def _child(url: str, requests: int) -> None:
     from streamactors import Config, open_service
-    from streamactors.config import LoggingConfig
-    from streamactors.logs import make_logger
 
     cfg = Config.from_dict(
         {"providers": {"openai": {"kind": "openai", "api_key": "sk-bench", "base_url": f"{url}/v1", "max_retries": 0}}}
     )
-    logger = make_logger(LoggingConfig(level="info"), [], stream=io.StringIO())
     request = {"model": "openai/m~tokens=5", "messages": [{"role": "user", "content": "bench"}]}
-    async with open_service(cfg, logger=logger) as svc:
+    async with open_service(cfg) as svc:
         for _ in range(WARM_UP + requests):
             await svc.complete(request)
 
@@ -60,6 +57,7 @@ def _count(url: str, requests: int, out_dir: Path) -> int:
         ],
         check=True,
         capture_output=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},  # the same dict and set layouts in every run
     )
     totals = re.search(rb"^(?:summary|totals): (\d+)", out.read_bytes(), re.M)
     assert totals is not None, "no totals in the callgrind output"
