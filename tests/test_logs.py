@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import time
 from datetime import UTC, datetime
@@ -13,7 +14,16 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamactors.logs import JsonLines, Redactor, UtcTimeStamper
+from streamactors.config import LoggingConfig
+from streamactors.logs import (
+    FieldsLogger,
+    JsonLines,
+    Redactor,
+    UtcTimeStamper,
+    _wrapper_class,
+    log_fields,
+    make_logger,
+)
 
 
 @pytest.mark.parametrize(
@@ -173,3 +183,63 @@ def test_json_lines_redacts_a_credential_that_repr_would_escape() -> None:
     line = JsonLines([secret], binary=True)(None, "info", {"event": "x", "error": error})
     assert b"sk-it\\\\'s-key" not in line
     assert orjson.loads(line)["error"] == repr(ValueError('rejected "[REDACTED]"'))
+
+
+_FIELDS = {"request_id": "r-1", "model": "m", "status": "ok", "ttft_ms": 1.5, "usage": None, "key": "sk-secret-123"}
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+@pytest.mark.parametrize("level", ["debug", "info", "warning", "error"])
+@pytest.mark.parametrize("method", ["debug", "info", "warning", "error", "critical"])
+def test_emit_writes_the_line_the_logger_method_writes(
+    monkeypatch: pytest.MonkeyPatch, fmt: str, level: str, method: str
+) -> None:
+    """`log_fields` on the service's logger (by `emit`): the very line of `getattr(log,
+    method)(event, **fields)`, context and contextvars included, or none below the level; and
+    the caller's dict is left as it was."""
+    monkeypatch.setattr(time, "time", lambda: 1_764_000_000.25)
+    structlog.contextvars.bind_contextvars(bound_var="from a contextvar")
+    try:
+        written = []
+        for call in ("method", "emit"):
+            out = io.StringIO()
+            log = make_logger(LoggingConfig(format=fmt, level=level), ["sk-secret-123"], stream=out).bind(provider="p")
+            fields = dict(_FIELDS)
+            if call == "method":
+                getattr(log, method)("request_end", **fields)
+            else:
+                log_fields(log, method, "request_end", fields)
+            assert fields == _FIELDS
+            assert isinstance(log, FieldsLogger)  # so log_fields took emit's path
+            written.append(out.getvalue())
+        assert written[0] == written[1]
+        levels = ["debug", "info", "warning", "error", "critical"]
+        assert bool(written[1]) == (levels.index(method) >= levels.index(level))
+        assert "sk-secret-123" not in written[1]
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
+def test_log_fields_calls_another_logger_as_it_always_was() -> None:
+    """An application's own logger (here structlog's capturing one, no `emit`) gets the call."""
+    capture = structlog.testing.CapturingLogger()
+    log = structlog.wrap_logger(capture, processors=[], wrapper_class=structlog.make_filtering_bound_logger(20))
+    log_fields(log, "warning", "request_end", {"status": "error", "retries": 2})
+    log_fields(log, "debug", "request_start", {"request_id": "r-1"})
+    assert [(c.method_name, c.kwargs) for c in capture.calls] == [
+        ("warning", {"status": "error", "retries": 2, "event": "request_end"})
+    ]
+
+
+def test_emit_drops_an_event_a_processor_drops() -> None:
+    def drop(_logger: Any, _method: str, event_dict: Any) -> Any:
+        if event_dict.get("drop"):
+            raise structlog.DropEvent
+        return event_dict
+
+    capture = structlog.testing.CapturingLogger()
+    log = structlog.wrap_logger(capture, processors=[drop], wrapper_class=_wrapper_class(20)).bind()
+    assert isinstance(log, FieldsLogger)
+    log_fields(log, "info", "x", {"drop": True})
+    log_fields(log, "info", "y", {"drop": False})
+    assert [c.kwargs["event"] for c in capture.calls] == ["y"]

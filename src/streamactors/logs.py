@@ -11,7 +11,7 @@ import contextvars
 import sys
 import time
 from collections.abc import Callable, Iterable
-from typing import IO, Any, BinaryIO, TextIO, cast
+from typing import IO, Any, BinaryIO, ClassVar, TextIO, cast
 
 import orjson
 import structlog
@@ -20,7 +20,7 @@ from structlog.typing import EventDict, WrappedLogger
 from .config.schema import LoggingConfig
 from .config.secret import scrub
 
-__all__ = ["JsonLines", "Redactor", "UtcTimeStamper", "make_logger", "open_log_file"]
+__all__ = ["FieldsLogger", "JsonLines", "Redactor", "UtcTimeStamper", "log_fields", "make_logger", "open_log_file"]
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 # The "level" that structlog's `add_log_level` writes for each logger method.
@@ -169,6 +169,50 @@ def open_log_file(cfg: LoggingConfig) -> IO[Any] | None:
     return open(cfg.file, "a", buffering=1)
 
 
+class FieldsLogger:
+    """Mixin of the service's bound loggers: `emit`, a line from a dict of fields.
+
+    `log.info(event, **fields)` with a dict built for the line packs and unpacks its keyword
+    arguments twice on the way to the processors (and CPython matches each name against the
+    parameters' names at every call): about 26,000 instructions of the 69,000 a line of 15
+    fields costs. `emit` hands the dict to structlog's `_process_event`, the hook structlog
+    keeps for wrapper classes, as `_proxy_to_logger` does."""
+
+    min_level: ClassVar[int] = 0
+
+    def emit(self, method: str, event: str, fields: dict[str, Any]) -> None:
+        """`getattr(self, method)(event, **fields)`: the same line, or none below the level."""
+        if _LEVELS[_LEVEL_NAMES.get(method, method)] < self.min_level:
+            return
+        bound = cast(Any, self)
+        try:
+            args, kw = bound._process_event(method, event, fields)
+        except structlog.DropEvent:
+            return
+        getattr(bound._logger, method)(*args, **kw)
+
+
+def log_fields(logger: Any, method: str, event: str, fields: dict[str, Any]) -> None:
+    """`getattr(logger, method)(event, **fields)`, by `FieldsLogger.emit` where it can (the
+    service's own loggers; an application's logger is called as it always was)."""
+    if isinstance(logger, FieldsLogger):
+        logger.emit(method, event, fields)
+    else:
+        getattr(logger, method)(event, **fields)
+
+
+_WRAPPERS: dict[int, type[Any]] = {}
+
+
+def _wrapper_class(level: int) -> type[Any]:
+    """structlog's filtering bound logger for `level`, with `FieldsLogger.emit`."""
+    cls = _WRAPPERS.get(level)
+    if cls is None:
+        base = structlog.make_filtering_bound_logger(level)
+        cls = _WRAPPERS[level] = type(f"ServiceLogger{level}", (FieldsLogger, base), {"min_level": level})
+    return cls
+
+
 def make_logger(
     cfg: LoggingConfig, secrets: Iterable[str] = (), stream: IO[Any] | None = None
 ) -> structlog.typing.FilteringBoundLogger:
@@ -196,7 +240,7 @@ def make_logger(
     bound: structlog.typing.FilteringBoundLogger = structlog.wrap_logger(
         logger,
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(level),
+        wrapper_class=_wrapper_class(level),
         cache_logger_on_first_use=True,
     )
     return bound

@@ -36,6 +36,7 @@ from ..http.client import (
     close_response,
 )
 from ..http.fast.response import ResponseStream
+from ..logs import log_fields
 from ..models import FinishEvent, UsageEvent
 from ..policy.backoff import retry_after_seconds, retry_delay, should_retry
 from ..providers.auth import Authorizer
@@ -674,10 +675,7 @@ class Exchange:
         fields["finish_reason"] = progress.finish
         fields["upstream_model"] = progress.model
         fields["events"] = progress.events
-        if status == "error":
-            self.provider.log.warning("request_end", **fields)
-        else:
-            self.provider.log.info("request_end", **fields)
+        log_fields(self.provider.log, "warning" if status == "error" else "info", "request_end", fields)
 
 
 async def _close_later(chunks: BodyChunks, response: UpstreamResponse) -> None:

@@ -40,6 +40,7 @@ from ..errors import ProviderError
 from ..http.client import READ_SIZE, UpstreamClient, set_read_size
 from ..http.fast.response import ResponseStream
 from ..http.media import MediaFetcher
+from ..logs import log_fields
 from ..models import ChatRequest
 from ..providers.auth import Authorizer
 from ..wire.base import ProviderCodec, with_passthrough
@@ -316,7 +317,7 @@ class ProviderActor:
         end: StreamEnd | None = None
         recorded = False
         try:
-            self._log.info("request_start", request_id=job.request_id, model=job.model_id)
+            log_fields(self._log, "info", "request_start", {"request_id": job.request_id, "model": job.model_id})
             msg = await ex.first()
             end = msg if isinstance(msg, StreamEnd) else await self._push(ex, msg, reply)
             # Counted before the consumer hears of the end, so health() read right after agrees.
@@ -498,7 +499,12 @@ class _DirectPull:
         try:
             if not self._started:
                 self._started = True
-                self._actor._log.info("request_start", request_id=ex.job.request_id, model=ex.job.model_id)
+                log_fields(
+                    self._actor._log,
+                    "info",
+                    "request_start",
+                    {"request_id": ex.job.request_id, "model": ex.job.model_id},
+                )
                 msg = await ex.first()
             else:
                 msg = await self._read()
