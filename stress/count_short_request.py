@@ -4,7 +4,8 @@ Timings on a shared VM drift; instruction counts do not. This runs the service's
 (`complete()` of 5 tokens, OpenAI format, default settings: JSON logs at info level to stderr,
 the API key redacted from them) under `valgrind --tool=callgrind` twice, with `--requests` and
 with twice as many, after the same warm-up, and reports the difference divided by the extra
-requests: start-up, imports and the warm-up cancel out. The fake upstream runs in its own process, outside valgrind.
+requests: start-up, imports and the warm-up cancel out. The fake upstream runs in its own
+process, outside valgrind.
 
     .venv/bin/python stress/count_short_request.py [--requests 300]
 
