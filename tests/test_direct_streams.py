@@ -7,6 +7,7 @@ that is about to answer). Deadlines are a few tenths of a second, bounds generou
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ import trio
 from conftest import config_for, user
 from streamactors import ProviderError, TextEvent, open_service
 from streamactors.testing import FakeUpstream, token_text
+from streamactors.testing.server import read_raw_request
 
 
 def expected_text(n: int) -> str:
@@ -157,3 +159,219 @@ async def test_a_malformed_event_after_good_ones_gives_the_connection_back(fake:
             assert info.value.kind == "protocol"
             assert info.value.partial is not None and info.value.partial.text == expected_text(3)
         assert (await service.complete({"model": "openai/m~tokens=2", "messages": user()})).text == expected_text(2)
+
+
+# --- the first phase on a kept-alive connection: no cancel scope, the watchdog's deadline ---
+
+
+async def _kept_alive(service: Any) -> Any:
+    """After one request, the provider's pool holds one idle connection (returned: its pool)."""
+    assert (await service.complete({"model": "openai/m~tokens=2", "messages": user()})).text == expected_text(2)
+    pool = service._actors["openai"]._client.transport.pool
+    assert pool.idle_connections == 1 and pool.connections_opened == 1
+    return pool
+
+
+async def test_a_first_token_timeout_on_a_kept_alive_connection(fake: FakeUpstream, logs: Any) -> None:
+    """The attempt waits on the kept-alive connection's socket with no cancel scope: the
+    watchdog closes that socket at the first-token deadline, and the attempt ends with the
+    first-token timeout (retried, as a timeout is), not a connection error."""
+    cfg = config_for(fake, timeouts=timeouts(first_token=0.3), max_retries=1)
+    async with open_service(cfg, logger=logs.logger) as service:
+        pool = await _kept_alive(service)
+        t0 = trio.current_time()
+        with trio.fail_after(4), pytest.raises(ProviderError) as info:
+            await service.complete({"model": "openai/m~tokens=3~ttft_ms=3000", "messages": user()})
+        took = trio.current_time() - t0
+        assert pool.connections_opened == 2  # the kept-alive one, then the retry's new one
+        assert pool.open_connections == 0  # both closed, neither reused
+    assert info.value.kind == "timeout" and "first_token timeout" in info.value.message
+    assert info.value.retryable
+    assert 0.6 <= took < 3.0  # two attempts of 0.3 s and the backoff between them
+    retries = [r for r in logs.records() if r["event"] == "retry"]
+    assert [r["error_kind"] for r in retries] == ["timeout"]
+
+
+async def test_the_total_timeout_in_the_first_phase_on_a_kept_alive_connection(
+    fake: FakeUpstream, logs: Any
+) -> None:
+    cfg = config_for(fake, timeouts=timeouts(first_token=5.0, total=0.4))
+    async with open_service(cfg, logger=logs.logger) as service:
+        await _kept_alive(service)
+        t0 = trio.current_time()
+        with trio.fail_after(4), pytest.raises(ProviderError) as info:
+            await service.complete({"model": "openai/m~tokens=3~ttft_ms=3000", "messages": user()})
+        took = trio.current_time() - t0
+    assert info.value.kind == "timeout" and "total timeout" in info.value.message
+    assert 0.4 <= took < 2.0
+
+
+async def test_the_idle_deadline_after_a_first_phase_on_a_kept_alive_connection_is_not_late(
+    fake: FakeUpstream, logs: Any
+) -> None:
+    """The first phase's watchdog entry is for the first-token deadline (5 s); once events
+    come, the idle deadline (0.3 s) is earlier, and the stall after them ends on time."""
+    cfg = config_for(fake, timeouts=timeouts(first_token=5.0, idle=0.3))
+    async with open_service(cfg, logger=logs.logger) as service:
+        await _kept_alive(service)
+        t0 = trio.current_time()
+        with trio.fail_after(3), pytest.raises(ProviderError) as info:
+            await service.complete({"model": "openai/m~tokens=10~delay_ms=20~fail=hang@3", "messages": user()})
+        took = trio.current_time() - t0
+        assert service.health()["openai"]["in_flight"] == 0
+    assert info.value.kind == "timeout" and "idle timeout" in info.value.message
+    assert info.value.partial is not None and info.value.partial.text == expected_text(3)
+    assert 0.3 <= took < 2.0
+
+
+async def test_shutdown_ends_a_first_phase_on_a_kept_alive_connection(fake: FakeUpstream, logs: Any) -> None:
+    """The actor stopping under an attempt that waits with no cancel scope closes its socket
+    (the job's cancel handle): the request ends with a connection error, soon."""
+    cfg = config_for(fake, service={"shutdown_grace": 0.3})
+    errors: list[ProviderError] = []
+    with trio.fail_after(4):
+        async with trio.open_nursery() as nursery, open_service(cfg, logger=logs.logger) as service:
+            await _kept_alive(service)
+
+            async def waiting() -> None:
+                try:
+                    await service.complete({"model": "openai/m~tokens=3~ttft_ms=60000", "messages": user()})
+                except ProviderError as exc:
+                    errors.append(exc)
+
+            nursery.start_soon(waiting)
+            await trio.sleep(0.1)
+    assert [e.kind for e in errors] == ["connection"]
+    assert "provider actor stopped" in errors[0].message
+
+
+_CHUNK = '{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[%s]}'
+_REPLY = "".join(
+    f"data: {_CHUNK % choice}\n\n"
+    for choice in (
+        '{"index":0,"delta":{"role":"assistant","content":"hi"},"finish_reason":null}',
+        '{"index":0,"delta":{},"finish_reason":"stop"}',
+    )
+).encode() + b"data: [DONE]\n\n"
+
+
+class AnswersOnce:
+    """Loopback HTTP/1.1 that answers the first request of each connection (a short OpenAI
+    stream, kept alive) and never answers the next: a wait for a response head."""
+
+    def __init__(self) -> None:
+        self.base_url = ""
+        self.requests = 0
+
+    async def serve(self, nursery: trio.Nursery) -> None:
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, self._handle, 0, host="127.0.0.1"))
+        self.base_url = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        buf = b""
+        answered = False
+        async with stream:
+            while (request := await read_raw_request(stream, buf)) is not None:
+                buf = request[2]
+                self.requests += 1
+                if not answered:
+                    answered = True
+                    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n"
+                    await stream.send_all(head % len(_REPLY) + _REPLY)
+
+
+@pytest.fixture
+async def answers_once(nursery: trio.Nursery) -> AnswersOnce:
+    server = AnswersOnce()
+    await server.serve(nursery)
+    return server
+
+
+async def test_a_first_token_timeout_while_waiting_for_the_head_on_a_kept_alive_connection(
+    answers_once: AnswersOnce, logs: Any
+) -> None:
+    """No response head comes on the kept-alive connection: the watchdog closes it at the
+    first-token deadline (the attempt has no cancel scope, and no body to abort yet)."""
+    cfg = config_for(answers_once, timeouts=timeouts(first_token=0.3))  # type: ignore[arg-type]
+    async with open_service(cfg, logger=logs.logger) as service:
+        assert (await service.complete({"model": "openai/m", "messages": user()})).text == "hi"
+        t0 = trio.current_time()
+        with trio.fail_after(3), pytest.raises(ProviderError) as info:
+            await service.complete({"model": "openai/m", "messages": user()})
+        took = trio.current_time() - t0
+        pool = service._actors["openai"]._client.transport.pool
+        assert pool.connections_opened == 1 and pool.open_connections == 0
+    assert answers_once.requests == 2
+    assert info.value.kind == "timeout" and "first_token timeout" in info.value.message
+    assert 0.3 <= took < 2.0
+
+
+async def test_shutdown_while_waiting_for_the_head_on_a_kept_alive_connection(
+    answers_once: AnswersOnce, logs: Any
+) -> None:
+    """The actor stopping closes the socket through the job's cancel handle."""
+    cfg = config_for(answers_once, service={"shutdown_grace": 0.3})  # type: ignore[arg-type]
+    errors: list[ProviderError] = []
+    with trio.fail_after(3):
+        async with trio.open_nursery() as nursery, open_service(cfg, logger=logs.logger) as service:
+            assert (await service.complete({"model": "openai/m", "messages": user()})).text == "hi"
+
+            async def waiting() -> None:
+                try:
+                    await service.complete({"model": "openai/m", "messages": user()})
+                except ProviderError as exc:
+                    errors.append(exc)
+
+            nursery.start_soon(waiting)
+            await trio.sleep(0.1)
+    assert answers_once.requests == 2
+    assert [e.kind for e in errors] == ["connection"]
+    assert "provider actor stopped" in errors[0].message
+
+
+async def test_closing_a_stream_from_another_task_while_it_waits_for_the_head(
+    answers_once: AnswersOnce, logs: Any
+) -> None:
+    """Another task closes the stream while its consumer waits on the kept-alive connection:
+    the job's cancel handle closes the socket, and the consumer's wait ends at once."""
+    cfg = config_for(answers_once)  # type: ignore[arg-type]
+    async with open_service(cfg, logger=logs.logger) as service:
+        assert (await service.complete({"model": "openai/m", "messages": user()})).text == "hi"
+        outcomes: list[str] = []
+        with trio.fail_after(3):
+            async with service.stream({"model": "openai/m", "messages": user()}) as events:
+
+                async def consume() -> None:
+                    try:
+                        async for _ in events:
+                            outcomes.append("event")
+                        outcomes.append("end")
+                    except ProviderError as exc:
+                        outcomes.append(exc.kind)
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(consume)
+                    await trio.sleep(0.1)
+                    assert outcomes == []  # still waiting for the head
+                    events.close()
+        assert outcomes == ["end"]
+        pool = service._actors["openai"]._client.transport.pool
+        assert pool.open_connections == 0 and service.health()["openai"]["in_flight"] == 0
+
+
+async def test_a_stream_keeps_one_watchdog_entry_after_its_first_phase(fake: FakeUpstream, logs: Any) -> None:
+    """The first phase's entry (at the first-token deadline) is superseded by the earlier
+    idle one once events come; when it comes due it is dropped, not checked and put back."""
+    cfg = config_for(fake, timeouts=timeouts(first_token=0.5, idle=0.3))
+    async with open_service(cfg, logger=logs.logger) as service:
+        await _kept_alive(service)
+        actor = service._actors["openai"]
+        async with service.stream({"model": "openai/m~tokens=60~delay_ms=20", "messages": user()}) as events:
+            texts = []
+            async for ev in events:
+                if isinstance(ev, TextEvent):
+                    texts.append(ev.text)
+                if len(texts) == 40:  # 0.8 s in: past the first phase's deadline
+                    pull = events._leg.pull
+                    assert [entry[0] for entry in actor._watched if entry[2] is pull] == [pull.watch_due]
+        assert "".join(texts) == expected_text(60)

@@ -219,3 +219,45 @@ _header_bytes = st.binary(min_size=0, max_size=8).filter(lambda b: b"\r" not in 
 def test_header_dict_is_what_httpx_headers_give(raw: list[tuple[bytes, bytes]]) -> None:
     headers = httpx.Headers(raw)
     assert header_dict(raw) == {name: headers[name] for name in headers}
+
+
+async def test_idle_connection_hands_out_a_kept_alive_connection_for_open(server: RecordingServer) -> None:
+    """`idle_connection` takes a kept-alive connection at once (None when there is none, or
+    the request would take the httpx path); `open(spec, conn)` sends on it; closing it ends
+    a wait for the response."""
+    client = _client(server.port)
+    spec = _spec(server.port)
+    assert client.idle_connection(spec) is None  # nothing kept alive yet
+    assert await _read_all(await client.open(spec)) == BODY
+    assert client.idle_connection(_spec(server.port, b"")) is None  # no body: httpx's path
+    conn = client.idle_connection(spec)
+    assert conn is not None
+    pool = client.transport.pool  # type: ignore[attr-defined]
+    assert pool.idle_connections == 0 and pool.open_connections == 1  # taken, as acquire takes it
+    assert client.idle_connection(spec) is None  # the only one is taken
+    assert await _read_all(await client.open(spec, conn)) == BODY
+    assert server.connections == 1 and len(server.requests) == 2
+    assert pool.idle_connections == 1  # given back, kept alive
+
+    # A server that never answers: closing the connection ends the wait for the head.
+    server.reply = b""
+    conn = client.idle_connection(spec)
+    assert conn is not None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.sleep, 0.1)
+        errors: list[BaseException] = []
+
+        async def wait() -> None:
+            try:
+                await client.open(spec, conn)
+            except httpx.ReadError as exc:
+                errors.append(exc)
+
+        nursery.start_soon(wait)
+        await trio.sleep(0.1)
+        conn.close()
+    assert len(errors) == 1
+    assert pool.open_connections == 0  # closed and given back
+    pool.close()
+    assert client.idle_connection(spec) is None  # a closed pool hands out nothing
+    await client.aclose()

@@ -35,6 +35,7 @@ from ..http.client import (
     classify_transport_error,
     close_response,
 )
+from ..http.fast.pool import Connection
 from ..http.fast.response import ResponseStream
 from ..logs import log_fields
 from ..models import FinishEvent, UsageEvent
@@ -116,6 +117,19 @@ async def sleep_until(when: float, progress: Progress, cancel: CancelHandle) -> 
         raise TotalTimeout
 
 
+class _Unscoped:
+    """What `_attempt` enters in place of a cancel scope when it needs none."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_UNSCOPED = _Unscoped()
+
+
 @attrs.define
 class Progress:
     """What one job has seen so far (owned by the task driving the job)."""
@@ -169,6 +183,12 @@ class Exchange:
         self._attempt_open = False  # an attempt the breaker has not heard the end of
         self._admitted: int | None = None  # tokens of an admission the limiter hears of with the response
         self._tokens = 0  # tokens of an admission the limiter was asked for
+        #: Set by a driver that watches deadlines from outside (a direct pull): called with an
+        #: attempt's first-token deadline when the attempt waits with no cancel scope (see `_attempt`).
+        self.watch_first: Callable[[float], None] | None = None
+        #: That attempt's deadline while it waits for its first event (None otherwise).
+        self.first_deadline: float | None = None
+        self._first_conn: Connection | None = None  # the connection that attempt waits on
 
     @property
     def ready(self) -> bool:
@@ -275,43 +295,77 @@ class Exchange:
         self._decoder_logged = False
         now = trio.current_time
         keep = False
-        with job.cancel.scope(progress.clamp(now() + timeouts.first_token)) as scope:
-            spec: HttpRequestSpec = job.spec
-            if p.authorizer is not None:
+        start = now()
+        deadline = progress.clamp(start + timeouts.first_token)
+        cancel = job.cancel
+        conn = None
+        watch = self.watch_first
+        if watch is not None and p.authorizer is None and not cancel.cancelled:
+            conn = client.idle_connection(job.spec)
+        scope: trio.CancelScope | None = None
+        if conn is None:
+            scope = cancel.scope(deadline)
+        else:
+            # Every wait of this attempt is on `conn`'s socket, so closing it ends any of
+            # them: the driver's watchdog keeps the deadline (`time_out`) and the consumer's
+            # cancel closes it (`on_cancel`), with no cancel scope to enter and leave.
+            assert watch is not None
+            self._first_conn = conn
+            self.first_deadline = deadline
+            cancel.on_cancel(conn.close)
+            watch(deadline)
+        try:
+            with scope if scope is not None else _UNSCOPED:
+                spec: HttpRequestSpec = job.spec
+                if p.authorizer is not None:
+                    try:
+                        spec = await p.authorizer(spec)
+                    except ProviderError as exc:
+                        raise _AttemptFailed(exc) from exc
                 try:
-                    spec = await p.authorizer(spec)
-                except ProviderError as exc:
-                    raise _AttemptFailed(exc) from exc
-            try:
-                if progress.dispatched_at is None:
-                    progress.dispatched_at = now()
-                response = await client.open(spec)
-            except httpx.HTTPError as exc:
+                    if progress.dispatched_at is None:
+                        progress.dispatched_at = start if p.authorizer is None else now()
+                    response = await client.open(spec, conn)
+                except httpx.HTTPError as exc:
+                    if conn is not None and (ended := self._unscoped_wait_ended()) is not None:
+                        raise ended from exc
+                    if p.limiter is not None:
+                        p.limiter.feedback(None, {}, admitted=self._admitted)
+                    kind, message = classify_transport_error(exc)
+                    raise _AttemptFailed(p.fail(message, kind, retryable=True)) from exc
+                self._response = response
                 if p.limiter is not None:
-                    p.limiter.feedback(None, {}, admitted=self._admitted)
-                kind, message = classify_transport_error(exc)
-                raise _AttemptFailed(p.fail(message, kind, retryable=True)) from exc
-            self._response = response
-            if p.limiter is not None:
-                p.limiter.feedback(response.status_code, response.headers, admitted=self._admitted)
-            try:
-                progress.http_status = response.status_code
-                if response.status_code >= 400 or p.content_type not in response.headers.get(
-                    "content-type", p.content_type
-                ):
-                    raise await self._response_error(response)
-                self._chunks = body_chunks(response)
-                msg = await self._read()
-                keep = type(msg) is list and not self.ready  # an end held after it: closed now
-            except WireError as exc:
-                raise self._wire_failed(exc) from exc
-            except httpx.HTTPError as exc:
-                raise self._transport_failed(exc) from exc
-            finally:
-                if not keep:
-                    await self._close_body()
-                    self._log_decoder()
-        job.cancel.release(scope)
+                    p.limiter.feedback(response.status_code, response.headers, admitted=self._admitted)
+                try:
+                    progress.http_status = response.status_code
+                    if response.status_code >= 400 or p.content_type not in response.headers.get(
+                        "content-type", p.content_type
+                    ):
+                        raise await self._response_error(response)
+                    self._chunks = body_chunks(response)
+                    msg = await self._read()
+                    keep = type(msg) is list and not self.ready  # an end held after it: closed now
+                except WireError as exc:
+                    raise self._wire_failed(exc) from exc
+                except httpx.HTTPError as exc:
+                    if conn is not None and (ended := self._unscoped_wait_ended()) is not None:
+                        raise ended from exc
+                    raise self._transport_failed(exc) from exc
+                finally:
+                    if not keep:
+                        await self._close_body()
+                        self._log_decoder()
+        finally:
+            if conn is not None:
+                cancel.on_cancel(None)
+                self._first_conn = None
+                self.first_deadline = None
+                # A deadline seen after the attempt had all it needed in hand (as a scope's,
+                # passing at its last checkpoint, would raise nothing) is not the stream's.
+                self.timed_out = None
+        if scope is None:
+            return msg
+        cancel.release(scope)
         if scope.cancelled_caught:  # (the body was closed on the way out)
             if job.cancel.cancelled:
                 raise Abandoned
@@ -319,6 +373,19 @@ class Exchange:
                 raise TotalTimeout
             raise _AttemptFailed(self.timeout_error("first_token" if progress.first_event_at is None else "idle"))
         return msg
+
+    def _unscoped_wait_ended(self) -> Exception | None:
+        """Why the socket of an attempt with no cancel scope was closed under it, if it was
+        (what a scope's cancellation would have meant): the consumer cancelled the job
+        (`Abandoned`), or the watchdog saw the first-token or the total deadline pass."""
+        if self.job.cancel.cancelled:
+            return Abandoned()
+        phase, self.timed_out = self.timed_out, None
+        if phase is None:
+            return None
+        if phase == "total" or trio.current_time() >= self.progress.deadline:
+            return TotalTimeout()
+        return _AttemptFailed(self.timeout_error("first_token"))
 
     async def _response_error(self, response: UpstreamResponse) -> _AttemptFailed:
         """Read a bounded error body and build the error for a non-2xx or wrong-type response."""
@@ -558,8 +625,11 @@ class Exchange:
 
     def time_out(self, phase: str) -> None:
         """A watcher saw the read's deadline pass: end the read in progress (its socket is
-        closed under it) with a timeout ("idle" or "total")."""
+        closed under it) with a timeout ("first_token", "idle" or "total")."""
         self.timed_out = phase
+        conn = self._first_conn
+        if conn is not None:
+            conn.close()
         chunks = self._chunks
         if type(chunks) is ResponseStream:
             chunks.abort()

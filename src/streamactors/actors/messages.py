@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Protocol
 
 import attrs
@@ -49,21 +50,32 @@ class CancelHandle:
     Not a cancel scope of its own: the provider actor opens one scope per wait anyway (an
     attempt, with its deadlines; a backoff or rate-limit wait) and registers it here, so
     `cancel()` cancels the one that is current, and every later one opens cancelled. (A trio
-    cancel scope costs tens of thousands of instructions; a request needs only one.)
+    cancel scope costs tens of thousands of instructions; a request needs at most one.) A
+    wait with no scope of its own, only on one socket, registers how to end it instead
+    (`on_cancel`: close the socket).
     """
 
-    __slots__ = ("_scope", "cancelled")
+    __slots__ = ("_abort", "_scope", "cancelled")
 
     def __init__(self) -> None:
         #: True once the consumer asked to stop.
         self.cancelled = False
         self._scope: trio.CancelScope | None = None
+        self._abort: Callable[[], None] | None = None
 
     def cancel(self) -> None:
         """Stop the job: its current wait ends at once, and so will any later one."""
         self.cancelled = True
         if self._scope is not None:
             self._scope.cancel()
+        abort, self._abort = self._abort, None
+        if abort is not None:
+            abort()
+
+    def on_cancel(self, abort: Callable[[], None] | None) -> None:
+        """`abort` ends the current wait, which has no scope (None: that wait is over).
+        Register it only while the job is not cancelled."""
+        self._abort = abort
 
     def scope(self, deadline: float = math.inf) -> trio.CancelScope:
         """A cancel scope for the provider's next wait (already cancelled if the job is)."""

@@ -9,7 +9,8 @@ A request's exchange (`exchange.Exchange`) is driven one of two ways:
   for it: a slow consumer leaves the bytes in the kernel and upstream (TCP backpressure). The
   idle and total deadlines of a read in progress are kept by the actor's watchdog task,
   which closes the read's socket when one passes (a deadline per read would cost a cancel
-  scope per read).
+  scope per read). So is the first-token deadline of an attempt sent on a kept-alive
+  connection, whose every wait is on that socket: such an attempt enters no cancel scope.
 - By a worker, once the provider is at its limit (and for hedged routes and transformed
   streams, whose consumers race or time their pulls): the job waits in the bounded mailbox,
   and a worker (the pool grows on demand, to `max_concurrency`) streams the response into
@@ -432,7 +433,12 @@ class ProviderActor:
     # --- direct streams' deadlines ---------------------------------------------------
 
     def _watch(self, pull: _DirectPull, due: float) -> None:
-        self._watching += 1
+        """Have the watchdog look at `pull` at `due`, earlier than any entry it has (which
+        is then superseded: dropped when it comes due)."""
+        if not pull.watched:
+            pull.watched = True
+            self._watching += 1
+        pull.watch_due = due
         heapq.heappush(self._watched, (due, next(self._watch_seq), pull))
         scope = self._watch_scope
         if scope is not None and due < scope.deadline:
@@ -445,14 +451,14 @@ class ProviderActor:
         self._watching -= 1
         watched = self._watched
         if len(watched) > 64 and len(watched) > 2 * self._watching:
-            watched[:] = [entry for entry in watched if not entry[2].ended]
+            watched[:] = [entry for entry in watched if not entry[2].ended and entry[0] == entry[2].watch_due]
             heapq.heapify(watched)
 
     async def _watchdog(self) -> None:
-        """End direct streams' reads whose idle or total deadline passed.
+        """End direct streams' waits whose first-token, idle or total deadline passed.
 
-        Each stream has one entry, checked when it comes due: a stream that got data since
-        (or is not reading: its consumer has it) is put back at its new deadline, so a
+        Each stream has one live entry, checked when it comes due: a stream that got data
+        since (or is not reading: its consumer has it) is put back at its new deadline, so a
         steady stream costs one check per idle period."""
         watched = self._watched
         while True:
@@ -462,28 +468,38 @@ class ProviderActor:
             self._watch_scope = None
             now = trio.current_time()
             while watched and watched[0][0] <= now:
-                pull = heapq.heappop(watched)[2]
+                at, _, pull = heapq.heappop(watched)
+                if at != pull.watch_due:
+                    continue  # superseded by an earlier entry
                 due = pull.due(now)
-                if due is None:
-                    continue
-                if due <= now:
-                    pull.ex.time_out("total" if due >= pull.ex.progress.deadline else "idle")
-                else:
+                if due is not None and due > now:
+                    pull.watch_due = due
                     heapq.heappush(watched, (due, next(self._watch_seq), pull))
+                    continue
+                pull.watch_due = math.inf
+                if due is not None:
+                    ex = pull.ex
+                    if due >= ex.progress.deadline:
+                        ex.time_out("total")
+                    else:
+                        ex.time_out("idle" if ex.first_deadline is None else "first_token")
 
 
 class _DirectPull:
     """A leg's exchange, driven by its consumer's pulls (see `ProviderActor.submit`)."""
 
-    __slots__ = ("_actor", "_end", "_lost", "_started", "ex", "read_started", "reading", "watched")
+    __slots__ = ("_actor", "_end", "_lost", "_started", "ex", "read_started", "reading", "watch_due", "watched")
 
     def __init__(self, actor: ProviderActor, ex: Exchange) -> None:
         self._actor = actor
         self.ex = ex
+        ex.watch_first = self._watch_first
+        #: When the watchdog's live entry for this stream comes due (inf: it has none).
+        self.watch_due = math.inf
         self._started = False
         self._end: StreamEnd | None = None
         self._lost = False
-        #: Whether the watchdog has an entry for this stream.
+        #: Whether the watchdog counts this stream among those it watches (it has had an entry).
         self.watched = False
         #: Whether the consumer's task is in a read now, and since when (trio time).
         self.reading = False
@@ -540,9 +556,9 @@ class _DirectPull:
             return await ex.stop(ex.timeout_error("total"))
         body = ex.body
         if type(body) is ResponseStream:
-            if not self.watched:
-                self.watched = True
-                self._actor._watch(self, progress.clamp(now + ex.provider.config.timeouts.idle))
+            due = progress.clamp(now + ex.provider.config.timeouts.idle)
+            if due < self.watch_due:  # no entry yet, or the first attempt's, for a later time
+                self._actor._watch(self, due)
             self.read_started = now
             self.reading = True
             try:
@@ -564,11 +580,19 @@ class _DirectPull:
         """Whether the stream has ended (its end given to the consumer, or the consumer left)."""
         return self._end is not None
 
+    def _watch_first(self, due: float) -> None:
+        """An attempt waits for its first event with no cancel scope, until `due`."""
+        if due < self.watch_due:
+            self._actor._watch(self, due)
+
     def due(self, now: float) -> float | None:
         """When the watchdog should look at this stream next (at or before its deadline);
         None once it has ended."""
         if self._end is not None or self.ex.done:
             return None
+        first = self.ex.first_deadline
+        if first is not None:  # an attempt waiting for its first event (`Exchange._attempt`)
+            return first
         progress = self.ex.progress
         if self.reading:
             since = self.read_started if self.read_started > progress.last_data_at else progress.last_data_at

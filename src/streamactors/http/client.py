@@ -15,7 +15,7 @@ from ..config.schema import ProviderConfig
 from ..wire.base import HttpRequestSpec
 from .fast import FastTransport
 from .fast.h1 import encode_request_head
-from .fast.pool import Origin
+from .fast.pool import Connection, Origin
 from .fast.response import FastResponse, ResponseStream
 
 __all__ = [
@@ -108,37 +108,60 @@ class UpstreamClient:
         self._fast: FastTransport | None = fast
         self._heads: dict[tuple[str, str, tuple[tuple[str, str], ...]], _EncodedHead | None] = {}
 
-    async def open(self, spec: HttpRequestSpec) -> UpstreamResponse:
+    async def open(self, spec: HttpRequestSpec, conn: Connection | None = None) -> UpstreamResponse:
         """Send `spec`; the response's body is not read yet (close it when done).
 
         The same bytes go out as from `send(build_request(spec))`, but a request with a body,
         sent by `FastTransport` without a proxy or cookies, skips httpx's objects: its head
         is encoded and validated once per (method, URL, headers) and the response comes
-        back as a `FastResponse`. Anything else takes `build_request` and `send`."""
+        back as a `FastResponse`. Anything else takes `build_request` and `send`.
+
+        `conn`: the connection `idle_connection(spec)` gave, to send on (it is released as
+        any connection of the pool is, whatever happens)."""
         body = spec.body
         fast = self._fast
-        if fast is not None and body and not self.cookies:
-            key = (spec.method, spec.url, spec.headers)
-            heads = self._heads
-            try:
-                head = heads[key]
-            except KeyError:
-                if len(heads) >= _CACHE_LIMIT:
-                    heads.clear()
-                head = heads[key] = self._encode_head(spec)
-            if head is not None:
-                response = await fast.send_head(
-                    head.origin,
-                    head.lines + b"Content-Length: %d\r\n\r\n" % len(body),
-                    body,
-                    self._timeouts,
-                    method=head.method,
-                    keep_alive=head.keep_alive,
-                )
-                if "set-cookie" in response.headers:
-                    self.cookies.extract_cookies(response.to_httpx(self.build_request(spec)))
-                return response
+        head = self._head(spec) if fast is not None and body and not self.cookies else None
+        if head is not None:
+            assert fast is not None
+            response = await fast.send_head(
+                head.origin,
+                head.lines + b"Content-Length: %d\r\n\r\n" % len(body),
+                body,
+                self._timeouts,
+                method=head.method,
+                keep_alive=head.keep_alive,
+                conn=conn,
+            )
+            if "set-cookie" in response.headers:
+                self.cookies.extract_cookies(response.to_httpx(self.build_request(spec)))
+            return response
+        if conn is not None:
+            assert fast is not None
+            fast.pool.release(conn, reuse=False)
+            raise RuntimeError("open: a connection was given for a request that goes through httpx")
         return await self.send(self.build_request(spec))
+
+    def idle_connection(self, spec: HttpRequestSpec) -> Connection | None:
+        """A kept-alive connection that `open(spec, conn)` sends on at once: the request's
+        only waits are then on that connection's socket, and closing the connection ends
+        them. None when no connection to its origin is idle, or `spec` does not take the
+        pre-encoded path (see `open`). The caller must pass it to `open`."""
+        fast = self._fast
+        if fast is None or not spec.body or self.cookies:
+            return None
+        head = self._head(spec)
+        return fast.pool.take_idle(head.origin) if head is not None else None
+
+    def _head(self, spec: HttpRequestSpec) -> _EncodedHead | None:
+        key = (spec.method, spec.url, spec.headers)
+        heads = self._heads
+        try:
+            return heads[key]
+        except KeyError:
+            if len(heads) >= _CACHE_LIMIT:
+                heads.clear()
+            head = heads[key] = self._encode_head(spec)
+            return head
 
     def _encode_head(self, spec: HttpRequestSpec) -> _EncodedHead | None:
         """The head `open` sends for `spec` (built from `build_request`'s own headers), or

@@ -145,6 +145,16 @@ class ConnectionPool:
         self._in_use.add(conn)
         return conn
 
+    def take_idle(self, origin: Origin) -> Connection | None:
+        """An idle connection to `origin`, taken at once as `acquire` takes it (release it
+        the same way), or None if none is idle: this never waits and never opens one."""
+        if self._closed:
+            return None
+        conn = self._take_idle(origin)
+        if conn is not None:
+            self._in_use.add(conn)
+        return conn
+
     def release(self, conn: Connection, *, reuse: bool) -> None:
         """Give back a connection taken by `acquire`: kept idle if `reuse` and the limits allow, else closed."""
         self._in_use.discard(conn)

@@ -154,6 +154,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         *,
         method: bytes = b"POST",
         keep_alive: bool = True,
+        conn: Connection | None = None,
     ) -> FastResponse:
         """Send a request whose head is encoded already, and read the response head.
 
@@ -161,10 +162,12 @@ class FastTransport(httpx.AsyncBaseTransport):
         `encode_request_head` makes them, with Content-Length), `body` the whole body.
         `keep_alive` is False when the request itself asks for `Connection: close`.
         Raises the same httpx errors as `handle_async_request`, without a request attached.
-        Only for a transport without a fallback (`fallback is None`)."""
+        Only for a transport without a fallback (`fallback is None`). `conn`: a connection to
+        `origin` taken from the pool already (`ConnectionPool.take_idle`), to send on."""
         if self.fallback is not None:
             raise RuntimeError("send_head: this transport sends everything through its fallback")
-        conn = await self._acquire(origin, timeouts, None)
+        if conn is None:
+            conn = await self._acquire(origin, timeouts, None)
         try:
             conn.requests += 1
             await send(conn.stream, head + body if body else head, timeouts.get("write"), None)
