@@ -534,14 +534,10 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
         ):
             # The hot path: one choice with a plain content delta and nothing else.
             choice = choices[0]
-            if (
-                type(choice) is dict
-                and not choice.get("index")
-                and choice.get("finish_reason") is None
-                and choice.get("logprobs") is None
-            ):
+            if type(choice) is dict and not choice.get("index") and choice.get("logprobs") is None:
                 delta = choice.get("delta")
-                if type(delta) is dict:
+                finish = choice.get("finish_reason")
+                if finish is None and type(delta) is dict:
                     content = delta.get("content")
                     if type(content) is str and delta.keys() <= _PLAIN_DELTA_KEYS and delta.get("refusal") is None:
                         if content:
@@ -553,6 +549,16 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
                             if learn:
                                 self._envelope_seen(data, obj, content)
                         return
+                elif type(finish) is str and finish and type(delta) is dict and not delta:
+                    # The finish chunk: an empty delta and a finish reason, nothing else.
+                    self._set_finish(finish)
+                    return
+        elif type(choices) is list and not choices and "citations" not in obj and "search_results" not in obj:
+            usage = obj.get("usage")
+            if type(usage) is dict:  # the usage chunk (`stream_options.include_usage`)
+                if usage:
+                    self._usage = self._usage_event(usage)
+                return
         for choice in json_field(obj, "choices", list, "chunk") or ():
             if type(choice) is not dict:
                 raise WireError(f"chunk choice is not a JSON object: {data[:200]!r}", kind="protocol")
@@ -566,10 +572,7 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
                 self._logprobs(logprobs, out)
             finish = json_field(choice, "finish_reason", str, "choice")
             if finish:
-                self._finish = FINISH_MAP.get(finish)
-                if self._finish is None:
-                    self._finish = "stop"
-                    self.unknown_events.add(f"finish_reason:{finish}")
+                self._set_finish(finish)
         usage = json_field(obj, "usage", dict, "chunk")
         if usage is None:  # Groq once sent usage only under x_groq
             x_groq = obj.get("x_groq")
@@ -578,6 +581,12 @@ class OpenAIStreamDecoder(SSEJsonDecoder):
             self._usage = self._usage_event(usage)
         if "search_results" in obj or "citations" in obj:
             self._perplexity_sources(obj, out)
+
+    def _set_finish(self, finish: str) -> None:
+        self._finish = FINISH_MAP.get(finish)
+        if self._finish is None:
+            self._finish = "stop"
+            self.unknown_events.add(f"finish_reason:{finish}")
 
     def _envelope_seen(self, data: str, obj: dict[str, Any], content: str) -> None:
         """A plain text chunk outside the learned envelope (or with none learned yet)."""
