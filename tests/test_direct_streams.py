@@ -360,18 +360,20 @@ async def test_closing_a_stream_from_another_task_while_it_waits_for_the_head(
 
 
 async def test_a_stream_keeps_one_watchdog_entry_after_its_first_phase(fake: FakeUpstream, logs: Any) -> None:
-    """The first phase's entry (at the first-token deadline) is superseded by the earlier
-    idle one once events come; when it comes due it is dropped, not checked and put back."""
-    cfg = config_for(fake, timeouts=timeouts(first_token=0.5, idle=0.3))
+    """A first phase longer than the idle timeout: its entry, checked at the idle deadline,
+    is put back at the first-token deadline (1 s), then superseded by an earlier idle one
+    once events come (at 0.4 s); when it comes due it is dropped, not checked and put back."""
+    cfg = config_for(fake, timeouts=timeouts(first_token=1.0, idle=0.3))
     async with open_service(cfg, logger=logs.logger) as service:
         await _kept_alive(service)
         actor = service._actors["openai"]
-        async with service.stream({"model": "openai/m~tokens=60~delay_ms=20", "messages": user()}) as events:
+        request = {"model": "openai/m~tokens=60~ttft_ms=400~delay_ms=20", "messages": user()}
+        async with service.stream(request) as events:
             texts = []
             async for ev in events:
                 if isinstance(ev, TextEvent):
                     texts.append(ev.text)
-                if len(texts) == 40:  # 0.8 s in: past the first phase's deadline
+                if len(texts) == 45:  # 1.3 s in: past the first phase's deadline
                     pull = events._leg.pull
                     assert [entry[0] for entry in actor._watched if entry[2] is pull] == [pull.watch_due]
         assert "".join(texts) == expected_text(60)

@@ -70,6 +70,9 @@ class Provider:
     in_flight: Callable[[], int]
     secrets: tuple[str, ...] = attrs.field(repr=False)
     content_type: str = "text/event-stream"
+    #: trio's time: `trio.current_time`, or the run's clock's own method
+    #: (`trio.lowlevel.current_clock().current_time`), the same value without two calls around it.
+    now: Callable[[], float] = trio.current_time
 
     def fail(self, message: str, kind: str, **kw: Any) -> ProviderError:
         """A `ProviderError` of this provider, its message scrubbed of secrets."""
@@ -168,7 +171,7 @@ class Exchange:
         self.provider = provider
         self.job = job
         self.progress = Progress()
-        self.start = trio.current_time()
+        self.start = provider.now()
         #: Set once the stream has ended (its `StreamEnd`) or was closed early.
         self.done = False
         #: Why the driver ended a read: "idle" or "total" (see `time_out`).
@@ -184,8 +187,9 @@ class Exchange:
         self._admitted: int | None = None  # tokens of an admission the limiter hears of with the response
         self._tokens = 0  # tokens of an admission the limiter was asked for
         #: Set by a driver that watches deadlines from outside (a direct pull): called with an
-        #: attempt's first-token deadline when the attempt waits with no cancel scope (see `_attempt`).
-        self.watch_first: Callable[[float], None] | None = None
+        #: attempt's first-token deadline and the time it starts when the attempt waits with no
+        #: cancel scope (see `_attempt`).
+        self.watch_first: Callable[[float, float], None] | None = None
         #: That attempt's deadline while it waits for its first event (None otherwise).
         self.first_deadline: float | None = None
         self._first_conn: Connection | None = None  # the connection that attempt waits on
@@ -210,7 +214,7 @@ class Exchange:
         timeouts = p.config.timeouts
         max_retries = p.config.max_retries if job.max_retries is None else job.max_retries
         error: ProviderError | None = None
-        progress.deadline = trio.current_time() + timeouts.total
+        progress.deadline = p.now() + timeouts.total
         attempt = 0
         try:
             while True:
@@ -293,7 +297,7 @@ class Exchange:
         client = self._client
         self._decoder = p.codec.new_decoder(job.model_id)
         self._decoder_logged = False
-        now = trio.current_time
+        now = p.now
         keep = False
         start = now()
         deadline = progress.clamp(start + timeouts.first_token)
@@ -313,7 +317,7 @@ class Exchange:
             self._first_conn = conn
             self.first_deadline = deadline
             cancel.on_cancel(conn.close)
-            watch(deadline)
+            watch(deadline, start)
         try:
             with scope if scope is not None else _UNSCOPED:
                 spec: HttpRequestSpec = job.spec
@@ -482,7 +486,7 @@ class Exchange:
         decoder = self._decoder
         assert chunks is not None and decoder is not None
         progress = self.progress
-        now = trio.current_time
+        now = self.provider.now
         events: Batch = []
         while True:
             try:
@@ -706,7 +710,7 @@ class Exchange:
                 kind_outcome,
                 kind,
                 None if progress.first_event_at is None else progress.first_event_at - start,
-                trio.current_time() - start,
+                p.now() - start,
                 overhead,
                 usage.input_tokens if usage else None,
                 usage.output_tokens if usage else None,
@@ -717,7 +721,7 @@ class Exchange:
     def log_end(self, end: StreamEnd | None, *, cancelled: bool) -> None:
         """The job's `request_end` line (a warning for an error)."""
         job, progress, start = self.job, self.progress, self.start
-        now = trio.current_time()
+        now = self.provider.now()
         status, kind = outcome(end, cancelled)
         fields: dict[str, Any] = {"request_id": job.request_id, "model": job.model_id, "status": status}
         if status == "error":

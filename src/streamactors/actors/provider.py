@@ -119,6 +119,7 @@ class ProviderActor:
             lambda: self.in_flight,
             tuple(self._secrets),
             getattr(codec, "content_type", "text/event-stream"),
+            trio.lowlevel.current_clock().current_time,
         )
         # Where requests wait for a worker; bounded, so submitters feel backpressure.
         send, recv = trio.open_memory_channel[StreamJob](config.max_concurrency)
@@ -173,7 +174,7 @@ class ProviderActor:
         if spec.dropped:
             self._log.debug("params_dropped", params=list(spec.dropped), request_id=request_id, model=model_id)
         cancel = CancelHandle()
-        now = trio.current_time()
+        now = self._provider.now()
         client = self._client
         if (
             direct
@@ -551,7 +552,7 @@ class _DirectPull:
         progress = ex.progress
         if ex.ready:
             return await ex.read()
-        now = trio.current_time()
+        now = ex.provider.now()
         if now >= progress.deadline:
             return await ex.stop(ex.timeout_error("total"))
         body = ex.body
@@ -580,8 +581,13 @@ class _DirectPull:
         """Whether the stream has ended (its end given to the consumer, or the consumer left)."""
         return self._end is not None
 
-    def _watch_first(self, due: float) -> None:
-        """An attempt waits for its first event with no cancel scope, until `due`."""
+    def _watch_first(self, due: float, now: float) -> None:
+        """An attempt starting at `now` waits for its first event with no cancel scope, until
+        `due`. The entry is for no later than the idle deadline a read would want next, so
+        that a stream whose first phase ends in time needs no second entry."""
+        idle = now + self.ex.provider.config.timeouts.idle
+        if idle < due:
+            due = idle
         if due < self.watch_due:
             self._actor._watch(self, due)
 
