@@ -16,7 +16,14 @@ from hypothesis import strategies as st
 
 from streamactors.http.fast import ChunkedDecoder, ContentLengthDecoder, FramingError, ResponseHeadReader
 from streamactors.http.fast.body import decoder_for
-from streamactors.http.fast.h1 import BodyFraming, ResponseHead, body_framing, encode_request_head, parse_response_head
+from streamactors.http.fast.h1 import (
+    BodyFraming,
+    ResponseHead,
+    _split_lines,
+    body_framing,
+    encode_request_head,
+    parse_response_head,
+)
 
 
 def every_split(data: bytes) -> Iterator[list[bytes]]:
@@ -375,6 +382,13 @@ class TestResponseHead:
         except FramingError:
             pass
         assert reader.pending_bytes <= 128
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b":", b" ", b"\r", b"\n", b"\r\n"]), max_size=30).map(b"".join))
+def test_head_lines_split_as_line_by_line(head: bytes) -> None:
+    """Lines end at LF, a CR before it dropped; the CRLF-only shortcut splits alike."""
+    assert _split_lines(head) == [line[:-1] if line.endswith(b"\r") else line for line in head.split(b"\n")]
 
 
 class TestBodyFraming:

@@ -85,8 +85,10 @@ def encode_request_head(method: bytes, target: bytes, headers: list[tuple[bytes,
 
 
 def _split_lines(head: bytes) -> list[bytes]:
-    lines = head.split(b"\n")
-    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+    """The lines of `head`, each ended by LF or CRLF (a CR before the LF is dropped)."""
+    if head.count(b"\n") == head.count(b"\r\n"):  # CRLF throughout, as servers send it
+        return (head[:-1] if head.endswith(b"\r") else head).split(b"\r\n")
+    return [line[:-1] if line.endswith(b"\r") else line for line in head.split(b"\n")]
 
 
 def parse_response_head(head: bytes) -> ResponseHead:
@@ -132,25 +134,29 @@ def parse_response_head(head: bytes) -> ResponseHead:
     return ResponseHead(version, int(status_line[9:12]), reason, headers)
 
 
-def _header_tokens(headers: list[tuple[bytes, bytes]], wanted: bytes) -> list[bytes]:
-    """Comma-separated values of every `wanted` header (a lower-case name), lower-cased and stripped."""
-    out: list[bytes] = []
+#: The headers that frame a body, each to its place in `_framing_tokens`'s lists.
+_FRAMING_HEADERS = {b"connection": 0, b"transfer-encoding": 1, b"content-length": 2}
+
+
+def _framing_tokens(headers: list[tuple[bytes, bytes]]) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """The comma-separated values of every Connection, Transfer-Encoding and Content-Length
+    header, lower-cased and stripped, in one pass over the headers."""
+    found: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
+    where = _FRAMING_HEADERS.get
     for name, value in headers:
-        if name.lower() == wanted:
-            out += (v.strip(b" \t").lower() for v in value.split(b","))
-    return out
+        i = where(name.lower())
+        if i is not None:
+            found[i].extend(v.strip(b" \t").lower() for v in value.split(b","))
+    return found
 
 
 def body_framing(head: ResponseHead, request_method: bytes) -> BodyFraming:
     """The framing of the body that follows `head`, per RFC 9112 section 6.3."""
-    headers = head.headers
-    connection = _header_tokens(headers, b"connection")
+    connection, transfer, lengths = _framing_tokens(head.headers)
     keep_alive = head.http_version == b"HTTP/1.1" and b"close" not in connection
     status = head.status_code
     if request_method == b"HEAD" or status in (204, 304) or 100 <= status < 200:
         return BodyFraming("none", 0, keep_alive)
-    transfer = _header_tokens(headers, b"transfer-encoding")
-    lengths = _header_tokens(headers, b"content-length")
     if transfer:
         if transfer != [b"chunked"]:
             raise FramingError(f"unsupported transfer-encoding: {b', '.join(transfer)!r}")
