@@ -12,6 +12,7 @@ past `max_queue` answers "rejected" at once: admission control.
 from __future__ import annotations
 
 import collections
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -58,6 +59,7 @@ class _Feedback:
 # The starts of the header names the limiter reads: quotas (`parse_quota`), and Retry-After
 # (retry-after, retry-after-ms), each after the newline that precedes a name in `_speaks_of_limits`.
 _NEWS_NAMES = tuple(b"\n" + prefix.encode() for prefix in (*QUOTA_PREFIXES, "retry-after"))
+_NEWS = re.compile(b"|".join(re.escape(name) for name in _NEWS_NAMES))  # any of them, in one scan
 
 
 def _speaks_of_limits(headers: httpx.Headers | Mapping[str, str]) -> bool:
@@ -67,7 +69,7 @@ def _speaks_of_limits(headers: httpx.Headers | Mapping[str, str]) -> bool:
         names = b"\n" + b"\n".join([name for name, _ in headers.raw]).lower()
     else:
         names = ("\n" + "\n".join(headers).lower()).encode()
-    return any(name in names for name in _NEWS_NAMES)
+    return _NEWS.search(names) is not None
 
 
 class LimiterActor(BatchedActor[_Acquire | _Cancel | _Feedback]):
