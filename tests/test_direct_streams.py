@@ -8,6 +8,7 @@ that is about to answer). Deadlines are a few tenths of a second, bounds generou
 from __future__ import annotations
 
 import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -25,6 +26,14 @@ def expected_text(n: int) -> str:
 
 def timeouts(**kw: float) -> dict[str, float]:
     return {"first_token": 5.0, "idle": 5.0, "total": 60.0, **kw}
+
+
+async def failing(service: Any, model: str, *, within: float) -> tuple[ProviderError, float]:
+    """The error `complete()` of `model` ends with (within `within` seconds), and how long it took."""
+    t0 = trio.current_time()
+    with trio.fail_after(within), pytest.raises(ProviderError) as info:
+        await service.complete({"model": model, "messages": user()})
+    return info.value, trio.current_time() - t0
 
 
 async def test_a_stream_is_driven_by_its_consumer_and_a_full_provider_queues(fake: FakeUpstream, logs: Any) -> None:
@@ -57,13 +66,10 @@ async def test_a_stream_is_driven_by_its_consumer_and_a_full_provider_queues(fak
 async def test_a_stall_mid_stream_ends_with_an_idle_timeout(fake: FakeUpstream, logs: Any) -> None:
     cfg = config_for(fake, timeouts=timeouts(idle=0.3))
     async with open_service(cfg, logger=logs.logger) as service:
-        t0 = trio.current_time()
-        with trio.fail_after(5), pytest.raises(ProviderError) as info:
-            await service.complete({"model": "openai/m~tokens=10~fail=hang@4", "messages": user()})
-        took = trio.current_time() - t0
+        error, took = await failing(service, "openai/m~tokens=10~fail=hang@4", within=5)
         assert service.health()["openai"]["in_flight"] == 0
-    assert info.value.kind == "timeout" and "idle timeout" in info.value.message
-    assert info.value.partial is not None and info.value.partial.text == expected_text(4)
+    assert error.kind == "timeout" and "idle timeout" in error.message
+    assert error.partial is not None and error.partial.text == expected_text(4)
     assert 0.3 <= took < 2.0
     ends = [r for r in logs.records() if r["event"] == "request_end"]
     assert [e["error_kind"] for e in ends] == ["timeout"]
@@ -83,12 +89,9 @@ async def test_a_slow_consumer_is_not_upstream_idleness(fake: FakeUpstream, logs
 async def test_the_total_timeout_ends_a_direct_stream(fake: FakeUpstream, logs: Any) -> None:
     cfg = config_for(fake, timeouts=timeouts(idle=1.0, total=0.5))
     async with open_service(cfg, logger=logs.logger) as service:
-        t0 = trio.current_time()
-        with trio.fail_after(5), pytest.raises(ProviderError) as info:
-            await service.complete({"model": "openai/m~tokens=1000~delay_ms=20", "messages": user()})
-        took = trio.current_time() - t0
-    assert info.value.kind == "timeout" and "total timeout" in info.value.message
-    assert info.value.partial is not None and info.value.partial.text
+        error, took = await failing(service, "openai/m~tokens=1000~delay_ms=20", within=5)
+    assert error.kind == "timeout" and "total timeout" in error.message
+    assert error.partial is not None and error.partial.text
     assert 0.5 <= took < 2.0
 
 
@@ -164,6 +167,27 @@ async def test_a_malformed_event_after_good_ones_gives_the_connection_back(fake:
 # --- the first phase on a kept-alive connection: no cancel scope, the watchdog's deadline ---
 
 
+async def shut_down_under(
+    cfg: Any, logs: Any, warm: Callable[[Any], Awaitable[Any]], model: str
+) -> list[ProviderError]:
+    """Open the service, `warm` it (a connection is then kept alive), complete `model` in
+    another task and stop the service 0.1 s later: the errors that request ended with."""
+    errors: list[ProviderError] = []
+    with trio.fail_after(3):
+        async with trio.open_nursery() as nursery, open_service(cfg, logger=logs.logger) as service:
+            await warm(service)
+
+            async def waiting() -> None:
+                try:
+                    await service.complete({"model": model, "messages": user()})
+                except ProviderError as exc:
+                    errors.append(exc)
+
+            nursery.start_soon(waiting)
+            await trio.sleep(0.1)
+    return errors
+
+
 async def _kept_alive(service: Any) -> Any:
     """After one request, the provider's pool holds one idle connection (returned: its pool)."""
     assert (await service.complete({"model": "openai/m~tokens=2", "messages": user()})).text == expected_text(2)
@@ -179,48 +203,37 @@ async def test_a_first_token_timeout_on_a_kept_alive_connection(fake: FakeUpstre
     cfg = config_for(fake, timeouts=timeouts(first_token=0.3), max_retries=1)
     async with open_service(cfg, logger=logs.logger) as service:
         pool = await _kept_alive(service)
-        t0 = trio.current_time()
-        with trio.fail_after(4), pytest.raises(ProviderError) as info:
-            await service.complete({"model": "openai/m~tokens=3~ttft_ms=3000", "messages": user()})
-        took = trio.current_time() - t0
+        error, took = await failing(service, "openai/m~tokens=3~ttft_ms=3000", within=4)
         assert pool.connections_opened == 2  # the kept-alive one, then the retry's new one
         assert pool.open_connections == 0  # both closed, neither reused
-    assert info.value.kind == "timeout" and "first_token timeout" in info.value.message
-    assert info.value.retryable
+    assert error.kind == "timeout" and "first_token timeout" in error.message
+    assert error.retryable
     assert 0.6 <= took < 3.0  # two attempts of 0.3 s and the backoff between them
     retries = [r for r in logs.records() if r["event"] == "retry"]
     assert [r["error_kind"] for r in retries] == ["timeout"]
 
 
-async def test_the_total_timeout_in_the_first_phase_on_a_kept_alive_connection(
-    fake: FakeUpstream, logs: Any
-) -> None:
+async def test_the_total_timeout_in_the_first_phase_on_a_kept_alive_connection(fake: FakeUpstream, logs: Any) -> None:
     cfg = config_for(fake, timeouts=timeouts(first_token=5.0, total=0.4))
     async with open_service(cfg, logger=logs.logger) as service:
         await _kept_alive(service)
-        t0 = trio.current_time()
-        with trio.fail_after(4), pytest.raises(ProviderError) as info:
-            await service.complete({"model": "openai/m~tokens=3~ttft_ms=3000", "messages": user()})
-        took = trio.current_time() - t0
-    assert info.value.kind == "timeout" and "total timeout" in info.value.message
+        error, took = await failing(service, "openai/m~tokens=3~ttft_ms=3000", within=4)
+    assert error.kind == "timeout" and "total timeout" in error.message
     assert 0.4 <= took < 2.0
 
 
 async def test_the_idle_deadline_after_a_first_phase_on_a_kept_alive_connection_is_not_late(
     fake: FakeUpstream, logs: Any
 ) -> None:
-    """The first phase's watchdog entry is for the first-token deadline (5 s); once events
-    come, the idle deadline (0.3 s) is earlier, and the stall after them ends on time."""
+    """The first-token deadline is 5 s and the idle one 0.3 s: once events come, the stall
+    after them ends at the idle deadline, not at the first phase's."""
     cfg = config_for(fake, timeouts=timeouts(first_token=5.0, idle=0.3))
     async with open_service(cfg, logger=logs.logger) as service:
         await _kept_alive(service)
-        t0 = trio.current_time()
-        with trio.fail_after(3), pytest.raises(ProviderError) as info:
-            await service.complete({"model": "openai/m~tokens=10~delay_ms=20~fail=hang@3", "messages": user()})
-        took = trio.current_time() - t0
+        error, took = await failing(service, "openai/m~tokens=10~delay_ms=20~fail=hang@3", within=3)
         assert service.health()["openai"]["in_flight"] == 0
-    assert info.value.kind == "timeout" and "idle timeout" in info.value.message
-    assert info.value.partial is not None and info.value.partial.text == expected_text(3)
+    assert error.kind == "timeout" and "idle timeout" in error.message
+    assert error.partial is not None and error.partial.text == expected_text(3)
     assert 0.3 <= took < 2.0
 
 
@@ -228,31 +241,22 @@ async def test_shutdown_ends_a_first_phase_on_a_kept_alive_connection(fake: Fake
     """The actor stopping under an attempt that waits with no cancel scope closes its socket
     (the job's cancel handle): the request ends with a connection error, soon."""
     cfg = config_for(fake, service={"shutdown_grace": 0.3})
-    errors: list[ProviderError] = []
-    with trio.fail_after(4):
-        async with trio.open_nursery() as nursery, open_service(cfg, logger=logs.logger) as service:
-            await _kept_alive(service)
-
-            async def waiting() -> None:
-                try:
-                    await service.complete({"model": "openai/m~tokens=3~ttft_ms=60000", "messages": user()})
-                except ProviderError as exc:
-                    errors.append(exc)
-
-            nursery.start_soon(waiting)
-            await trio.sleep(0.1)
+    errors = await shut_down_under(cfg, logs, _kept_alive, "openai/m~tokens=3~ttft_ms=60000")
     assert [e.kind for e in errors] == ["connection"]
     assert "provider actor stopped" in errors[0].message
 
 
 _CHUNK = '{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[%s]}'
-_REPLY = "".join(
-    f"data: {_CHUNK % choice}\n\n"
-    for choice in (
-        '{"index":0,"delta":{"role":"assistant","content":"hi"},"finish_reason":null}',
-        '{"index":0,"delta":{},"finish_reason":"stop"}',
-    )
-).encode() + b"data: [DONE]\n\n"
+_REPLY = (
+    "".join(
+        f"data: {_CHUNK % choice}\n\n"
+        for choice in (
+            '{"index":0,"delta":{"role":"assistant","content":"hi"},"finish_reason":null}',
+            '{"index":0,"delta":{},"finish_reason":"stop"}',
+        )
+    ).encode()
+    + b"data: [DONE]\n\n"
+)
 
 
 class AnswersOnce:
@@ -280,6 +284,10 @@ class AnswersOnce:
                     await stream.send_all(head % len(_REPLY) + _REPLY)
 
 
+async def _answered(service: Any) -> None:
+    assert (await service.complete({"model": "openai/m", "messages": user()})).text == "hi"
+
+
 @pytest.fixture
 async def answers_once(nursery: trio.Nursery) -> AnswersOnce:
     server = AnswersOnce()
@@ -294,15 +302,12 @@ async def test_a_first_token_timeout_while_waiting_for_the_head_on_a_kept_alive_
     first-token deadline (the attempt has no cancel scope, and no body to abort yet)."""
     cfg = config_for(answers_once, timeouts=timeouts(first_token=0.3))  # type: ignore[arg-type]
     async with open_service(cfg, logger=logs.logger) as service:
-        assert (await service.complete({"model": "openai/m", "messages": user()})).text == "hi"
-        t0 = trio.current_time()
-        with trio.fail_after(3), pytest.raises(ProviderError) as info:
-            await service.complete({"model": "openai/m", "messages": user()})
-        took = trio.current_time() - t0
+        await _answered(service)
+        error, took = await failing(service, "openai/m", within=3)
         pool = service._actors["openai"]._client.transport.pool
         assert pool.connections_opened == 1 and pool.open_connections == 0
     assert answers_once.requests == 2
-    assert info.value.kind == "timeout" and "first_token timeout" in info.value.message
+    assert error.kind == "timeout" and "first_token timeout" in error.message
     assert 0.3 <= took < 2.0
 
 
@@ -311,19 +316,7 @@ async def test_shutdown_while_waiting_for_the_head_on_a_kept_alive_connection(
 ) -> None:
     """The actor stopping closes the socket through the job's cancel handle."""
     cfg = config_for(answers_once, service={"shutdown_grace": 0.3})  # type: ignore[arg-type]
-    errors: list[ProviderError] = []
-    with trio.fail_after(3):
-        async with trio.open_nursery() as nursery, open_service(cfg, logger=logs.logger) as service:
-            assert (await service.complete({"model": "openai/m", "messages": user()})).text == "hi"
-
-            async def waiting() -> None:
-                try:
-                    await service.complete({"model": "openai/m", "messages": user()})
-                except ProviderError as exc:
-                    errors.append(exc)
-
-            nursery.start_soon(waiting)
-            await trio.sleep(0.1)
+    errors = await shut_down_under(cfg, logs, _answered, "openai/m")
     assert answers_once.requests == 2
     assert [e.kind for e in errors] == ["connection"]
     assert "provider actor stopped" in errors[0].message
@@ -336,7 +329,7 @@ async def test_closing_a_stream_from_another_task_while_it_waits_for_the_head(
     the job's cancel handle closes the socket, and the consumer's wait ends at once."""
     cfg = config_for(answers_once)  # type: ignore[arg-type]
     async with open_service(cfg, logger=logs.logger) as service:
-        assert (await service.complete({"model": "openai/m", "messages": user()})).text == "hi"
+        await _answered(service)
         outcomes: list[str] = []
         with trio.fail_after(3):
             async with service.stream({"model": "openai/m", "messages": user()}) as events:
