@@ -120,7 +120,7 @@ class UpstreamClient:
         any connection of the pool is, whatever happens)."""
         body = spec.body
         fast = self._fast
-        head = self._head(spec) if fast is not None and body and not self.cookies else None
+        head = self._fast_head(spec)
         if head is not None:
             assert fast is not None
             response = await fast.send_head(
@@ -146,13 +146,13 @@ class UpstreamClient:
         only waits are then on that connection's socket, and closing the connection ends
         them. None when no connection to its origin is idle, or `spec` does not take the
         pre-encoded path (see `open`). The caller must pass it to `open`."""
-        fast = self._fast
-        if fast is None or not spec.body or self.cookies:
-            return None
-        head = self._head(spec)
-        return fast.pool.take_idle(head.origin) if head is not None else None
+        head = self._fast_head(spec)
+        return self._fast.pool.take_idle(head.origin) if head is not None and self._fast is not None else None
 
-    def _head(self, spec: HttpRequestSpec) -> _EncodedHead | None:
+    def _fast_head(self, spec: HttpRequestSpec) -> _EncodedHead | None:
+        """The encoded head `open` sends `spec` with, or None if `spec` takes httpx's path."""
+        if self._fast is None or not spec.body or self.cookies:
+            return None
         key = (spec.method, spec.url, spec.headers)
         heads = self._heads
         try:
