@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Mapping
-from contextlib import aclosing
+from contextlib import aclosing, nullcontext
 from typing import Any
 
 import attrs
@@ -120,17 +120,8 @@ async def sleep_until(when: float, progress: Progress, cancel: CancelHandle) -> 
         raise TotalTimeout
 
 
-class _Unscoped:
-    """What `_attempt` enters in place of a cancel scope when it needs none."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_UNSCOPED = _Unscoped()
+#: What `_attempt` enters in place of a cancel scope when it needs none.
+_UNSCOPED = nullcontext()
 
 
 @attrs.define
