@@ -378,7 +378,7 @@ class Exchange:
         phase, self.timed_out = self.timed_out, None
         if phase is None:
             return None
-        if phase == "total" or trio.current_time() >= self.progress.deadline:
+        if phase == "total" or self.provider.now() >= self.progress.deadline:
             return TotalTimeout()
         return _AttemptFailed(self.timeout_error("first_token"))
 
